@@ -9,7 +9,7 @@ mod status;
 mod trade_block;
 mod values;
 
-pub use ids::{LegId, MatchKey, TradeId};
+pub use ids::{derive_id, LegId, MatchKey, TradeId};
 pub use status::TradeStatus;
 pub use trade_block::{Allocation, FieldError, LegRole, TradeBlock, ValidationErrors, MAX_ALLOCATIONS};
 pub use values::{AccountId, Currency, Isin, ParticipantId, Price, Quantity, Side, TradeRef, ValueError, Version};

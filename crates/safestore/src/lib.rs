@@ -1,0 +1,270 @@
+//! The Postgres safe-store (DESIGN section 4). Each service owns one schema in its application's
+//! database; its connections run with `search_path` set to that schema, so the shared tables here
+//! (inbox, outbox, consumer offsets, dead letters) and the service's own tables are named unqualified.
+
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+use std::time::Duration;
+
+use keel_messages::Message;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection};
+pub use sqlx::{PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+/// The shared safe-store track, applied to every service schema before the service's own migrations.
+static SAFESTORE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("invalid database url: {0}")]
+    InvalidUrl(#[source] sqlx::Error),
+    #[error("cannot reach the database: {0}")]
+    Connect(#[source] sqlx::Error),
+    #[error("migrating schema {schema}: {source}")]
+    Migrate { schema: String, source: sqlx::migrate::MigrateError },
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Where a service's safe-store is.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub url: String,
+    /// The schema this service owns.
+    pub schema: String,
+    pub max_connections: u32,
+}
+
+/// Connects with `search_path` set to the service's schema, creates the schema if needed and runs the
+/// shared safe-store track then the service's own migrations.
+pub async fn connect(options: &StoreOptions, migrations: &Migrator) -> Result<PgPool, StoreError> {
+    let connect = PgConnectOptions::from_str(&options.url)
+        .map_err(StoreError::InvalidUrl)?
+        .options([("search_path", options.schema.as_str())]);
+
+    let mut admin = PgConnection::connect_with(&connect).await.map_err(StoreError::Connect)?;
+    sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(&options.schema)))
+        .execute(&mut admin)
+        .await?;
+    for migrator in [&SAFESTORE_MIGRATIONS, migrations] {
+        let mut migrator = Migrator { ignore_missing: true, ..clone_migrator(migrator) };
+        migrator.set_locking(true);
+        migrator
+            .run(&mut admin)
+            .await
+            .map_err(|source| StoreError::Migrate { schema: options.schema.clone(), source })?;
+    }
+    admin.close().await?;
+
+    PgPoolOptions::new()
+        .max_connections(options.max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(connect)
+        .await
+        .map_err(StoreError::Connect)
+}
+
+fn clone_migrator(migrator: &Migrator) -> Migrator {
+    Migrator {
+        migrations: migrator.migrations.clone(),
+        ignore_missing: migrator.ignore_missing,
+        locking: migrator.locking,
+        no_tx: migrator.no_tx,
+    }
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Whether retrying the same work can succeed: the connection or the server had a passing problem, or
+/// the transaction lost a race. A transaction that failed with one of these was rolled back.
+pub fn is_transient(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") // connection exception
+                || code.starts_with("53") // insufficient resources
+                || code.starts_with("57P") // operator intervention: shutdown, cannot connect now
+                || code == "40001" // serialization failure
+                || code == "40P01" // deadlock detected
+                || code == "25006" // read-only transaction: a standby, until promotion completes
+        }),
+        _ => false,
+    }
+}
+
+/// A message on its way out through the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outgoing {
+    pub message_id: Uuid,
+    pub topic: String,
+    pub key: String,
+    pub payload: serde_json::Value,
+}
+
+impl Outgoing {
+    pub fn of<M: Message>(message: &M) -> Self {
+        Outgoing {
+            message_id: message.message_id(),
+            topic: M::TOPIC.to_owned(),
+            key: message.key(),
+            payload: serde_json::to_value(message).expect("messages always serialize"),
+        }
+    }
+}
+
+/// Writes messages to the outbox in one statement. A message already there (same id) is kept as it
+/// was: its id is derived from its content, so it is the same message.
+pub async fn enqueue(conn: &mut PgConnection, messages: &[Outgoing]) -> Result<(), sqlx::Error> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = messages.iter().map(|m| m.message_id).collect();
+    let topics: Vec<&str> = messages.iter().map(|m| m.topic.as_str()).collect();
+    let keys: Vec<&str> = messages.iter().map(|m| m.key.as_str()).collect();
+    let payloads: Vec<serde_json::Value> = messages.iter().map(|m| m.payload.clone()).collect();
+    sqlx::query(
+        "INSERT INTO outbox (message_id, topic, key, payload)
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::jsonb[])
+         ON CONFLICT (message_id) DO NOTHING",
+    )
+    .bind(&ids)
+    .bind(&topics)
+    .bind(&keys)
+    .bind(&payloads)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Where a consumed message came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Records consumed message ids in the inbox and returns those seen for the first time: the others
+/// were processed before and must be skipped.
+pub async fn claim_inbox(
+    conn: &mut PgConnection,
+    messages: &[(Uuid, Origin<'_>)],
+) -> Result<HashSet<Uuid>, sqlx::Error> {
+    if messages.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let ids: Vec<Uuid> = messages.iter().map(|(id, _)| *id).collect();
+    let topics: Vec<&str> = messages.iter().map(|(_, o)| o.topic).collect();
+    let partitions: Vec<i32> = messages.iter().map(|(_, o)| o.partition).collect();
+    let offsets: Vec<i64> = messages.iter().map(|(_, o)| o.offset).collect();
+    let fresh: Vec<Uuid> = sqlx::query_scalar(
+        "INSERT INTO inbox (message_id, topic, partition, \"offset\")
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::int[], $4::bigint[])
+         ON CONFLICT (message_id) DO NOTHING
+         RETURNING message_id",
+    )
+    .bind(&ids)
+    .bind(&topics)
+    .bind(&partitions)
+    .bind(&offsets)
+    .fetch_all(conn)
+    .await?;
+    Ok(fresh.into_iter().collect())
+}
+
+/// The next offset to consume per partition of `topic`, as last committed with its effects.
+pub async fn load_offsets(pool: &PgPool, topic: &str) -> Result<HashMap<i32, i64>, sqlx::Error> {
+    let rows: Vec<(i32, i64)> =
+        sqlx::query_as("SELECT partition, next_offset FROM consumer_offsets WHERE topic = $1")
+            .bind(topic)
+            .fetch_all(pool)
+            .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Stores the consumer's position; a position never moves backwards.
+pub async fn save_offsets(conn: &mut PgConnection, topic: &str, next: &[(i32, i64)]) -> Result<(), sqlx::Error> {
+    let partitions: Vec<i32> = next.iter().map(|(p, _)| *p).collect();
+    let offsets: Vec<i64> = next.iter().map(|(_, o)| *o).collect();
+    sqlx::query(
+        "INSERT INTO consumer_offsets (topic, partition, next_offset)
+         SELECT $1, * FROM UNNEST($2::int[], $3::bigint[])
+         ON CONFLICT (topic, partition) DO UPDATE
+         SET next_offset = GREATEST(consumer_offsets.next_offset, EXCLUDED.next_offset), updated_at = now()",
+    )
+    .bind(topic)
+    .bind(&partitions)
+    .bind(&offsets)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A message that cannot be processed, kept with its origin and the reason.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub message_id: Option<Uuid>,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub payload: Option<Vec<u8>>,
+    pub error: String,
+}
+
+pub async fn record_dead_letter(conn: &mut PgConnection, letter: &DeadLetter) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO dead_letters (message_id, topic, partition, \"offset\", key, payload, error)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (topic, partition, \"offset\") DO NOTHING",
+    )
+    .bind(letter.message_id)
+    .bind(&letter.topic)
+    .bind(letter.partition)
+    .bind(letter.offset)
+    .bind(&letter.key)
+    .bind(&letter.payload)
+    .bind(&letter.error)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// An outbox row still to publish.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PendingMessage {
+    pub id: i64,
+    pub message_id: Uuid,
+    pub topic: String,
+    pub key: String,
+    pub payload: String,
+}
+
+/// The oldest unpublished outbox rows, in the order they were written.
+pub async fn unpublished(pool: &PgPool, limit: i64) -> Result<Vec<PendingMessage>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, message_id, topic, key, payload::text AS payload
+         FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+pub async fn mark_published(pool: &PgPool, ids: &[i64]) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1) AND published_at IS NULL")
+        .bind(ids)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// How many outbox rows wait to be published.
+pub async fn outbox_depth(pool: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL").fetch_one(pool).await
+}

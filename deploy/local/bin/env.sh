@@ -1,0 +1,31 @@
+# Shared settings for the local stack scripts. Sourced, not run.
+# Everything the stack installs lives under KEEL_CACHE (outside the clone, reused across runs);
+# everything it writes at run time lives under KEEL_STATE.
+KEEL_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
+KEEL_CACHE="${KEEL_CACHE:-$HOME/.cache/keel}"
+KEEL_TOOLS="${KEEL_TOOLS:-$KEEL_CACHE/tools}"
+KEEL_STATE="${KEEL_STATE:-$KEEL_ROOT/.keel}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$KEEL_CACHE/target}"
+PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
+TANSU_BIN="${TANSU_BIN:-$KEEL_TOOLS/bin/tansu}"
+TANSU_VERSION="0.6.0"
+# Postgres refuses to run as root; the stack runs it as this user when started as root.
+PG_USER="${PG_USER:-keel}"
+
+log() { printf '\033[1m[keel]\033[0m %s\n' "$*" >&2; }
+
+# Runs a command as the Postgres user (as is, when not root).
+as_pg_user() {
+  if [ "$(id -u)" = 0 ]; then runuser -u "$PG_USER" -- "$@"; else "$@"; fi
+}
+
+# Waits until a TCP port on 127.0.0.1 accepts connections, or fails after $2 seconds.
+wait_for_port() {
+  local port=$1 seconds=${2:-30} i
+  for ((i = 0; i < seconds * 10; i++)); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  log "nothing listens on 127.0.0.1:$port after ${seconds}s"
+  return 1
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what the local stack needs and is missing: PostgreSQL 15 (Debian), the tansu broker
+# (crates.io, built once into $KEEL_TOOLS, about 16 minutes), and the non-root Postgres user.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+
+if [ ! -x "$PG_BIN/postgres" ]; then
+  log "installing PostgreSQL 15 from Debian's packages"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq postgresql-15 >/dev/null
+fi
+
+if [ "$(id -u)" = 0 ] && ! id "$PG_USER" >/dev/null 2>&1; then
+  log "creating system user $PG_USER to run Postgres"
+  useradd --system --no-create-home --shell /usr/sbin/nologin "$PG_USER"
+fi
+
+if [ ! -x "$TANSU_BIN" ] || ! "$TANSU_BIN" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
+  log "installing tansu $TANSU_VERSION with cargo (once; about 16 minutes)"
+  mkdir -p "$KEEL_TOOLS"
+  CARGO_TARGET_DIR="$KEEL_CACHE/tansu-target" cargo install tansu --locked --version "$TANSU_VERSION" \
+    --features libsql --root "$KEEL_TOOLS"
+fi

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# postgres.sh start|stop DIR PORT [DATABASE...]: one Postgres 15 cluster in DIR on 127.0.0.1:PORT,
+# owned by a non-root user, with the given databases created.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+action=$1 dir=$2 port=$3
+shift 3
+
+case "$action" in
+start)
+  mkdir -p "$dir"
+  [ "$(id -u)" = 0 ] && chown "$PG_USER" "$dir"
+  if [ ! -f "$dir/data/PG_VERSION" ]; then
+    as_pg_user "$PG_BIN/initdb" -D "$dir/data" -U keel --auth=trust -E UTF8 >"$dir/initdb.log"
+    mkdir -p "$dir/run" && [ "$(id -u)" = 0 ] && chown "$PG_USER" "$dir/run"
+    cat >>"$dir/data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$dir/run'
+max_connections = 300
+shared_buffers = 512MB
+max_wal_size = 4GB
+checkpoint_timeout = 15min
+wal_compression = on
+wal_level = replica
+max_wal_senders = 10
+fsync = on
+synchronous_commit = on
+logging_collector = off
+CONF
+  fi
+  if ! as_pg_user "$PG_BIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
+    as_pg_user "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 start >/dev/null
+  fi
+  for db in "$@"; do
+    as_pg_user "$PG_BIN/psql" -h 127.0.0.1 -p "$port" -U keel -d postgres -qtAc \
+      "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 ||
+      as_pg_user "$PG_BIN/createdb" -h 127.0.0.1 -p "$port" -U keel "$db"
+  done
+  ;;
+stop)
+  if [ -f "$dir/data/postmaster.pid" ]; then
+    as_pg_user "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w -t 60 stop >/dev/null || true
+  fi
+  ;;
+*) echo "usage: postgres.sh start|stop DIR PORT [DATABASE...]" >&2; exit 2 ;;
+esac

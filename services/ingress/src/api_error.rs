@@ -1,0 +1,73 @@
+//! The one place where errors become HTTP responses. Every error body is
+//! `{"error": {"code", "message", "fields"?: [{"field", "code", "message"}]}}`, except the token
+//! endpoint's, which follow RFC 6749 section 5.2.
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use keel_domain::FieldError;
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("request body is not valid JSON: {0}")]
+    MalformedJson(String),
+    #[error("invalid request")]
+    Invalid(Vec<FieldError>),
+    #[error("{message}")]
+    Unauthorized { message: String },
+    #[error("OAuth error {code}: {description}")]
+    OAuth { status: StatusCode, code: &'static str, description: String },
+    #[error("not found")]
+    NotFound,
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("store: {0}")]
+    Store(#[from] sqlx::Error),
+}
+
+impl ApiError {
+    pub fn invalid(field: &str, code: &str, message: impl Into<String>) -> Self {
+        ApiError::Invalid(vec![FieldError { field: field.into(), code: code.into(), message: message.into() }])
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = |code: &str, message: String| json!({"error": {"code": code, "message": message}});
+        match self {
+            ApiError::MalformedJson(detail) => (
+                StatusCode::BAD_REQUEST,
+                Json(body("malformed_json", format!("request body is not valid JSON: {detail}"))),
+            )
+                .into_response(),
+            ApiError::Invalid(fields) => {
+                let message = fields.iter().map(|f| format!("{}: {}", f.field, f.message)).collect::<Vec<_>>().join("; ");
+                let mut payload = body("validation_failed", message);
+                payload["error"]["fields"] = json!(fields);
+                (StatusCode::UNPROCESSABLE_ENTITY, Json(payload)).into_response()
+            }
+            ApiError::Unauthorized { message } => (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer error=\"invalid_token\"")],
+                Json(body("unauthorized", message)),
+            )
+                .into_response(),
+            ApiError::OAuth { status, code, description } => {
+                (status, Json(json!({"error": code, "error_description": description}))).into_response()
+            }
+            ApiError::NotFound => (StatusCode::NOT_FOUND, Json(body("not_found", "no such resource".into()))).into_response(),
+            ApiError::Conflict { code, message } => (StatusCode::CONFLICT, Json(body(code, message))).into_response(),
+            ApiError::Store(error) => {
+                tracing::error!(%error, "store error");
+                let status = if keel_safestore::is_transient(&error) {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                };
+                (status, Json(body("store_unavailable", "the safe-store could not commit; nothing was accepted, retry".into())))
+                    .into_response()
+            }
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! matching: `tm.trades` → pair legs, append status history → `tm.events`; plus the expiry sweeper.
+
+mod handler;
+mod store;
+mod sweeper;
+
+use std::time::Duration;
+
+use keel_lifecycle::MatchPolicy;
+use keel_messages::topics;
+use keel_service_kit::{Stage, StageConfig};
+use serde::{Deserialize, Serialize};
+
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+struct Config {
+    #[serde(flatten)]
+    stage: StageConfig,
+    matching: MatchingConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+struct MatchingConfig {
+    /// Largest absolute price difference that still matches, as a decimal string ("0" = exact).
+    price_tolerance: rust_decimal::Decimal,
+    /// Seconds a lone leg waits for its counterpart.
+    match_window_seconds: i64,
+    /// How often the sweeper looks for legs whose window has run out.
+    sweep_interval_ms: u64,
+}
+
+impl Default for MatchingConfig {
+    fn default() -> Self {
+        Self { price_tolerance: rust_decimal::Decimal::ZERO, match_window_seconds: 86_400, sweep_interval_ms: 1_000 }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config: Config = keel_platform::config::load()?;
+    let _telemetry = keel_platform::telemetry::init("matching");
+    let shutdown = keel_platform::shutdown::on_signal();
+    let policy = MatchPolicy {
+        price_tolerance: config.matching.price_tolerance,
+        match_window: chrono::Duration::seconds(config.matching.match_window_seconds),
+    };
+    let sweep_every = Duration::from_millis(config.matching.sweep_interval_ms);
+    let stage = Stage {
+        name: "matching",
+        schema: "matching",
+        topic: topics::TRADES,
+        dead_letter_topic: topics::TM_DEAD_LETTERS,
+        migrations: &MIGRATIONS,
+    };
+    stage
+        .run(config.stage, shutdown, |context| {
+            let sweeper = sweeper::run(context.pool.clone(), policy.clone(), sweep_every, context.relay_wake.clone(), context.shutdown.clone());
+            (handler::Matching { policy }, vec![Box::pin(sweeper)])
+        })
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,63 @@
+//! Expires lone legs whose match window has run out. Runs beside the consumer; both lock the trade
+//! rows they change, and the sweeper skips rows the consumer holds, so they never wait on each other.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keel_lifecycle::{Command, MatchPolicy, Trade};
+use keel_safestore::PgPool;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::store;
+
+const BATCH: i64 = 500;
+
+pub async fn run(pool: PgPool, policy: MatchPolicy, every: Duration, relay_wake: Arc<Notify>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        loop {
+            match sweep_once(&pool, &policy).await {
+                Ok(0) => break,
+                Ok(expired) => {
+                    tracing::info!(expired, "expired lone legs");
+                    relay_wake.notify_one();
+                    if (expired as i64) < BATCH {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "expiry sweep failed; retrying next round");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn sweep_once(pool: &PgPool, policy: &MatchPolicy) -> Result<usize, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let now = chrono::Utc::now();
+    let rows: Vec<(sqlx::types::Json<Trade>,)> = sqlx::query_as(
+        "SELECT state FROM trades WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(now)
+    .bind(BATCH)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut trades: HashMap<_, Trade> = rows.into_iter().map(|(t,)| (t.0.trade_id, t.0)).collect();
+    let mut changes = store::Changes::default();
+    for trade in trades.values_mut() {
+        let entries = trade.apply(Command::Expire { now }, policy);
+        changes.record(trade, entries);
+    }
+    let expired = trades.len();
+    let events = store::save(&mut tx, &trades, &changes).await?;
+    keel_safestore::enqueue(&mut tx, &events).await?;
+    tx.commit().await?;
+    Ok(expired)
+}

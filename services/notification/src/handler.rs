@@ -1,0 +1,81 @@
+use keel_domain::derive_id;
+use keel_messages::{Message, TradeEvent};
+use keel_safestore::Outgoing;
+use keel_streaming::{Handler, Inbound};
+use serde_json::json;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+pub struct Notification;
+
+struct Row {
+    notification_id: Uuid,
+    event_id: Uuid,
+    recipient: String,
+    event: TradeEvent,
+}
+
+impl Handler for Notification {
+    type Message = TradeEvent;
+
+    async fn apply(&self, conn: &mut PgConnection, batch: &[Inbound<TradeEvent>]) -> Result<Vec<Outgoing>, sqlx::Error> {
+        let rows: Vec<Row> = batch
+            .iter()
+            .flat_map(|message| {
+                let event_id = message.body.message_id();
+                message.body.entry.recipients.iter().map(move |recipient| Row {
+                    notification_id: derive_id("notification", &[&event_id.to_string(), recipient.as_str()]),
+                    event_id,
+                    recipient: recipient.to_string(),
+                    event: message.body.clone(),
+                })
+            })
+            .collect();
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let bodies: Vec<serde_json::Value> = rows.iter().map(body).collect();
+        sqlx::query(
+            "INSERT INTO notifications (notification_id, event_id, recipient, trade_id, status, at, body)
+             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::text[], $6::timestamptz[], $7::jsonb[])
+             ON CONFLICT (notification_id) DO NOTHING",
+        )
+        .bind(rows.iter().map(|r| r.notification_id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.event_id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.recipient.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.event.trade_id.0).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.event.entry.status.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.event.entry.at).collect::<Vec<_>>())
+        .bind(&bodies)
+        .execute(conn)
+        .await?;
+        metrics::counter!("keel_notifications_total").increment(rows.len() as u64);
+        Ok(Vec::new())
+    }
+}
+
+/// What the participant receives, in the feed and in a webhook.
+fn body(row: &Row) -> serde_json::Value {
+    let entry = &row.event.entry;
+    let mut body = json!({
+        "notification_id": row.notification_id,
+        "trade_id": row.event.trade_id,
+        "trade_ref": row.event.match_key.trade_ref,
+        "im_id": row.event.match_key.im_id,
+        "broker_id": row.event.match_key.broker_id,
+        "status": entry.status,
+        "iso20022_status": entry.status.iso20022_code(),
+        "at": entry.at,
+        "history_seq": entry.seq,
+    });
+    if let Some(reason) = &entry.reason {
+        body["reason"] = json!(reason);
+    }
+    if !entry.differing_fields.is_empty() {
+        body["differing_fields"] = json!(entry.differing_fields);
+    }
+    if let Some(leg_id) = entry.leg_id {
+        body["leg_id"] = json!(leg_id);
+    }
+    body
+}
