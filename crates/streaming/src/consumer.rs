@@ -99,6 +99,10 @@ pub struct ConsumerOptions {
     /// How long a batch waits to fill once its first message is in.
     pub linger: Duration,
     pub poison: PoisonLimit,
+    /// Also commit offsets to Kafka, for lag dashboards that read consumer groups. Off by default:
+    /// tansu 0.6 panics in its group coordinator on commits from a manually assigned consumer
+    /// (`unreachable!` in tansu-storage service.rs), and Postgres holds the real position anyway.
+    pub advisory_commits: bool,
 }
 
 impl ConsumerOptions {
@@ -110,6 +114,7 @@ impl ConsumerOptions {
             max_batch: 500,
             linger: Duration::from_millis(5),
             poison: PoisonLimit::default(),
+            advisory_commits: false,
         }
     }
 }
@@ -443,15 +448,17 @@ impl<H: Handler> BatchConsumer<H> {
         Ok(())
     }
 
-    /// Kafka's committed offsets only feed lag dashboards; Postgres holds the real position.
+    /// Reports lag, and optionally commits to Kafka for dashboards; Postgres holds the real position.
     fn advise_kafka(&self, consumer: &Arc<StreamConsumer>, next_offsets: &BTreeMap<i32, i64>, report_lag: bool) {
         let topic = self.options.topic.as_str();
         let mut list = TopicPartitionList::new();
         for (partition, next) in next_offsets {
             let _ = list.add_partition_offset(topic, *partition, Offset::Offset(*next));
         }
-        if let Err(error) = consumer.commit(&list, CommitMode::Async) {
-            tracing::debug!(topic, %error, "advisory offset commit failed");
+        if self.options.advisory_commits {
+            if let Err(error) = consumer.commit(&list, CommitMode::Async) {
+                tracing::debug!(topic, %error, "advisory offset commit failed");
+            }
         }
         if report_lag {
             // Watermarks need a broker round trip; read them off the async path, now and then.

@@ -1,0 +1,10 @@
+//! Generates trade blocks and submits them through Keel's HTTP API, as participants would. Used by
+//! the `keel-generator` binary, the system tests and the benchmarks.
+
+mod client;
+mod driver;
+mod trades;
+
+pub use client::{Client, Credentials};
+pub use driver::{percentile, run, DriverOptions, Report};
+pub use trades::{LegKind, Mix, PlannedTrade, TradeFactory};
