@@ -4,7 +4,9 @@
 KEEL_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
 KEEL_CACHE="${KEEL_CACHE:-$HOME/.cache/keel}"
 KEEL_TOOLS="${KEEL_TOOLS:-$KEEL_CACHE/tools}"
-KEEL_STATE="${KEEL_STATE:-$KEEL_ROOT/.keel}"
+# One folder for all run-time state. It sits under /var/tmp rather than in the clone because the
+# non-root Postgres user must be able to reach its data directory.
+KEEL_STATE="${KEEL_STATE:-/var/tmp/keel-$(id -un)}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$KEEL_CACHE/target}"
 PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
 TANSU_BIN="${TANSU_BIN:-$KEEL_TOOLS/bin/tansu}"

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# make test: everything CI runs. Installs what is missing, starts a throwaway Postgres cluster for
+# the system tests (each test makes its own database, broker and service processes in it), runs the
+# unit, property and system tests, and stops everything it started, whatever happens.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$KEEL_ROOT"
+
+bash deploy/local/bin/install.sh
+
+test_pg="$KEEL_STATE/test/postgres"
+test_pg_port="${KEEL_TEST_PG_PORT:-54390}"
+cleanup() {
+  bash deploy/local/bin/postgres.sh stop "$test_pg" "$test_pg_port" || true
+  # Service processes of a test that was itself killed: nothing may outlive the run.
+  pkill -KILL -f "$CARGO_TARGET_DIR/debug/keel-" 2>/dev/null || true
+  pkill -KILL -f "keel-tests/.*/tansu" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+log "building"
+cargo build --workspace --bins --tests --quiet
+
+log "unit and property tests"
+cargo test --workspace --exclude keel-system-tests --quiet
+
+log "starting the test Postgres cluster on 127.0.0.1:$test_pg_port"
+bash deploy/local/bin/postgres.sh stop "$test_pg" "$test_pg_port" || true
+rm -rf "$test_pg"
+bash deploy/local/bin/postgres.sh start "$test_pg" "$test_pg_port"
+export KEEL_TEST_PG="postgres://keel@127.0.0.1:$test_pg_port/postgres"
+export KEEL_TANSU_BIN="$TANSU_BIN"
+
+log "system tests (real Postgres, real tansu, the service binaries)"
+# One at a time: each test starts a whole stack, and the machine has two cores.
+cargo test -p keel-system-tests --quiet -- --test-threads=1
