@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# make bench: builds release binaries, starts a throwaway Postgres cluster, and runs keel-bench
+# (which starts its own broker and services) at increasing rates. Prints one summary table.
+# KEEL_BENCH_RATES=250,500,... sets the offered rates in legs/s.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$KEEL_ROOT"
+
+bash deploy/local/bin/install.sh
+log "building release binaries"
+cargo build --release --workspace --bins --quiet
+
+bench_pg="$KEEL_STATE/bench/postgres"
+bench_pg_port="${KEEL_BENCH_PG_PORT:-54391}"
+cleanup() {
+  bash deploy/local/bin/postgres.sh stop "$bench_pg" "$bench_pg_port" || true
+  pkill -KILL -f "$CARGO_TARGET_DIR/release/keel-" 2>/dev/null || true
+}
+trap cleanup EXIT
+bash deploy/local/bin/postgres.sh stop "$bench_pg" "$bench_pg_port" || true
+rm -rf "$bench_pg"
+bash deploy/local/bin/postgres.sh start "$bench_pg" "$bench_pg_port"
+
+KEEL_TEST_PG="postgres://keel@127.0.0.1:$bench_pg_port/postgres" KEEL_TANSU_BIN="$TANSU_BIN" \
+  "$CARGO_TARGET_DIR/release/keel-bench"
