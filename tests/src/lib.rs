@@ -2,9 +2,8 @@
 //! (`KEEL_TEST_PG`, started by `make test`), its own tansu broker, and the service binaries as child
 //! processes on free loopback ports. Every process is killed when the [`Stack`] is dropped.
 
-
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -31,7 +30,11 @@ pub struct StackOptions {
 
 impl Default for StackOptions {
     fn default() -> Self {
-        Self { match_window_seconds: 3600, release: false, extra_env: Vec::new() }
+        Self {
+            match_window_seconds: 3600,
+            release: false,
+            extra_env: Vec::new(),
+        }
     }
 }
 
@@ -50,26 +53,39 @@ pub struct Stack {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
-fn bin_dir(release: bool) -> PathBuf {
+pub fn bin_dir(release: bool) -> PathBuf {
     if let Ok(dir) = std::env::var("KEEL_BIN_DIR") {
         return PathBuf::from(dir);
     }
-    // target/<profile>/deps/<test binary> -> target/<profile>, then the wanted profile beside it.
+    // A test runs from target/<profile>/deps/, a binary such as keel-bench from target/<profile>/.
     let exe = std::env::current_exe().expect("current exe");
-    let target = exe.parent().and_then(Path::parent).and_then(Path::parent).expect("target dir");
+    let mut dir = exe.parent().expect("exe dir");
+    if dir.ends_with("deps") {
+        dir = dir.parent().expect("profile dir");
+    }
+    let target = dir.parent().expect("target dir");
     target.join(if release { "release" } else { "debug" })
 }
 
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf()
 }
 
 async fn wait_until_port(port: u16, timeout: Duration) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + timeout;
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
         if tokio::time::Instant::now() > deadline {
             bail!("nothing listens on 127.0.0.1:{port} after {timeout:?}");
         }
@@ -88,19 +104,39 @@ impl Stack {
         let dir = std::env::temp_dir().join("keel-tests").join(&unique);
         std::fs::create_dir_all(dir.join("logs"))?;
 
-        let admin = PgPoolOptions::new().max_connections(1).connect(&admin_url).await?;
+        let admin = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&admin_url)
+            .await?;
         let database = format!("keel_{unique}").to_lowercase();
-        sqlx::query(&format!("CREATE DATABASE {database}")).execute(&admin).await?;
+        sqlx::query(&format!("CREATE DATABASE {database}"))
+            .execute(&admin)
+            .await?;
         admin.close().await;
         let database_url = match admin_url.rsplit_once('/') {
             Some((base, _)) => format!("{base}/{database}"),
             None => bail!("KEEL_TEST_PG must end with /<database>"),
         };
-        let db = PgPoolOptions::new().max_connections(4).connect(&database_url).await?;
+        let db = PgPoolOptions::new()
+            .max_connections(4)
+            .connect(&database_url)
+            .await?;
 
         let kafka_port = free_port();
         let ingress_port = free_port();
-        let ops_ports = SERVICES.iter().map(|s| (*s, if *s == "ingress" { ingress_port } else { free_port() })).collect();
+        let ops_ports = SERVICES
+            .iter()
+            .map(|s| {
+                (
+                    *s,
+                    if *s == "ingress" {
+                        ingress_port
+                    } else {
+                        free_port()
+                    },
+                )
+            })
+            .collect();
         let mut stack = Stack {
             name: name.to_owned(),
             dir,
@@ -125,14 +161,24 @@ impl Stack {
     }
 
     pub async fn start_broker(&mut self) -> anyhow::Result<()> {
-        let tansu = std::env::var("KEEL_TANSU_BIN").context("KEEL_TANSU_BIN is not set (make test sets it)")?;
+        let tansu = std::env::var("KEEL_TANSU_BIN")
+            .context("KEEL_TANSU_BIN is not set (make test sets it)")?;
         let broker_dir = self.dir.join("tansu");
         std::fs::create_dir_all(broker_dir.join("data"))?;
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("logs/tansu.log"))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("logs/tansu.log"))?;
         let url = format!("tcp://127.0.0.1:{}", self.kafka_port);
         let child = Command::new(tansu)
             .current_dir(&broker_dir)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
             .args(["--storage-engine", "sqlite://data/tansu.db"])
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -159,15 +205,24 @@ impl Stack {
 
     pub fn start_service(&mut self, service: &'static str) -> anyhow::Result<()> {
         let binary = bin_dir(self.options.release).join(format!("keel-{service}"));
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join(format!("logs/{service}.log")))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("logs/{service}.log")))?;
         let port = self.ops_ports[service];
         let mut command = Command::new(&binary);
         command
             .current_dir(repo_root())
             .env("KEEL_DATABASE_URL", &self.database_url)
             .env("KEEL_KAFKA__BROKERS", &self.kafka_brokers)
-            .env("KEEL_PARTICIPANTS_FILE", repo_root().join("deploy/local/participants.json"))
-            .env("KEEL_MATCHING__MATCH_WINDOW_SECONDS", self.options.match_window_seconds.to_string())
+            .env(
+                "KEEL_PARTICIPANTS_FILE",
+                repo_root().join("deploy/local/participants.json"),
+            )
+            .env(
+                "KEEL_MATCHING__MATCH_WINDOW_SECONDS",
+                self.options.match_window_seconds.to_string(),
+            )
             .env("KEEL_MATCHING__SWEEP_INTERVAL_MS", "200")
             .env("KEEL_WEBHOOKS__INITIAL_BACKOFF_MS", "100")
             .env("RUST_LOG", "info")
@@ -182,7 +237,9 @@ impl Stack {
         for (key, value) in &self.options.extra_env {
             command.env(key, value);
         }
-        let child = command.spawn().with_context(|| format!("starting {}", binary.display()))?;
+        let child = command
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
         self.services.insert(service, child);
         Ok(())
     }
@@ -206,7 +263,10 @@ impl Stack {
                 }
             }
             if tokio::time::Instant::now() > deadline {
-                bail!("{service} not ready after {timeout:?}; see {}", self.dir.join("logs").display());
+                bail!(
+                    "{service} not ready after {timeout:?}; see {}",
+                    self.dir.join("logs").display()
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -221,7 +281,9 @@ impl Stack {
 
     /// Whether the service's process is still running.
     pub fn is_running(&mut self, service: &str) -> bool {
-        self.services.get_mut(service).is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.services
+            .get_mut(service)
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     pub fn client(&self) -> Client {
@@ -230,25 +292,42 @@ impl Stack {
 
     /// A bearer token for the participant with this client id (from `deploy/local/participants.json`).
     pub async fn token(&self, client_id: &str) -> String {
-        let credentials = participants().into_iter().find(|c| c.client_id == client_id).expect("known client id");
+        let credentials = participants()
+            .into_iter()
+            .find(|c| c.client_id == client_id)
+            .expect("known client id");
         self.client().token(&credentials).await.expect("token")
     }
 
     /// A count from the stack's database.
     pub async fn count(&self, sql: &str) -> i64 {
-        sqlx::query_scalar::<_, i64>(sql).fetch_one(&self.db).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+        sqlx::query_scalar::<_, i64>(sql)
+            .fetch_one(&self.db)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
     /// Waits until `sql` counts `expected`, or fails naming what it last saw.
-    pub async fn wait_for_count(&self, sql: &str, expected: i64, timeout: Duration) -> anyhow::Result<()> {
+    pub async fn wait_for_count(
+        &self,
+        sql: &str,
+        expected: i64,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let seen = sqlx::query_scalar::<_, i64>(sql).fetch_one(&self.db).await.unwrap_or(-1);
+            let seen = sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&self.db)
+                .await
+                .unwrap_or(-1);
             if seen == expected {
                 return Ok(());
             }
             if tokio::time::Instant::now() > deadline {
-                bail!("`{sql}` is {seen}, expected {expected} within {timeout:?} (logs: {})", self.dir.join("logs").display());
+                bail!(
+                    "`{sql}` is {seen}, expected {expected} within {timeout:?} (logs: {})",
+                    self.dir.join("logs").display()
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -269,7 +348,8 @@ impl Drop for Stack {
 }
 
 pub fn participants() -> Vec<keel_generator::Credentials> {
-    keel_generator::Credentials::load(&repo_root().join("deploy/local/participants.json")).expect("participants file")
+    keel_generator::Credentials::load(&repo_root().join("deploy/local/participants.json"))
+        .expect("participants file")
 }
 
 /// A valid block between IM-ALPHA and BR-NORTH (the example of DESIGN section 2).
@@ -294,11 +374,24 @@ pub fn sample_block(trade_ref: &str) -> serde_json::Value {
 
 /// Submits `pairs` matching trades between IM-ALPHA and BR-NORTH as a steady stream: each request
 /// carries `per_request` legs of one side, with `pause` between rounds. Panics on any refusal.
-pub async fn stream_matching_pairs(client: Client, im: String, broker: String, prefix: String, pairs: usize, per_request: usize, pause: Duration) {
-    let blocks: Vec<serde_json::Value> = (0..pairs).map(|i| sample_block(&format!("{prefix}-{i:06}"))).collect();
+pub async fn stream_matching_pairs(
+    client: Client,
+    im: String,
+    broker: String,
+    prefix: String,
+    pairs: usize,
+    per_request: usize,
+    pause: Duration,
+) {
+    let blocks: Vec<serde_json::Value> = (0..pairs)
+        .map(|i| sample_block(&format!("{prefix}-{i:06}")))
+        .collect();
     for chunk in blocks.chunks(per_request) {
         for token in [&im, &broker] {
-            let (status, body) = client.submit_batch(token, chunk).await.expect("ingress reachable");
+            let (status, body) = client
+                .submit_batch(token, chunk)
+                .await
+                .expect("ingress reachable");
             assert_eq!(status, 202, "{body}");
         }
         tokio::time::sleep(pause).await;
@@ -342,7 +435,10 @@ pub async fn assert_exactly_once(stack: &Stack, trades: i64) {
 
 /// The seed for a randomized test: `KEEL_SEED` to replay one, otherwise fresh. Printed either way.
 pub fn seed(test: &str) -> u64 {
-    let seed = std::env::var("KEEL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random::<u64>);
+    let seed = std::env::var("KEEL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random::<u64>);
     println!("{test}: seed {seed} (replay with KEEL_SEED={seed})");
     seed
 }

@@ -1,5 +1,7 @@
 //! The broker is restarted in the middle of a stream; the pipeline resumes and completes with nothing
-//! lost or duplicated.
+//! lost or duplicated. One partition per topic (the default): with several, tansu 0.6 panics after a
+//! restart when an idempotent producer from before it writes to another partition (see
+//! docs/decisions.md).
 
 use std::time::Duration;
 
@@ -12,7 +14,9 @@ const PAIRS: usize = 600;
 async fn a_broker_restart_mid_stream_loses_nothing() {
     let seed = seed("broker_restart");
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut stack = Stack::start("broker_restart", StackOptions::default()).await.unwrap();
+    let mut stack = Stack::start("broker_restart", StackOptions::default())
+        .await
+        .unwrap();
     let (im, broker) = (stack.token("im-alpha").await, stack.token("br-north").await);
 
     let stream = tokio::spawn(stream_matching_pairs(
@@ -33,7 +37,11 @@ async fn a_broker_restart_mid_stream_loses_nothing() {
     stream.await.unwrap();
 
     stack
-        .wait_for_count("SELECT count(*) FROM notification.notifications", PAIRS as i64 * 8, Duration::from_secs(180))
+        .wait_for_count(
+            "SELECT count(*) FROM notification.notifications",
+            PAIRS as i64 * 8,
+            Duration::from_secs(180),
+        )
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;

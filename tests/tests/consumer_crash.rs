@@ -12,7 +12,9 @@ const PAIRS_PER_ROUND: usize = 400;
 async fn each_consumer_killed_mid_stream_loses_and_duplicates_nothing() {
     let seed = seed("consumer_crash");
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut stack = Stack::start("consumer_crash", StackOptions::default()).await.unwrap();
+    let mut stack = Stack::start("consumer_crash", four_partitions())
+        .await
+        .unwrap();
     let (im, broker) = (stack.token("im-alpha").await, stack.token("br-north").await);
 
     let victims = ["ingestion", "matching", "notification"];
@@ -38,10 +40,22 @@ async fn each_consumer_killed_mid_stream_loses_and_duplicates_nothing() {
 
     let trades = (PAIRS_PER_ROUND * victims.len()) as i64;
     stack
-        .wait_for_count("SELECT count(*) FROM notification.notifications", trades * 8, Duration::from_secs(180))
+        .wait_for_count(
+            "SELECT count(*) FROM notification.notifications",
+            trades * 8,
+            Duration::from_secs(180),
+        )
         .await
         .unwrap();
     // Let anything still in flight land before checking nothing was counted twice.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_exactly_once(&stack, trades).await;
+}
+
+/// Several partitions per topic, so offsets are stored and restored per partition.
+fn four_partitions() -> StackOptions {
+    StackOptions {
+        extra_env: vec![("KEEL_KAFKA__PARTITIONS".into(), "4".into())],
+        ..StackOptions::default()
+    }
 }

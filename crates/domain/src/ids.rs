@@ -30,7 +30,14 @@ pub struct MatchKey {
 
 impl MatchKey {
     pub fn trade_id(&self) -> TradeId {
-        TradeId(derive_id("trade", &[self.im_id.as_str(), self.broker_id.as_str(), self.trade_ref.as_str()]))
+        TradeId(derive_id(
+            "trade",
+            &[
+                self.im_id.as_str(),
+                self.broker_id.as_str(),
+                self.trade_ref.as_str(),
+            ],
+        ))
     }
 }
 
@@ -58,7 +65,14 @@ pub struct LegId(pub Uuid);
 
 impl LegId {
     pub fn new(sender: &ParticipantId, trade_ref: &TradeRef, version: Version) -> Self {
-        LegId(derive_id("leg", &[sender.as_str(), trade_ref.as_str(), &version.get().to_string()]))
+        LegId(derive_id(
+            "leg",
+            &[
+                sender.as_str(),
+                trade_ref.as_str(),
+                &version.get().to_string(),
+            ],
+        ))
     }
 }
 
@@ -82,9 +96,18 @@ mod tests {
 
     #[test]
     fn trade_ids_depend_only_on_the_match_key() {
-        assert_eq!(key("IM-A", "BR-N", "T-1").trade_id(), key("IM-A", "BR-N", "T-1").trade_id());
-        assert_ne!(key("IM-A", "BR-N", "T-1").trade_id(), key("IM-A", "BR-N", "T-2").trade_id());
-        assert_ne!(key("IM-A", "BR-N", "T-1").trade_id(), key("BR-N", "IM-A", "T-1").trade_id());
+        assert_eq!(
+            key("IM-A", "BR-N", "T-1").trade_id(),
+            key("IM-A", "BR-N", "T-1").trade_id()
+        );
+        assert_ne!(
+            key("IM-A", "BR-N", "T-1").trade_id(),
+            key("IM-A", "BR-N", "T-2").trade_id()
+        );
+        assert_ne!(
+            key("IM-A", "BR-N", "T-1").trade_id(),
+            key("BR-N", "IM-A", "T-1").trade_id()
+        );
     }
 
     #[test]
@@ -94,8 +117,17 @@ mod tests {
         let broker = ParticipantId::parse("BR-N").unwrap();
         let v1 = Version::FIRST;
         let v2 = Version::new(2).unwrap();
-        assert_ne!(LegId::new(&im, &trade_ref, v1), LegId::new(&broker, &trade_ref, v1));
-        assert_ne!(LegId::new(&im, &trade_ref, v1), LegId::new(&im, &trade_ref, v2));
-        assert_eq!(LegId::new(&im, &trade_ref, v1), LegId::new(&im, &trade_ref, v1));
+        assert_ne!(
+            LegId::new(&im, &trade_ref, v1),
+            LegId::new(&broker, &trade_ref, v1)
+        );
+        assert_ne!(
+            LegId::new(&im, &trade_ref, v1),
+            LegId::new(&im, &trade_ref, v2)
+        );
+        assert_eq!(
+            LegId::new(&im, &trade_ref, v1),
+            LegId::new(&im, &trade_ref, v1)
+        );
     }
 }

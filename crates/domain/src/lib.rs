@@ -11,5 +11,9 @@ mod values;
 
 pub use ids::{derive_id, LegId, MatchKey, TradeId};
 pub use status::TradeStatus;
-pub use trade_block::{Allocation, FieldError, LegRole, TradeBlock, ValidationErrors, MAX_ALLOCATIONS};
-pub use values::{AccountId, Currency, Isin, ParticipantId, Price, Quantity, Side, TradeRef, ValueError, Version};
+pub use trade_block::{
+    Allocation, FieldError, LegRole, TradeBlock, ValidationErrors, MAX_ALLOCATIONS,
+};
+pub use values::{
+    AccountId, Currency, Isin, ParticipantId, Price, Quantity, Side, TradeRef, ValueError, Version,
+};

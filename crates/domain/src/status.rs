@@ -63,7 +63,10 @@ impl TradeStatus {
 
     /// A trade in one of these statuses accepts no further legs, amendments or cancels.
     pub fn is_final(self) -> bool {
-        matches!(self, TradeStatus::Settled | TradeStatus::Cancelled | TradeStatus::Expired)
+        matches!(
+            self,
+            TradeStatus::Settled | TradeStatus::Cancelled | TradeStatus::Expired
+        )
     }
 }
 
@@ -91,7 +94,10 @@ mod tests {
     fn statuses_round_trip_through_their_names() {
         for status in TradeStatus::ALL {
             assert_eq!(status.as_str().parse::<TradeStatus>().unwrap(), status);
-            assert_eq!(serde_json::to_string(&status).unwrap(), format!("\"{}\"", status.as_str()));
+            assert_eq!(
+                serde_json::to_string(&status).unwrap(),
+                format!("\"{}\"", status.as_str())
+            );
         }
     }
 }

@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::{
-    AccountId, Currency, Isin, LegId, MatchKey, ParticipantId, Price, Quantity, Side, TradeRef, ValueError,
-    Version,
+    AccountId, Currency, Isin, LegId, MatchKey, ParticipantId, Price, Quantity, Side, TradeRef,
+    ValueError, Version,
 };
 
 /// At most this many allocations in one block.
@@ -75,12 +75,20 @@ pub struct FieldError {
 pub struct ValidationErrors(pub Vec<FieldError>);
 
 fn summarize(errors: &[FieldError]) -> String {
-    errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ")
+    errors
+        .iter()
+        .map(|e| format!("{}: {}", e.field, e.message))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl ValidationErrors {
     pub fn single(field: &str, code: &str, message: impl Into<String>) -> Self {
-        Self(vec![FieldError { field: field.into(), code: code.into(), message: message.into() }])
+        Self(vec![FieldError {
+            field: field.into(),
+            code: code.into(),
+            message: message.into(),
+        }])
     }
 }
 
@@ -88,9 +96,16 @@ impl TradeBlock {
     /// Parses a submitted JSON block sent by `sender`, collecting every field error rather than the first.
     pub fn parse(raw: &Value, sender: &ParticipantId) -> Result<TradeBlock, ValidationErrors> {
         let Some(object) = raw.as_object() else {
-            return Err(ValidationErrors::single("", "not_an_object", "a trade block is a JSON object"));
+            return Err(ValidationErrors::single(
+                "",
+                "not_an_object",
+                "a trade block is a JSON object",
+            ));
         };
-        let mut fields = Fields { object, errors: Vec::new() };
+        let mut fields = Fields {
+            object,
+            errors: Vec::new(),
+        };
 
         for name in object.keys() {
             if !FIELDS.contains(&name.as_str()) {
@@ -121,18 +136,28 @@ impl TradeBlock {
         let mut errors = fields.errors;
         if let (Some(im), Some(broker)) = (&im_id, &broker_id) {
             if im == broker {
-                errors.push(error("broker_id", "same_as_im", "broker_id must differ from im_id"));
+                errors.push(error(
+                    "broker_id",
+                    "same_as_im",
+                    "broker_id must differ from im_id",
+                ));
             } else if sender != im && sender != broker {
                 errors.push(error(
                     "sender",
                     "sender_not_party",
-                    format!("the sender {sender} is neither the im_id nor the broker_id of this block"),
+                    format!(
+                        "the sender {sender} is neither the im_id nor the broker_id of this block"
+                    ),
                 ));
             }
         }
         if let (Some(trade), Some(settlement)) = (trade_date, settlement_date) {
             if settlement < trade {
-                errors.push(error("settlement_date", "before_trade_date", "settlement_date is before trade_date"));
+                errors.push(error(
+                    "settlement_date",
+                    "before_trade_date",
+                    "settlement_date is before trade_date",
+                ));
             }
         }
         if let (Some(allocations), Some(quantity)) = (&allocations, quantity) {
@@ -141,11 +166,18 @@ impl TradeBlock {
                 errors.push(error(
                     "allocations",
                     "quantity_mismatch",
-                    format!("allocation quantities sum to {allocated}, the block quantity is {}", quantity.get()),
+                    format!(
+                        "allocation quantities sum to {allocated}, the block quantity is {}",
+                        quantity.get()
+                    ),
                 ));
             }
             if allocations.is_empty() && im_id.as_ref() == Some(sender) {
-                errors.push(error("allocations", "required", "the investment manager must send allocations"));
+                errors.push(error(
+                    "allocations",
+                    "required",
+                    "the investment manager must send allocations",
+                ));
             }
         }
 
@@ -200,7 +232,11 @@ impl TradeBlock {
     }
 
     pub fn match_key(&self) -> MatchKey {
-        MatchKey { im_id: self.im_id.clone(), broker_id: self.broker_id.clone(), trade_ref: self.trade_ref.clone() }
+        MatchKey {
+            im_id: self.im_id.clone(),
+            broker_id: self.broker_id.clone(),
+            trade_ref: self.trade_ref.clone(),
+        }
     }
 
     /// Which party `sender` is. Only meaningful for a block that `parse` accepted from that sender.
@@ -218,12 +254,19 @@ impl TradeBlock {
 
     /// The allocations as a set, for comparison regardless of order.
     pub fn allocation_set(&self) -> BTreeSet<(AccountId, Quantity)> {
-        self.allocations.iter().map(|a| (a.account.clone(), a.quantity)).collect()
+        self.allocations
+            .iter()
+            .map(|a| (a.account.clone(), a.quantity))
+            .collect()
     }
 }
 
 fn error(field: &str, code: &str, message: impl Into<String>) -> FieldError {
-    FieldError { field: field.into(), code: code.into(), message: message.into() }
+    FieldError {
+        field: field.into(),
+        code: code.into(),
+        message: message.into(),
+    }
 }
 
 fn parse_date(raw: &str) -> Result<NaiveDate, ValueError> {
@@ -253,24 +296,38 @@ impl Fields<'_> {
         }
     }
 
-    fn string<T>(&mut self, name: &str, parse: impl FnOnce(&str) -> Result<T, ValueError>) -> Option<T> {
+    fn string<T>(
+        &mut self,
+        name: &str,
+        parse: impl FnOnce(&str) -> Result<T, ValueError>,
+    ) -> Option<T> {
         let value = self.required(name)?;
         let Some(raw) = value.as_str() else {
             self.push(name, "wrong_type", format!("{name} must be a string"));
             return None;
         };
-        parse(raw).map_err(|e| self.push(name, e.code, e.message)).ok()
+        parse(raw)
+            .map_err(|e| self.push(name, e.code, e.message))
+            .ok()
     }
 
-    fn integer<T>(&mut self, name: &str, make: impl FnOnce(u64) -> Result<T, ValueError>) -> Option<T> {
+    fn integer<T>(
+        &mut self,
+        name: &str,
+        make: impl FnOnce(u64) -> Result<T, ValueError>,
+    ) -> Option<T> {
         let value = self.required(name)?.clone();
-        integer_at(&value, name, make).map_err(|e| self.errors.push(e)).ok()
+        integer_at(&value, name, make)
+            .map_err(|e| self.errors.push(e))
+            .ok()
     }
 
     fn price(&mut self) -> Option<Price> {
         let value = self.required("price")?;
         match value {
-            Value::String(raw) => Price::parse(raw).map_err(|e| self.push("price", e.code, e.message)).ok(),
+            Value::String(raw) => Price::parse(raw)
+                .map_err(|e| self.push("price", e.code, e.message))
+                .ok(),
             Value::Number(_) => {
                 self.push(
                     "price",
@@ -297,7 +354,11 @@ impl Fields<'_> {
             }
         };
         if items.len() > MAX_ALLOCATIONS {
-            self.push("allocations", "too_many", format!("at most {MAX_ALLOCATIONS} allocations per block"));
+            self.push(
+                "allocations",
+                "too_many",
+                format!("at most {MAX_ALLOCATIONS} allocations per block"),
+            );
             return None;
         }
         let mut allocations = Vec::with_capacity(items.len());
@@ -310,7 +371,10 @@ impl Fields<'_> {
                         self.push(
                             &format!("allocations[{index}].allocation_id"),
                             "duplicate",
-                            format!("allocation_id {:?} appears more than once", allocation.allocation_id),
+                            format!(
+                                "allocation_id {:?} appears more than once",
+                                allocation.allocation_id
+                            ),
                         );
                         ok = false;
                     }
@@ -326,30 +390,54 @@ impl Fields<'_> {
     }
 }
 
-fn integer_at<T>(value: &Value, path: &str, make: impl FnOnce(u64) -> Result<T, ValueError>) -> Result<T, FieldError> {
+fn integer_at<T>(
+    value: &Value,
+    path: &str,
+    make: impl FnOnce(u64) -> Result<T, ValueError>,
+) -> Result<T, FieldError> {
     match value {
         Value::Number(number) => {
             if let Some(raw) = number.as_u64() {
                 make(raw).map_err(|e| error(path, e.code, e.message))
             } else if number.as_i64().is_some() {
-                Err(error(path, "not_positive", format!("{path} must be a positive integer")))
+                Err(error(
+                    path,
+                    "not_positive",
+                    format!("{path} must be a positive integer"),
+                ))
             } else {
-                Err(error(path, "not_an_integer", format!("{path} must be a whole number")))
+                Err(error(
+                    path,
+                    "not_an_integer",
+                    format!("{path} must be a whole number"),
+                ))
             }
         }
-        _ => Err(error(path, "wrong_type", format!("{path} must be an integer"))),
+        _ => Err(error(
+            path,
+            "wrong_type",
+            format!("{path} must be an integer"),
+        )),
     }
 }
 
 fn parse_allocation(item: &Value, index: usize) -> Result<Allocation, Vec<FieldError>> {
     let at = |field: &str| format!("allocations[{index}].{field}");
     let Some(object) = item.as_object() else {
-        return Err(vec![error(&format!("allocations[{index}]"), "not_an_object", "an allocation is an object")]);
+        return Err(vec![error(
+            &format!("allocations[{index}]"),
+            "not_an_object",
+            "an allocation is an object",
+        )]);
     };
     let mut errors = Vec::new();
     for name in object.keys() {
         if !["allocation_id", "account", "quantity"].contains(&name.as_str()) {
-            errors.push(error(&at(name), "unknown_field", format!("unknown field {name:?}")));
+            errors.push(error(
+                &at(name),
+                "unknown_field",
+                format!("unknown field {name:?}"),
+            ));
         }
     }
     let text = |name: &str, errors: &mut Vec<FieldError>| match object.get(name) {
@@ -359,24 +447,40 @@ fn parse_allocation(item: &Value, index: usize) -> Result<Allocation, Vec<FieldE
             None
         }
         Some(_) => {
-            errors.push(error(&at(name), "wrong_type", format!("{name} must be a string")));
+            errors.push(error(
+                &at(name),
+                "wrong_type",
+                format!("{name} must be a string"),
+            ));
             None
         }
     };
     let allocation_id = text("allocation_id", &mut errors).and_then(|raw| {
-        TradeRef::parse(&raw).map(String::from).map_err(|e| errors.push(error(&at("allocation_id"), e.code, e.message))).ok()
+        TradeRef::parse(&raw)
+            .map(String::from)
+            .map_err(|e| errors.push(error(&at("allocation_id"), e.code, e.message)))
+            .ok()
     });
-    let account = text("account", &mut errors)
-        .and_then(|raw| AccountId::parse(&raw).map_err(|e| errors.push(error(&at("account"), e.code, e.message))).ok());
+    let account = text("account", &mut errors).and_then(|raw| {
+        AccountId::parse(&raw)
+            .map_err(|e| errors.push(error(&at("account"), e.code, e.message)))
+            .ok()
+    });
     let quantity = match object.get("quantity") {
         None | Some(Value::Null) => {
             errors.push(error(&at("quantity"), "missing", "quantity is required"));
             None
         }
-        Some(value) => integer_at(value, &at("quantity"), Quantity::new).map_err(|e| errors.push(e)).ok(),
+        Some(value) => integer_at(value, &at("quantity"), Quantity::new)
+            .map_err(|e| errors.push(e))
+            .ok(),
     };
     match (errors.is_empty(), allocation_id, account, quantity) {
-        (true, Some(allocation_id), Some(account), Some(quantity)) => Ok(Allocation { allocation_id, account, quantity }),
+        (true, Some(allocation_id), Some(account), Some(quantity)) => Ok(Allocation {
+            allocation_id,
+            account,
+            quantity,
+        }),
         _ => Err(errors),
     }
 }
@@ -415,7 +519,12 @@ mod tests {
     }
 
     fn codes(raw: &Value, sender: &ParticipantId) -> Vec<(String, String)> {
-        TradeBlock::parse(raw, sender).unwrap_err().0.into_iter().map(|e| (e.field, e.code)).collect()
+        TradeBlock::parse(raw, sender)
+            .unwrap_err()
+            .0
+            .into_iter()
+            .map(|e| (e.field, e.code))
+            .collect()
     }
 
     fn with(field: &str, value: Value) -> Value {
@@ -444,39 +553,81 @@ mod tests {
     #[test]
     fn each_bad_field_is_named() {
         let cases = [
-            (with("security", json!("US0378331006")), "security", "invalid_isin_check_digit"),
-            (with("price", json!(187.25)), "price", "not_a_decimal_string"),
+            (
+                with("security", json!("US0378331006")),
+                "security",
+                "invalid_isin_check_digit",
+            ),
+            (
+                with("price", json!(187.25)),
+                "price",
+                "not_a_decimal_string",
+            ),
             (with("price", json!("-1.00")), "price", "not_positive"),
             (with("quantity", json!(0)), "quantity", "not_positive"),
             (with("quantity", json!(-5)), "quantity", "not_positive"),
             (with("quantity", json!(10.5)), "quantity", "not_an_integer"),
             (with("quantity", json!("1000")), "quantity", "wrong_type"),
             (with("side", json!("HOLD")), "side", "invalid_side"),
-            (with("trade_date", json!("23/11/2026")), "trade_date", "invalid_date"),
-            (with("settlement_date", json!("2026-11-22")), "settlement_date", "before_trade_date"),
-            (with("quantity", json!(999)), "allocations", "quantity_mismatch"),
+            (
+                with("trade_date", json!("23/11/2026")),
+                "trade_date",
+                "invalid_date",
+            ),
+            (
+                with("settlement_date", json!("2026-11-22")),
+                "settlement_date",
+                "before_trade_date",
+            ),
+            (
+                with("quantity", json!(999)),
+                "allocations",
+                "quantity_mismatch",
+            ),
             (with("version", json!(0)), "version", "not_positive"),
             (with("quantiy", json!(1)), "quantiy", "unknown_field"),
-            (with("broker_id", json!("IM-ALPHA")), "broker_id", "same_as_im"),
+            (
+                with("broker_id", json!("IM-ALPHA")),
+                "broker_id",
+                "same_as_im",
+            ),
         ];
         for (raw, field, code) in cases {
             let found = codes(&raw, &im());
-            assert!(found.contains(&(field.to_owned(), code.to_owned())), "{field}/{code} not in {found:?}");
+            assert!(
+                found.contains(&(field.to_owned(), code.to_owned())),
+                "{field}/{code} not in {found:?}"
+            );
         }
     }
 
     #[test]
     fn every_missing_field_is_reported_at_once() {
         let found = codes(&json!({}), &im());
-        for field in ["trade_ref", "im_id", "broker_id", "side", "security", "quantity", "price", "currency"] {
-            assert!(found.contains(&(field.to_owned(), "missing".to_owned())), "{field} in {found:?}");
+        for field in [
+            "trade_ref",
+            "im_id",
+            "broker_id",
+            "side",
+            "security",
+            "quantity",
+            "price",
+            "currency",
+        ] {
+            assert!(
+                found.contains(&(field.to_owned(), "missing".to_owned())),
+                "{field} in {found:?}"
+            );
         }
     }
 
     #[test]
     fn the_sender_must_be_a_party() {
         let stranger = ParticipantId::parse("BR-SOUTH").unwrap();
-        assert_eq!(codes(&sample(), &stranger), vec![("sender".to_owned(), "sender_not_party".to_owned())]);
+        assert_eq!(
+            codes(&sample(), &stranger),
+            vec![("sender".to_owned(), "sender_not_party".to_owned())]
+        );
     }
 
     #[test]
@@ -484,7 +635,10 @@ mod tests {
         let mut raw = sample();
         raw.as_object_mut().unwrap().remove("allocations");
         assert!(TradeBlock::parse(&raw, &broker()).is_ok());
-        assert_eq!(codes(&raw, &im()), vec![("allocations".to_owned(), "required".to_owned())]);
+        assert_eq!(
+            codes(&raw, &im()),
+            vec![("allocations".to_owned(), "required".to_owned())]
+        );
     }
 
     #[test]
@@ -493,13 +647,25 @@ mod tests {
         raw["allocations"][1]["quantity"] = json!(0);
         raw["allocations"][0]["account"] = json!("");
         let found = codes(&raw, &im());
-        assert!(found.contains(&("allocations[1].quantity".to_owned(), "not_positive".to_owned())), "{found:?}");
-        assert!(found.contains(&("allocations[0].account".to_owned(), "empty".to_owned())), "{found:?}");
+        assert!(
+            found.contains(&(
+                "allocations[1].quantity".to_owned(),
+                "not_positive".to_owned()
+            )),
+            "{found:?}"
+        );
+        assert!(
+            found.contains(&("allocations[0].account".to_owned(), "empty".to_owned())),
+            "{found:?}"
+        );
     }
 
     #[test]
     fn a_non_object_is_refused() {
-        assert_eq!(codes(&json!([1, 2]), &im()), vec![(String::new(), "not_an_object".to_owned())]);
+        assert_eq!(
+            codes(&json!([1, 2]), &im()),
+            vec![(String::new(), "not_an_object".to_owned())]
+        );
     }
 
     proptest! {

@@ -14,7 +14,10 @@ pub struct ValueError {
 
 impl ValueError {
     pub(crate) fn new(code: &'static str, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -56,7 +59,10 @@ const MAX_IDENTIFIER_LEN: usize = 64;
 
 fn parse_identifier(raw: &str, what: &str) -> Result<String, ValueError> {
     if raw.is_empty() {
-        return Err(ValueError::new("empty", format!("{what} must not be empty")));
+        return Err(ValueError::new(
+            "empty",
+            format!("{what} must not be empty"),
+        ));
     }
     if raw.len() > MAX_IDENTIFIER_LEN {
         return Err(ValueError::new(
@@ -65,7 +71,10 @@ fn parse_identifier(raw: &str, what: &str) -> Result<String, ValueError> {
         ));
     }
     // `|` is excluded on purpose: it separates the parts of a match key.
-    if !raw.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/')) {
+    if !raw
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/'))
+    {
         return Err(ValueError::new(
             "invalid_characters",
             format!("{what} may contain only ASCII letters, digits and - _ . : /"),
@@ -101,7 +110,10 @@ impl FromStr for Side {
         match raw {
             "BUY" => Ok(Side::Buy),
             "SELL" => Ok(Side::Sell),
-            _ => Err(ValueError::new("invalid_side", "side must be \"BUY\" or \"SELL\"")),
+            _ => Err(ValueError::new(
+                "invalid_side",
+                "side must be \"BUY\" or \"SELL\"",
+            )),
         }
     }
 }
@@ -124,25 +136,40 @@ impl Isin {
     pub fn parse(raw: &str) -> Result<Self, ValueError> {
         let bytes = raw.as_bytes();
         if bytes.len() != 12 {
-            return Err(ValueError::new("invalid_isin", "an ISIN has exactly 12 characters"));
+            return Err(ValueError::new(
+                "invalid_isin",
+                "an ISIN has exactly 12 characters",
+            ));
         }
         if !bytes[..2].iter().all(u8::is_ascii_uppercase) {
-            return Err(ValueError::new("invalid_isin", "an ISIN starts with a two-letter country code"));
+            return Err(ValueError::new(
+                "invalid_isin",
+                "an ISIN starts with a two-letter country code",
+            ));
         }
-        if !bytes[2..11].iter().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()) {
+        if !bytes[2..11]
+            .iter()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+        {
             return Err(ValueError::new(
                 "invalid_isin",
                 "characters 3 to 11 of an ISIN are upper-case letters or digits",
             ));
         }
         if !bytes[11].is_ascii_digit() {
-            return Err(ValueError::new("invalid_isin", "the last character of an ISIN is its check digit"));
+            return Err(ValueError::new(
+                "invalid_isin",
+                "the last character of an ISIN is its check digit",
+            ));
         }
         let expected = Self::check_digit(&raw[..11]);
         if bytes[11] - b'0' != expected {
             return Err(ValueError::new(
                 "invalid_isin_check_digit",
-                format!("ISIN check digit is {}, expected {expected}", bytes[11] - b'0'),
+                format!(
+                    "ISIN check digit is {}, expected {expected}",
+                    bytes[11] - b'0'
+                ),
             ));
         }
         Ok(Self(raw.to_owned()))
@@ -153,7 +180,11 @@ impl Isin {
         let digits: Vec<u8> = body
             .bytes()
             .flat_map(|b| {
-                let value = if b.is_ascii_digit() { b - b'0' } else { b - b'A' + 10 };
+                let value = if b.is_ascii_digit() {
+                    b - b'0'
+                } else {
+                    b - b'A' + 10
+                };
                 if value >= 10 {
                     vec![value / 10, value % 10]
                 } else {
@@ -211,10 +242,16 @@ impl Quantity {
 
     pub fn new(raw: u64) -> Result<Self, ValueError> {
         if raw == 0 {
-            return Err(ValueError::new("not_positive", "quantity must be a positive integer"));
+            return Err(ValueError::new(
+                "not_positive",
+                "quantity must be a positive integer",
+            ));
         }
         if raw > Self::MAX {
-            return Err(ValueError::new("too_large", format!("quantity must be at most {}", Self::MAX)));
+            return Err(ValueError::new(
+                "too_large",
+                format!("quantity must be at most {}", Self::MAX),
+            ));
         }
         Ok(Self(raw))
     }
@@ -245,11 +282,17 @@ impl Price {
 
     pub fn parse(raw: &str) -> Result<Self, ValueError> {
         let well_formed = !raw.is_empty()
-            && raw.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
             && raw.bytes().filter(|&b| b == b'.').count() <= 1
             && !raw.starts_with('.')
             && !raw.ends_with('.');
-        let value = if well_formed { Decimal::from_str_exact(raw).ok() } else { None };
+        let value = if well_formed {
+            Decimal::from_str_exact(raw).ok()
+        } else {
+            None
+        };
         let Some(value) = value else {
             return Err(ValueError::new(
                 "not_a_decimal_string",
@@ -257,7 +300,10 @@ impl Price {
             ));
         };
         if value <= Decimal::ZERO {
-            return Err(ValueError::new("not_positive", "price must be greater than zero"));
+            return Err(ValueError::new(
+                "not_positive",
+                "price must be greater than zero",
+            ));
         }
         if value.scale() > Self::MAX_SCALE {
             return Err(ValueError::new(
@@ -298,7 +344,10 @@ impl Currency {
         if raw.len() == 3 && raw.bytes().all(|b| b.is_ascii_uppercase()) {
             Ok(Self(raw.to_owned()))
         } else {
-            Err(ValueError::new("invalid_currency", "currency must be three upper-case letters (ISO 4217)"))
+            Err(ValueError::new(
+                "invalid_currency",
+                "currency must be three upper-case letters (ISO 4217)",
+            ))
         }
     }
     pub fn as_str(&self) -> &str {
@@ -327,7 +376,10 @@ impl Version {
 
     pub fn new(raw: u32) -> Result<Self, ValueError> {
         if raw == 0 {
-            Err(ValueError::new("not_positive", "version must be a positive integer"))
+            Err(ValueError::new(
+                "not_positive",
+                "version must be a positive integer",
+            ))
         } else {
             Ok(Self(raw))
         }
@@ -356,7 +408,13 @@ mod tests {
 
     #[test]
     fn known_isins_pass_their_check_digit() {
-        for isin in ["US0378331005", "US5949181045", "GB0002634946", "DE0007164600", "JP3633400001"] {
+        for isin in [
+            "US0378331005",
+            "US5949181045",
+            "GB0002634946",
+            "DE0007164600",
+            "JP3633400001",
+        ] {
             assert!(Isin::parse(isin).is_ok(), "{isin}");
         }
     }
@@ -370,7 +428,14 @@ mod tests {
 
     #[test]
     fn malformed_isins_are_refused() {
-        for bad in ["", "US037833100", "us0378331005", "US03783310051", "120378331005", "US037833100X"] {
+        for bad in [
+            "",
+            "US037833100",
+            "us0378331005",
+            "US03783310051",
+            "120378331005",
+            "US037833100X",
+        ] {
             assert!(Isin::parse(bad).is_err(), "{bad}");
         }
     }

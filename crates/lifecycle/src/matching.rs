@@ -15,7 +15,10 @@ pub struct MatchPolicy {
 
 impl Default for MatchPolicy {
     fn default() -> Self {
-        Self { price_tolerance: Decimal::ZERO, match_window: Duration::hours(24) }
+        Self {
+            price_tolerance: Decimal::ZERO,
+            match_window: Duration::hours(24),
+        }
     }
 }
 

@@ -26,9 +26,17 @@ pub enum Command {
     /// A leg (or an amendment of one) that passed validation.
     Leg(Leg),
     /// A leg that failed validation downstream of ingress; only its sender hears of it.
-    RejectLeg { leg_id: LegId, sender: ParticipantId, reasons: Vec<String>, at: DateTime<Utc> },
+    RejectLeg {
+        leg_id: LegId,
+        sender: ParticipantId,
+        reasons: Vec<String>,
+        at: DateTime<Utc>,
+    },
     /// A party asks to cancel the trade.
-    Cancel { requested_by: ParticipantId, at: DateTime<Utc> },
+    Cancel {
+        requested_by: ParticipantId,
+        at: DateTime<Utc>,
+    },
     /// Time has passed; a lone leg whose window has run out expires.
     Expire { now: DateTime<Utc> },
 }
@@ -78,7 +86,10 @@ impl Trade {
     }
 
     fn parties(&self) -> Vec<ParticipantId> {
-        vec![self.match_key.im_id.clone(), self.match_key.broker_id.clone()]
+        vec![
+            self.match_key.im_id.clone(),
+            self.match_key.broker_id.clone(),
+        ]
     }
 
     fn leg(&self, role: LegRole) -> Option<&Leg> {
@@ -94,30 +105,65 @@ impl Trade {
         let mut entries = Vec::new();
         match command {
             Command::Leg(leg) => self.accept_leg(leg, policy, &mut entries),
-            Command::RejectLeg { leg_id, sender, reasons, at } => {
+            Command::RejectLeg {
+                leg_id,
+                sender,
+                reasons,
+                at,
+            } => {
                 if self.status.is_none() {
                     self.status = Some(TradeStatus::Rejected);
                 }
-                self.record(&mut entries, TradeStatus::Rejected, at, Some(reasons.join("; ")), vec![sender], Some(leg_id));
+                self.record(
+                    &mut entries,
+                    TradeStatus::Rejected,
+                    at,
+                    Some(reasons.join("; ")),
+                    vec![sender],
+                    Some(leg_id),
+                );
             }
             Command::Cancel { requested_by, at } => match self.status {
                 Some(status) if status.is_final() => {
                     let reason = format!("cannot cancel: trade is {status}");
-                    self.record(&mut entries, TradeStatus::Rejected, at, Some(reason), vec![requested_by], None);
+                    self.record(
+                        &mut entries,
+                        TradeStatus::Rejected,
+                        at,
+                        Some(reason),
+                        vec![requested_by],
+                        None,
+                    );
                 }
                 _ => {
                     self.status = Some(TradeStatus::Cancelled);
                     self.expires_at = None;
                     let reason = format!("cancelled by {requested_by}");
-                    self.record(&mut entries, TradeStatus::Cancelled, at, Some(reason), self.parties(), None);
+                    self.record(
+                        &mut entries,
+                        TradeStatus::Cancelled,
+                        at,
+                        Some(reason),
+                        self.parties(),
+                        None,
+                    );
                 }
             },
             Command::Expire { now } => {
-                if self.status == Some(TradeStatus::Unmatched) && self.expires_at.is_some_and(|at| at <= now) {
+                if self.status == Some(TradeStatus::Unmatched)
+                    && self.expires_at.is_some_and(|at| at <= now)
+                {
                     let at = self.expires_at.take().unwrap_or(now);
                     self.status = Some(TradeStatus::Expired);
                     let reason = "no counterparty leg within the match window".to_owned();
-                    self.record(&mut entries, TradeStatus::Expired, at, Some(reason), self.parties(), None);
+                    self.record(
+                        &mut entries,
+                        TradeStatus::Expired,
+                        at,
+                        Some(reason),
+                        self.parties(),
+                        None,
+                    );
                 }
             }
         }
@@ -137,16 +183,33 @@ impl Trade {
                     leg.block.version.get(),
                     current.block.version.get()
                 );
-                self.record(entries, TradeStatus::Rejected, at, Some(reason), vec![leg.sender], Some(leg.leg_id));
+                self.record(
+                    entries,
+                    TradeStatus::Rejected,
+                    at,
+                    Some(reason),
+                    vec![leg.sender],
+                    Some(leg.leg_id),
+                );
                 return;
             }
         }
-        if let Some(status) = self.status.filter(|s| s.is_final() || *s == TradeStatus::Matched) {
+        if let Some(status) = self
+            .status
+            .filter(|s| s.is_final() || *s == TradeStatus::Matched)
+        {
             let reason = match status {
                 TradeStatus::Matched => "trade is MATCHED; cancel it to change it".to_owned(),
                 other => format!("trade is {other}"),
             };
-            self.record(entries, TradeStatus::Rejected, at, Some(reason), vec![leg.sender], Some(leg.leg_id));
+            self.record(
+                entries,
+                TradeStatus::Rejected,
+                at,
+                Some(reason),
+                vec![leg.sender],
+                Some(leg.leg_id),
+            );
             return;
         }
 
@@ -161,7 +224,14 @@ impl Trade {
             LegRole::Broker => "broker",
         };
         let reason = Some(format!("{who} leg, version {version}"));
-        self.record(entries, TradeStatus::Received, at, reason, self.parties(), Some(leg_id));
+        self.record(
+            entries,
+            TradeStatus::Received,
+            at,
+            reason,
+            self.parties(),
+            Some(leg_id),
+        );
 
         match (&self.im_leg, &self.broker_leg) {
             (Some(im), Some(broker)) => {
@@ -169,12 +239,26 @@ impl Trade {
                 match compare_legs(&im.block, &broker.block, policy) {
                     MatchOutcome::Matched => {
                         self.status = Some(TradeStatus::Matched);
-                        self.record(entries, TradeStatus::Matched, at, None, self.parties(), None);
+                        self.record(
+                            entries,
+                            TradeStatus::Matched,
+                            at,
+                            None,
+                            self.parties(),
+                            None,
+                        );
                     }
                     MatchOutcome::Mismatched(fields) => {
                         self.status = Some(TradeStatus::Mismatched);
                         let reason = Some(format!("fields differ: {}", fields.join(", ")));
-                        let entry = self.record(entries, TradeStatus::Mismatched, at, reason, self.parties(), None);
+                        let entry = self.record(
+                            entries,
+                            TradeStatus::Mismatched,
+                            at,
+                            reason,
+                            self.parties(),
+                            None,
+                        );
                         entry.differing_fields = fields.into_iter().map(str::to_owned).collect();
                     }
                 }
@@ -184,7 +268,14 @@ impl Trade {
                 self.expires_at = Some(at + policy.match_window);
                 if self.status != Some(TradeStatus::Unmatched) {
                     self.status = Some(TradeStatus::Unmatched);
-                    self.record(entries, TradeStatus::Unmatched, at, None, self.parties(), None);
+                    self.record(
+                        entries,
+                        TradeStatus::Unmatched,
+                        at,
+                        None,
+                        self.parties(),
+                        None,
+                    );
                 }
             }
         }
@@ -201,7 +292,15 @@ impl Trade {
     ) -> &'a mut HistoryEntry {
         let seq = self.next_seq;
         self.next_seq += 1;
-        entries.push(HistoryEntry { seq, status, at, reason, recipients, differing_fields: Vec::new(), leg_id });
+        entries.push(HistoryEntry {
+            seq,
+            status,
+            at,
+            reason,
+            recipients,
+            differing_fields: Vec::new(),
+            leg_id,
+        });
         entries.last_mut().expect("just pushed")
     }
 }

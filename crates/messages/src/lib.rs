@@ -46,7 +46,12 @@ pub enum Submission {
         /// The submitted block; ingestion validates it again before anything downstream sees it.
         block: serde_json::Value,
     },
-    Cancel { trade_id: TradeId, match_key: MatchKey, requested_by: ParticipantId, requested_at: DateTime<Utc> },
+    Cancel {
+        trade_id: TradeId,
+        match_key: MatchKey,
+        requested_by: ParticipantId,
+        requested_at: DateTime<Utc>,
+    },
 }
 
 impl Message for Submission {
@@ -54,14 +59,18 @@ impl Message for Submission {
     fn message_id(&self) -> Uuid {
         match self {
             Submission::Leg { leg_id, .. } => leg_id.0,
-            Submission::Cancel { trade_id, requested_by, .. } => {
-                derive_id("cancel", &[&trade_id.to_string(), requested_by.as_str()])
-            }
+            Submission::Cancel {
+                trade_id,
+                requested_by,
+                ..
+            } => derive_id("cancel", &[&trade_id.to_string(), requested_by.as_str()]),
         }
     }
     fn key(&self) -> String {
         match self {
-            Submission::Leg { match_key, .. } | Submission::Cancel { match_key, .. } => match_key.to_string(),
+            Submission::Leg { match_key, .. } | Submission::Cancel { match_key, .. } => {
+                match_key.to_string()
+            }
         }
     }
 }
@@ -93,7 +102,9 @@ impl TradeCommand {
     pub fn match_key(&self) -> MatchKey {
         match self {
             TradeCommand::Leg { leg } => leg.block.match_key(),
-            TradeCommand::RejectLeg { match_key, .. } | TradeCommand::Cancel { match_key, .. } => match_key.clone(),
+            TradeCommand::RejectLeg { match_key, .. } | TradeCommand::Cancel { match_key, .. } => {
+                match_key.clone()
+            }
         }
     }
 }
@@ -104,10 +115,17 @@ impl Message for TradeCommand {
         // One command per submission, so the submission's id, re-derived for this hop.
         match self {
             TradeCommand::Leg { leg } => derive_id("trade-command", &[&leg.leg_id.to_string()]),
-            TradeCommand::RejectLeg { leg_id, .. } => derive_id("trade-command", &[&leg_id.to_string()]),
-            TradeCommand::Cancel { trade_id, requested_by, .. } => {
-                derive_id("trade-command-cancel", &[&trade_id.to_string(), requested_by.as_str()])
+            TradeCommand::RejectLeg { leg_id, .. } => {
+                derive_id("trade-command", &[&leg_id.to_string()])
             }
+            TradeCommand::Cancel {
+                trade_id,
+                requested_by,
+                ..
+            } => derive_id(
+                "trade-command-cancel",
+                &[&trade_id.to_string(), requested_by.as_str()],
+            ),
         }
     }
     fn key(&self) -> String {

@@ -20,10 +20,16 @@ pub struct Readiness {
 
 impl Readiness {
     pub fn set_ready(&self, check: &'static str) {
-        self.checks.lock().expect("readiness lock").insert(check, Ok(()));
+        self.checks
+            .lock()
+            .expect("readiness lock")
+            .insert(check, Ok(()));
     }
     pub fn set_unready(&self, check: &'static str, why: impl Into<String>) {
-        self.checks.lock().expect("readiness lock").insert(check, Err(why.into()));
+        self.checks
+            .lock()
+            .expect("readiness lock")
+            .insert(check, Err(why.into()));
     }
     /// Not ready until the first `set_ready`.
     pub fn register(&self, check: &'static str) {
@@ -31,7 +37,10 @@ impl Readiness {
     }
     pub fn failing(&self) -> BTreeMap<&'static str, String> {
         let checks = self.checks.lock().expect("readiness lock");
-        checks.iter().filter_map(|(name, state)| state.clone().err().map(|why| (*name, why))).collect()
+        checks
+            .iter()
+            .filter_map(|(name, state)| state.clone().err().map(|why| (*name, why)))
+            .collect()
     }
 }
 
@@ -55,7 +64,10 @@ pub fn router(readiness: Readiness, metrics: PrometheusHandle) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
-        .route("/metrics", get(|State(state): State<OpsState>| async move { state.metrics.render() }))
+        .route(
+            "/metrics",
+            get(|State(state): State<OpsState>| async move { state.metrics.render() }),
+        )
         .with_state(OpsState { readiness, metrics })
 }
 
@@ -64,11 +76,20 @@ async fn ready(State(state): State<OpsState>) -> impl IntoResponse {
     if failing.is_empty() {
         (StatusCode::OK, Json(serde_json::json!({"ready": true})))
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"ready": false, "failing": failing})))
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"ready": false, "failing": failing})),
+        )
     }
 }
 
 /// Serves `router` on `listener` until `shutdown`, then lets in-flight requests finish.
-pub async fn serve(listener: tokio::net::TcpListener, router: Router, shutdown: CancellationToken) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
 }

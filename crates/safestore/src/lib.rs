@@ -23,7 +23,10 @@ pub enum StoreError {
     #[error("cannot reach the database: {0}")]
     Connect(#[source] sqlx::Error),
     #[error("migrating schema {schema}: {source}")]
-    Migrate { schema: String, source: sqlx::migrate::MigrateError },
+    Migrate {
+        schema: String,
+        source: sqlx::migrate::MigrateError,
+    },
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -44,17 +47,28 @@ pub async fn connect(options: &StoreOptions, migrations: &Migrator) -> Result<Pg
         .map_err(StoreError::InvalidUrl)?
         .options([("search_path", options.schema.as_str())]);
 
-    let mut admin = PgConnection::connect_with(&connect).await.map_err(StoreError::Connect)?;
-    sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(&options.schema)))
-        .execute(&mut admin)
-        .await?;
+    let mut admin = PgConnection::connect_with(&connect)
+        .await
+        .map_err(StoreError::Connect)?;
+    sqlx::query(&format!(
+        "CREATE SCHEMA IF NOT EXISTS {}",
+        quote_ident(&options.schema)
+    ))
+    .execute(&mut admin)
+    .await?;
     for migrator in [&SAFESTORE_MIGRATIONS, migrations] {
-        let mut migrator = Migrator { ignore_missing: true, ..clone_migrator(migrator) };
+        let mut migrator = Migrator {
+            ignore_missing: true,
+            ..clone_migrator(migrator)
+        };
         migrator.set_locking(true);
         migrator
             .run(&mut admin)
             .await
-            .map_err(|source| StoreError::Migrate { schema: options.schema.clone(), source })?;
+            .map_err(|source| StoreError::Migrate {
+                schema: options.schema.clone(),
+                source,
+            })?;
     }
     admin.close().await?;
 
@@ -83,7 +97,10 @@ fn quote_ident(name: &str) -> String {
 /// the transaction lost a race. A transaction that failed with one of these was rolled back.
 pub fn is_transient(error: &sqlx::Error) -> bool {
     match error {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Protocol(_) => true,
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
             code.starts_with("08") // connection exception
@@ -188,7 +205,11 @@ pub async fn load_offsets(pool: &PgPool, topic: &str) -> Result<HashMap<i32, i64
 }
 
 /// Stores the consumer's position; a position never moves backwards.
-pub async fn save_offsets(conn: &mut PgConnection, topic: &str, next: &[(i32, i64)]) -> Result<(), sqlx::Error> {
+pub async fn save_offsets(
+    conn: &mut PgConnection,
+    topic: &str,
+    next: &[(i32, i64)],
+) -> Result<(), sqlx::Error> {
     let partitions: Vec<i32> = next.iter().map(|(p, _)| *p).collect();
     let offsets: Vec<i64> = next.iter().map(|(_, o)| *o).collect();
     sqlx::query(
@@ -217,7 +238,10 @@ pub struct DeadLetter {
     pub error: String,
 }
 
-pub async fn record_dead_letter(conn: &mut PgConnection, letter: &DeadLetter) -> Result<(), sqlx::Error> {
+pub async fn record_dead_letter(
+    conn: &mut PgConnection,
+    letter: &DeadLetter,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO dead_letters (message_id, topic, partition, \"offset\", key, payload, error)
          VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -257,14 +281,18 @@ pub async fn unpublished(pool: &PgPool, limit: i64) -> Result<Vec<PendingMessage
 }
 
 pub async fn mark_published(pool: &PgPool, ids: &[i64]) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1) AND published_at IS NULL")
-        .bind(ids)
-        .execute(pool)
-        .await?;
+    sqlx::query(
+        "UPDATE outbox SET published_at = now() WHERE id = ANY($1) AND published_at IS NULL",
+    )
+    .bind(ids)
+    .execute(pool)
+    .await?;
     Ok(())
 }
 
 /// How many outbox rows wait to be published.
 pub async fn outbox_depth(pool: &PgPool) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL").fetch_one(pool).await
+    sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        .fetch_one(pool)
+        .await
 }

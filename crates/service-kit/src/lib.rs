@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use keel_platform::ops::{self, Readiness};
 use keel_safestore::{PgPool, StoreOptions};
-use keel_streaming::{consumer::BatchConsumer, ConsumerOptions, Handler, KafkaOptions, OutboxRelay, RelayOptions};
+use keel_streaming::{
+    consumer::BatchConsumer, ConsumerOptions, Handler, KafkaOptions, OutboxRelay, RelayOptions,
+};
 use serde::{Deserialize, Serialize};
 use sqlx::migrate::Migrator;
 use tokio::sync::Notify;
@@ -53,7 +55,10 @@ pub enum StageError {
     #[error("creating topics: {0}")]
     Topics(#[from] keel_streaming::admin::AdminError),
     #[error("ops endpoint {addr}: {source}")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// What a stage's handler and background tasks get to work with.
@@ -102,7 +107,12 @@ pub async fn connect_store(
 impl Stage {
     /// Runs the stage until `shutdown`. `build` makes the handler and any background tasks (such as
     /// a sweeper) from the connected context.
-    pub async fn run<H, B>(self, config: StageConfig, shutdown: CancellationToken, build: B) -> Result<(), StageError>
+    pub async fn run<H, B>(
+        self,
+        config: StageConfig,
+        shutdown: CancellationToken,
+        build: B,
+    ) -> Result<(), StageError>
     where
         H: Handler,
         B: FnOnce(&StageContext) -> (H, Vec<Task>),
@@ -112,9 +122,16 @@ impl Stage {
         readiness.register("consumer");
         let listener = tokio::net::TcpListener::bind(config.ops_listen)
             .await
-            .map_err(|source| StageError::Listen { addr: config.ops_listen, source })?;
+            .map_err(|source| StageError::Listen {
+                addr: config.ops_listen,
+                source,
+            })?;
         tracing::info!(ops = %listener.local_addr().map_err(|source| StageError::Listen { addr: config.ops_listen, source })?, "ops endpoints up");
-        let ops_server = tokio::spawn(ops::serve(listener, ops::router(readiness.clone(), metrics), shutdown.clone()));
+        let ops_server = tokio::spawn(ops::serve(
+            listener,
+            ops::router(readiness.clone(), metrics),
+            shutdown.clone(),
+        ));
 
         let store = StoreOptions {
             url: config.database_url.clone(),
@@ -124,18 +141,29 @@ impl Stage {
         let Some(pool) = connect_store(&store, self.migrations, &shutdown).await? else {
             return Ok(());
         };
-        keel_streaming::admin::ensure_topics(&config.kafka, &[self.topic, self.dead_letter_topic]).await?;
+        keel_streaming::admin::ensure_topics(&config.kafka, &[self.topic, self.dead_letter_topic])
+            .await?;
 
         let relay = OutboxRelay::new(config.kafka.clone(), pool.clone(), RelayOptions::default());
-        let context =
-            StageContext { pool: pool.clone(), shutdown: shutdown.clone(), relay_wake: relay.waker(), readiness: readiness.clone() };
+        let context = StageContext {
+            pool: pool.clone(),
+            shutdown: shutdown.clone(),
+            relay_wake: relay.waker(),
+            readiness: readiness.clone(),
+        };
         let (handler, tasks) = build(&context);
 
         let mut options = ConsumerOptions::new(self.name, self.topic);
         options.dead_letter_topic = Some(self.dead_letter_topic.to_owned());
         options.max_batch = config.max_batch;
         options.linger = Duration::from_millis(config.batch_linger_ms);
-        let consumer = BatchConsumer::new(options, config.kafka.clone(), pool.clone(), handler, relay.waker());
+        let consumer = BatchConsumer::new(
+            options,
+            config.kafka.clone(),
+            pool.clone(),
+            handler,
+            relay.waker(),
+        );
 
         let relay_task = tokio::spawn(relay.run(shutdown.clone()));
         let consumer_readiness = readiness.clone();
@@ -160,7 +188,10 @@ impl Stage {
             }
             let _ = ops_server.await;
         };
-        if tokio::time::timeout(Duration::from_secs(10), drain).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(10), drain)
+            .await
+            .is_err()
+        {
             tracing::warn!("drain took longer than 10 s; exiting anyway");
         }
         pool.close().await;

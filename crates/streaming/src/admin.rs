@@ -11,14 +11,19 @@ pub enum AdminError {
     #[error("kafka admin client: {0}")]
     Client(#[from] rdkafka::error::KafkaError),
     #[error("creating topic {topic}: {code}")]
-    CreateTopic { topic: String, code: RDKafkaErrorCode },
+    CreateTopic {
+        topic: String,
+        code: RDKafkaErrorCode,
+    },
 }
 
 /// Creates the topics that do not exist yet; existing ones are left as they are.
 pub async fn ensure_topics(options: &KafkaOptions, topics: &[&str]) -> Result<(), AdminError> {
     let admin: AdminClient<DefaultClientContext> = options.client_config().create()?;
-    let new_topics: Vec<NewTopic<'_>> =
-        topics.iter().map(|t| NewTopic::new(t, options.partitions, TopicReplication::Fixed(1))).collect();
+    let new_topics: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, options.partitions, TopicReplication::Fixed(1)))
+        .collect();
     let admin_options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     for result in admin.create_topics(&new_topics, &admin_options).await? {
         match result {

@@ -50,7 +50,11 @@ pub struct PoisonLimit {
 
 impl Default for PoisonLimit {
     fn default() -> Self {
-        Self { max_consecutive: 10, max_in_window: 50, window: 1000 }
+        Self {
+            max_consecutive: 10,
+            max_in_window: 50,
+            window: 1000,
+        }
     }
 }
 
@@ -74,7 +78,10 @@ impl PoisonBudget {
             }
         }
         if self.consecutive > limit.max_consecutive {
-            return Err(format!("{} poison messages in a row (limit {})", self.consecutive, limit.max_consecutive));
+            return Err(format!(
+                "{} poison messages in a row (limit {})",
+                self.consecutive, limit.max_consecutive
+            ));
         }
         if self.in_window > limit.max_in_window {
             return Err(format!(
@@ -122,14 +129,27 @@ impl ConsumerOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumerError {
     #[error("kafka client for {topic}: {source}")]
-    Kafka { topic: String, source: rdkafka::error::KafkaError },
+    Kafka {
+        topic: String,
+        source: rdkafka::error::KafkaError,
+    },
     #[error(
         "KEEL-E001 consumer of {topic} stopped: {reason}; the last poison message is at partition {partition} \
          offset {offset} (see runbooks/poison-message.md)"
     )]
-    PoisonLimit { topic: String, partition: i32, offset: i64, reason: String },
+    PoisonLimit {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        reason: String,
+    },
     #[error("KEEL-E002 consumer of {topic} stopped: cannot record the dead letter at partition {partition} offset {offset}: {source}")]
-    Store { topic: String, partition: i32, offset: i64, source: sqlx::Error },
+    Store {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        source: sqlx::Error,
+    },
 }
 
 /// The exactly-once batch consumer of one topic for one service.
@@ -147,14 +167,29 @@ enum BatchFailure {
 }
 
 impl<H: Handler> BatchConsumer<H> {
-    pub fn new(options: ConsumerOptions, kafka: KafkaOptions, pool: PgPool, handler: H, relay_wake: Arc<Notify>) -> Self {
-        Self { options, kafka, pool, handler, relay_wake }
+    pub fn new(
+        options: ConsumerOptions,
+        kafka: KafkaOptions,
+        pool: PgPool,
+        handler: H,
+        relay_wake: Arc<Notify>,
+    ) -> Self {
+        Self {
+            options,
+            kafka,
+            pool,
+            handler,
+            relay_wake,
+        }
     }
 
     /// Consumes until `shutdown`; returns an error only when the consumer must not go on by itself.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ConsumerError> {
         let topic = self.options.topic.clone();
-        let kafka_error = |source| ConsumerError::Kafka { topic: topic.clone(), source };
+        let kafka_error = |source| ConsumerError::Kafka {
+            topic: topic.clone(),
+            source,
+        };
         let consumer: StreamConsumer = self
             .kafka
             .client_config()
@@ -162,7 +197,7 @@ impl<H: Handler> BatchConsumer<H> {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("fetch.wait.max.ms", "20")
+            .set("fetch.wait.max.ms", self.kafka.fetch_wait_ms.to_string())
             .set("allow.auto.create.topics", "false")
             .create()
             .map_err(kafka_error)?;
@@ -171,16 +206,30 @@ impl<H: Handler> BatchConsumer<H> {
         let Some(partitions) = self.wait_for_partitions(&consumer, &shutdown).await else {
             return Ok(());
         };
-        let Some(stored) = self.with_retry(&shutdown, || keel_safestore::load_offsets(&self.pool, &topic)).await else {
+        let Some(stored) = self
+            .with_retry(&shutdown, || {
+                keel_safestore::load_offsets(&self.pool, &topic)
+            })
+            .await
+        else {
             return Ok(());
         };
         let mut assignment = TopicPartitionList::new();
         for partition in &partitions {
-            let offset = stored.get(partition).map_or(Offset::Beginning, |next| Offset::Offset(*next));
-            assignment.add_partition_offset(&topic, *partition, offset).map_err(kafka_error)?;
+            let offset = stored
+                .get(partition)
+                .map_or(Offset::Beginning, |next| Offset::Offset(*next));
+            assignment
+                .add_partition_offset(&topic, *partition, offset)
+                .map_err(kafka_error)?;
         }
         consumer.assign(&assignment).map_err(kafka_error)?;
-        tracing::info!(topic, ?partitions, ?stored, "consumer assigned from the offsets stored in Postgres");
+        tracing::info!(
+            topic,
+            ?partitions,
+            ?stored,
+            "consumer assigned from the offsets stored in Postgres"
+        );
 
         let mut budget = PoisonBudget::default();
         let mut lag_reported = Instant::now();
@@ -204,7 +253,11 @@ impl<H: Handler> BatchConsumer<H> {
         }
     }
 
-    async fn wait_for_partitions(&self, consumer: &Arc<StreamConsumer>, shutdown: &CancellationToken) -> Option<Vec<i32>> {
+    async fn wait_for_partitions(
+        &self,
+        consumer: &Arc<StreamConsumer>,
+        shutdown: &CancellationToken,
+    ) -> Option<Vec<i32>> {
         let mut delays = retry::backoff();
         loop {
             let probe = consumer.clone();
@@ -224,8 +277,13 @@ impl<H: Handler> BatchConsumer<H> {
             .expect("metadata probe does not panic");
             match found {
                 Ok(partitions) if !partitions.is_empty() => return Some(partitions),
-                Ok(_) => tracing::warn!(topic = self.options.topic, "topic does not exist yet; waiting"),
-                Err(error) => tracing::warn!(topic = self.options.topic, %error, "cannot read topic metadata; retrying"),
+                Ok(_) => tracing::warn!(
+                    topic = self.options.topic,
+                    "topic does not exist yet; waiting"
+                ),
+                Err(error) => {
+                    tracing::warn!(topic = self.options.topic, %error, "cannot read topic metadata; retrying")
+                }
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return None,
@@ -273,13 +331,21 @@ impl<H: Handler> BatchConsumer<H> {
         for message in &batch {
             next_offsets.insert(message.partition(), message.offset() + 1);
             let decoded = self.decode(message);
-            self.check_poison(budget, decoded.is_err(), message.partition(), message.offset())?;
+            self.check_poison(
+                budget,
+                decoded.is_err(),
+                message.partition(),
+                message.offset(),
+            )?;
             match decoded {
                 Ok(message) => inbound.push(message),
                 Err(letter) => dead.push(letter),
             }
         }
-        match self.commit_retrying(&inbound, &dead, &next_offsets, shutdown).await {
+        match self
+            .commit_retrying(&inbound, &dead, &next_offsets, shutdown)
+            .await
+        {
             Ok(true) => return Ok(Some(next_offsets)),
             Ok(false) => return Ok(None),
             Err(error) => {
@@ -298,7 +364,10 @@ impl<H: Handler> BatchConsumer<H> {
         for (partition, offset, item) in items {
             let next = BTreeMap::from([(partition, offset + 1)]);
             let letter = match item {
-                Ok(message) => match self.commit_retrying(std::slice::from_ref(&message), &[], &next, shutdown).await {
+                Ok(message) => match self
+                    .commit_retrying(std::slice::from_ref(&message), &[], &next, shutdown)
+                    .await
+                {
                     Ok(true) => continue,
                     Ok(false) => return Ok(None),
                     Err(error) => {
@@ -308,24 +377,40 @@ impl<H: Handler> BatchConsumer<H> {
                 },
                 Err(letter) => letter,
             };
-            match self.commit_retrying(&[], std::slice::from_ref(&letter), &next, shutdown).await {
+            match self
+                .commit_retrying(&[], std::slice::from_ref(&letter), &next, shutdown)
+                .await
+            {
                 Ok(true) => {}
                 Ok(false) => return Ok(None),
                 Err(source) => {
-                    return Err(ConsumerError::Store { topic: self.options.topic.clone(), partition, offset, source })
+                    return Err(ConsumerError::Store {
+                        topic: self.options.topic.clone(),
+                        partition,
+                        offset,
+                        source,
+                    })
                 }
             }
         }
         Ok(Some(next_offsets))
     }
 
-    fn check_poison(&self, budget: &mut PoisonBudget, poison: bool, partition: i32, offset: i64) -> Result<(), ConsumerError> {
-        budget.record(&self.options.poison, poison).map_err(|reason| ConsumerError::PoisonLimit {
-            topic: self.options.topic.clone(),
-            partition,
-            offset,
-            reason,
-        })
+    fn check_poison(
+        &self,
+        budget: &mut PoisonBudget,
+        poison: bool,
+        partition: i32,
+        offset: i64,
+    ) -> Result<(), ConsumerError> {
+        budget
+            .record(&self.options.poison, poison)
+            .map_err(|reason| ConsumerError::PoisonLimit {
+                topic: self.options.topic.clone(),
+                partition,
+                offset,
+                reason,
+            })
     }
 
     /// Commits, retrying transient failures with backoff. `Ok(false)`: shut down before committing.
@@ -367,21 +452,32 @@ impl<H: Handler> BatchConsumer<H> {
                 topic: self.options.topic.clone(),
                 partition: message.partition(),
                 offset: message.offset(),
-                key: message.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                key: message
+                    .key()
+                    .map(|k| String::from_utf8_lossy(k).into_owned()),
                 payload: Some(payload.to_vec()),
                 error: format!("undecodable message: {error}"),
             }),
         }
     }
 
-    fn dead_letter_for(&self, batch: &[OwnedMessage], message: &Inbound<H::Message>, error: &sqlx::Error) -> DeadLetter {
-        let original = batch.iter().find(|m| m.partition() == message.partition && m.offset() == message.offset);
+    fn dead_letter_for(
+        &self,
+        batch: &[OwnedMessage],
+        message: &Inbound<H::Message>,
+        error: &sqlx::Error,
+    ) -> DeadLetter {
+        let original = batch
+            .iter()
+            .find(|m| m.partition() == message.partition && m.offset() == message.offset);
         DeadLetter {
             message_id: Some(message.message_id),
             topic: self.options.topic.clone(),
             partition: message.partition,
             offset: message.offset,
-            key: original.and_then(|m| m.key()).map(|k| String::from_utf8_lossy(k).into_owned()),
+            key: original
+                .and_then(|m| m.key())
+                .map(|k| String::from_utf8_lossy(k).into_owned()),
             payload: original.and_then(|m| m.payload()).map(<[u8]>::to_vec),
             error: format!("processing failed permanently: {error}"),
         }
@@ -406,9 +502,20 @@ impl<H: Handler> BatchConsumer<H> {
 
         let ids: Vec<(Uuid, Origin<'_>)> = inbound
             .iter()
-            .map(|m| (m.message_id, Origin { topic, partition: m.partition, offset: m.offset }))
+            .map(|m| {
+                (
+                    m.message_id,
+                    Origin {
+                        topic,
+                        partition: m.partition,
+                        offset: m.offset,
+                    },
+                )
+            })
             .collect();
-        let fresh = keel_safestore::claim_inbox(&mut tx, &ids).await.map_err(classify)?;
+        let fresh = keel_safestore::claim_inbox(&mut tx, &ids)
+            .await
+            .map_err(classify)?;
         // A message can also repeat inside one batch (a relay that re-sent it): keep its first copy.
         let mut taken = HashSet::new();
         let new_messages: Vec<Inbound<H::Message>> = inbound
@@ -417,16 +524,26 @@ impl<H: Handler> BatchConsumer<H> {
             .cloned()
             .collect();
 
-        let mut outgoing = self.handler.apply(&mut tx, &new_messages).await.map_err(classify)?;
+        let mut outgoing = self
+            .handler
+            .apply(&mut tx, &new_messages)
+            .await
+            .map_err(classify)?;
         for letter in dead {
-            keel_safestore::record_dead_letter(&mut tx, letter).await.map_err(classify)?;
+            keel_safestore::record_dead_letter(&mut tx, letter)
+                .await
+                .map_err(classify)?;
             if let Some(dlq) = &self.options.dead_letter_topic {
                 outgoing.push(dead_letter_message(dlq, letter));
             }
         }
-        keel_safestore::enqueue(&mut tx, &outgoing).await.map_err(classify)?;
+        keel_safestore::enqueue(&mut tx, &outgoing)
+            .await
+            .map_err(classify)?;
         let positions: Vec<(i32, i64)> = next_offsets.iter().map(|(p, o)| (*p, *o)).collect();
-        keel_safestore::save_offsets(&mut tx, topic, &positions).await.map_err(classify)?;
+        keel_safestore::save_offsets(&mut tx, topic, &positions)
+            .await
+            .map_err(classify)?;
         tx.commit().await.map_err(classify)?;
 
         let duplicates = inbound.len() - new_messages.len();
@@ -449,7 +566,12 @@ impl<H: Handler> BatchConsumer<H> {
     }
 
     /// Reports lag, and optionally commits to Kafka for dashboards; Postgres holds the real position.
-    fn advise_kafka(&self, consumer: &Arc<StreamConsumer>, next_offsets: &BTreeMap<i32, i64>, report_lag: bool) {
+    fn advise_kafka(
+        &self,
+        consumer: &Arc<StreamConsumer>,
+        next_offsets: &BTreeMap<i32, i64>,
+        report_lag: bool,
+    ) {
         let topic = self.options.topic.as_str();
         let mut list = TopicPartitionList::new();
         for (partition, next) in next_offsets {
@@ -467,7 +589,9 @@ impl<H: Handler> BatchConsumer<H> {
             let next_offsets = next_offsets.clone();
             tokio::task::spawn_blocking(move || {
                 for (partition, next) in next_offsets {
-                    if let Ok((_, high)) = consumer.fetch_watermarks(&topic, partition, Duration::from_secs(1)) {
+                    if let Ok((_, high)) =
+                        consumer.fetch_watermarks(&topic, partition, Duration::from_secs(1))
+                    {
                         metrics::gauge!("keel_consumer_lag", "topic" => topic.clone(), "partition" => partition.to_string())
                             .set((high - next).max(0) as f64);
                     }
@@ -485,7 +609,9 @@ impl<H: Handler> BatchConsumer<H> {
         loop {
             match attempt().await {
                 Ok(value) => return Some(value),
-                Err(error) => tracing::warn!(topic = self.options.topic, %error, "database unavailable; retrying"),
+                Err(error) => {
+                    tracing::warn!(topic = self.options.topic, %error, "database unavailable; retrying")
+                }
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return None,
@@ -516,27 +642,45 @@ mod tests {
 
     #[test]
     fn poison_in_a_row_stops_after_the_limit() {
-        let limit = PoisonLimit { max_consecutive: 3, max_in_window: 100, window: 1000 };
+        let limit = PoisonLimit {
+            max_consecutive: 3,
+            max_in_window: 100,
+            window: 1000,
+        };
         let mut budget = PoisonBudget::default();
         for _ in 0..3 {
             budget.record(&limit, true).unwrap();
         }
-        assert!(budget.record(&limit, true).unwrap_err().contains("4 poison messages in a row"));
+        assert!(budget
+            .record(&limit, true)
+            .unwrap_err()
+            .contains("4 poison messages in a row"));
     }
 
     #[test]
     fn a_good_message_resets_the_run_but_not_the_window() {
-        let limit = PoisonLimit { max_consecutive: 2, max_in_window: 3, window: 10 };
+        let limit = PoisonLimit {
+            max_consecutive: 2,
+            max_in_window: 3,
+            window: 10,
+        };
         let mut budget = PoisonBudget::default();
         for poison in [true, true, false, true, false] {
             budget.record(&limit, poison).unwrap();
         }
-        assert!(budget.record(&limit, true).unwrap_err().contains("in the last"));
+        assert!(budget
+            .record(&limit, true)
+            .unwrap_err()
+            .contains("in the last"));
     }
 
     #[test]
     fn old_poison_leaves_the_window() {
-        let limit = PoisonLimit { max_consecutive: 5, max_in_window: 1, window: 3 };
+        let limit = PoisonLimit {
+            max_consecutive: 5,
+            max_in_window: 1,
+            window: 3,
+        };
         let mut budget = PoisonBudget::default();
         budget.record(&limit, true).unwrap();
         for _ in 0..3 {

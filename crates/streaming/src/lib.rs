@@ -22,25 +22,51 @@ use serde::{Deserialize, Serialize};
 pub struct KafkaOptions {
     /// `host:port[,host:port…]`
     pub brokers: String,
-    /// Partitions given to topics Keel creates.
+    /// Partitions given to topics Keel creates. One by default: each stage runs one consumer per
+    /// region, so more partitions add no parallelism, and an idle tansu 0.6 consumer costs the broker
+    /// about 7% of a core per partition (measured; see docs/decisions.md). Production sets more.
     #[serde(default = "default_partitions")]
     pub partitions: i32,
+    /// The longest a consumer's fetch waits for data. tansu 0.6 always waits this long per fetch
+    /// (and scans every assigned partition each time), so it is both the per-hop latency floor and
+    /// what idle consumers cost the broker.
+    #[serde(default = "default_fetch_wait_ms")]
+    pub fetch_wait_ms: u32,
+    /// How long the producer gathers messages into one request. Every produce request is a storage
+    /// transaction in tansu, so a few milliseconds buy much throughput.
+    #[serde(default = "default_linger_ms")]
+    pub linger_ms: u32,
+}
+
+fn default_linger_ms() -> u32 {
+    10
+}
+
+fn default_fetch_wait_ms() -> u32 {
+    50
 }
 
 fn default_partitions() -> i32 {
-    4
+    1
 }
 
 impl Default for KafkaOptions {
     fn default() -> Self {
-        Self { brokers: "127.0.0.1:19092".to_owned(), partitions: default_partitions() }
+        Self {
+            brokers: "127.0.0.1:19092".to_owned(),
+            partitions: default_partitions(),
+            fetch_wait_ms: default_fetch_wait_ms(),
+            linger_ms: default_linger_ms(),
+        }
     }
 }
 
 impl KafkaOptions {
     pub(crate) fn client_config(&self) -> rdkafka::ClientConfig {
         let mut config = rdkafka::ClientConfig::new();
-        config.set("bootstrap.servers", &self.brokers).set("broker.address.family", "v4");
+        config
+            .set("bootstrap.servers", &self.brokers)
+            .set("broker.address.family", "v4");
         config
     }
 }

@@ -23,7 +23,10 @@ pub struct RelayOptions {
 
 impl Default for RelayOptions {
     fn default() -> Self {
-        Self { batch: 1000, idle_poll: Duration::from_millis(200) }
+        Self {
+            batch: 1000,
+            idle_poll: Duration::from_millis(200),
+        }
     }
 }
 
@@ -46,7 +49,12 @@ pub struct OutboxRelay {
 
 impl OutboxRelay {
     pub fn new(kafka: KafkaOptions, pool: PgPool, options: RelayOptions) -> Self {
-        Self { kafka, pool, options, wake: Arc::new(Notify::new()) }
+        Self {
+            kafka,
+            pool,
+            options,
+            wake: Arc::new(Notify::new()),
+        }
     }
 
     /// Notify this after committing outbox rows, so they go out without waiting for the next poll.
@@ -59,7 +67,7 @@ impl OutboxRelay {
             .client_config()
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("linger.ms", "2")
+            .set("linger.ms", self.kafka.linger_ms.to_string())
             .set("message.timeout.ms", "30000")
             .create()
     }
@@ -88,7 +96,10 @@ impl OutboxRelay {
                     let delay = delays.next().unwrap_or(Duration::from_secs(5));
                     tracing::warn!(%error, ?delay, "outbox relay round failed; retrying");
                     if let Some(fatal) = producer.client().fatal_error() {
-                        tracing::warn!(?fatal, "idempotent producer hit a fatal error; replacing it");
+                        tracing::warn!(
+                            ?fatal,
+                            "idempotent producer hit a fatal error; replacing it"
+                        );
                         producer = self.producer()?;
                     }
                     tokio::select! {
@@ -115,7 +126,10 @@ impl OutboxRelay {
             let record = FutureRecord::to(&row.topic)
                 .key(&row.key)
                 .payload(&row.payload)
-                .headers(OwnedHeaders::new().insert(Header { key: MESSAGE_ID_HEADER, value: Some(&id) }));
+                .headers(OwnedHeaders::new().insert(Header {
+                    key: MESSAGE_ID_HEADER,
+                    value: Some(&id),
+                }));
             match producer.send_result(record) {
                 Ok(delivery) => deliveries.push((row.id, delivery)),
                 Err((error, _)) => {
@@ -138,7 +152,11 @@ impl OutboxRelay {
         }
         keel_safestore::mark_published(&self.pool, &published).await?;
         metrics::counter!("keel_outbox_published_total").increment(published.len() as u64);
-        match delivery_error.or(if published.is_empty() { enqueue_error } else { None }) {
+        match delivery_error.or(if published.is_empty() {
+            enqueue_error
+        } else {
+            None
+        }) {
             Some(error) => Err(error.into()),
             None => Ok(published.len()),
         }

@@ -22,4 +22,4 @@ rm -rf "$bench_pg"
 bash deploy/local/bin/postgres.sh start "$bench_pg" "$bench_pg_port"
 
 KEEL_TEST_PG="postgres://keel@127.0.0.1:$bench_pg_port/postgres" KEEL_TANSU_BIN="$TANSU_BIN" \
-  "$CARGO_TARGET_DIR/release/keel-bench"
+  KEEL_BIN_DIR="$CARGO_TARGET_DIR/release" "$CARGO_TARGET_DIR/release/keel-bench"

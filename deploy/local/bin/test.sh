@@ -14,7 +14,7 @@ cleanup() {
   bash deploy/local/bin/postgres.sh stop "$test_pg" "$test_pg_port" || true
   # Service processes of a test that was itself killed: nothing may outlive the run.
   pkill -KILL -f "$CARGO_TARGET_DIR/debug/keel-" 2>/dev/null || true
-  pkill -KILL -f "keel-tests/.*/tansu" 2>/dev/null || true
+  pkill -KILL -f "tansu broker --cluster-id keel-test" 2>/dev/null || true
 }
 trap cleanup EXIT
 
@@ -33,4 +33,4 @@ export KEEL_TANSU_BIN="$TANSU_BIN"
 
 log "system tests (real Postgres, real tansu, the service binaries)"
 # One at a time: each test starts a whole stack, and the machine has two cores.
-cargo test -p keel-system-tests --quiet -- --test-threads=1
+KEEL_BIN_DIR="$CARGO_TARGET_DIR/debug" cargo test -p keel-system-tests --quiet -- --test-threads=1

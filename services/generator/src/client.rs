@@ -34,8 +34,15 @@ pub type Answer = (u16, Value);
 
 impl Client {
     pub fn new(base: &str) -> Self {
-        let http = reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("HTTP client builds");
-        Self { base: base.trim_end_matches('/').to_owned(), http, tokens: Arc::default() }
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .build()
+            .expect("HTTP client builds");
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            http,
+            tokens: Arc::default(),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -53,9 +60,24 @@ impl Client {
     }
 
     /// `POST /oauth2/token` with form-encoded client credentials.
-    pub async fn request_token(&self, client_id: &str, client_secret: &str) -> anyhow::Result<Answer> {
-        let form = [("grant_type", "client_credentials"), ("client_id", client_id), ("client_secret", client_secret)];
-        Self::answer(self.http.post(self.url("/oauth2/token")).form(&form).send().await?).await
+    pub async fn request_token(
+        &self,
+        client_id: &str,
+        client_secret: &str,
+    ) -> anyhow::Result<Answer> {
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("client_secret", client_secret),
+        ];
+        Self::answer(
+            self.http
+                .post(self.url("/oauth2/token"))
+                .form(&form)
+                .send()
+                .await?,
+        )
+        .await
     }
 
     /// A bearer token for `credentials`, fetched once.
@@ -63,16 +85,32 @@ impl Client {
         if let Some(token) = self.tokens.lock().await.get(&credentials.client_id) {
             return Ok(token.clone());
         }
-        let (status, body) = self.request_token(&credentials.client_id, &credentials.client_secret).await?;
+        let (status, body) = self
+            .request_token(&credentials.client_id, &credentials.client_secret)
+            .await?;
         let token = body["access_token"]
             .as_str()
-            .ok_or_else(|| anyhow::anyhow!("token request for {} answered {status}: {body}", credentials.client_id))?
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "token request for {} answered {status}: {body}",
+                    credentials.client_id
+                )
+            })?
             .to_owned();
-        self.tokens.lock().await.insert(credentials.client_id.clone(), token.clone());
+        self.tokens
+            .lock()
+            .await
+            .insert(credentials.client_id.clone(), token.clone());
         Ok(token)
     }
 
-    pub async fn post_json(&self, path: &str, token: &str, body: &Value, idempotency_key: Option<&str>) -> anyhow::Result<Answer> {
+    pub async fn post_json(
+        &self,
+        path: &str,
+        token: &str,
+        body: &Value,
+        idempotency_key: Option<&str>,
+    ) -> anyhow::Result<Answer> {
         let mut request = self.http.post(self.url(path)).bearer_auth(token).json(body);
         if let Some(key) = idempotency_key {
             request = request.header("Idempotency-Key", key);
@@ -81,7 +119,11 @@ impl Client {
     }
 
     pub async fn post_raw(&self, path: &str, token: &str, body: &str) -> anyhow::Result<Answer> {
-        let request = self.http.post(self.url(path)).bearer_auth(token).header("content-type", "application/json");
+        let request = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .header("content-type", "application/json");
         Self::answer(request.body(body.to_owned()).send().await?).await
     }
 
@@ -90,18 +132,46 @@ impl Client {
     }
 
     pub async fn submit_batch(&self, token: &str, blocks: &[Value]) -> anyhow::Result<Answer> {
-        self.post_json("/v1/trade-blocks/batch", token, &Value::Array(blocks.to_vec()), None).await
+        self.post_json(
+            "/v1/trade-blocks/batch",
+            token,
+            &Value::Array(blocks.to_vec()),
+            None,
+        )
+        .await
     }
 
     pub async fn get(&self, path: &str, token: &str) -> anyhow::Result<Answer> {
-        Self::answer(self.http.get(self.url(path)).bearer_auth(token).send().await?).await
+        Self::answer(
+            self.http
+                .get(self.url(path))
+                .bearer_auth(token)
+                .send()
+                .await?,
+        )
+        .await
     }
 
     pub async fn delete(&self, path: &str, token: &str) -> anyhow::Result<Answer> {
-        Self::answer(self.http.delete(self.url(path)).bearer_auth(token).send().await?).await
+        Self::answer(
+            self.http
+                .delete(self.url(path))
+                .bearer_auth(token)
+                .send()
+                .await?,
+        )
+        .await
     }
 
     pub async fn put_json(&self, path: &str, token: &str, body: &Value) -> anyhow::Result<Answer> {
-        Self::answer(self.http.put(self.url(path)).bearer_auth(token).json(body).send().await?).await
+        Self::answer(
+            self.http
+                .put(self.url(path))
+                .bearer_auth(token)
+                .json(body)
+                .send()
+                .await?,
+        )
+        .await
     }
 }

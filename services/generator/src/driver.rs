@@ -69,13 +69,33 @@ fn kind_name(kind: LegKind) -> &'static str {
 
 /// Submits generated trades through `client` at `options.rate` legs per second until the duration
 /// passes or `stop` is cancelled, then waits for the requests in flight and reports.
-pub async fn run(client: Client, participants: &[Credentials], options: DriverOptions, stop: CancellationToken) -> anyhow::Result<Report> {
-    let of_role = |role: &str| participants.iter().filter(|p| p.role == role).map(|p| p.participant_id.clone()).collect::<Vec<_>>();
+pub async fn run(
+    client: Client,
+    participants: &[Credentials],
+    options: DriverOptions,
+    stop: CancellationToken,
+) -> anyhow::Result<Report> {
+    let of_role = |role: &str| {
+        participants
+            .iter()
+            .filter(|p| p.role == role)
+            .map(|p| p.participant_id.clone())
+            .collect::<Vec<_>>()
+    };
     let mut tokens = HashMap::new();
     for credentials in participants {
-        tokens.insert(credentials.participant_id.clone(), client.token(credentials).await?);
+        tokens.insert(
+            credentials.participant_id.clone(),
+            client.token(credentials).await?,
+        );
     }
-    let mut factory = TradeFactory::new(options.seed, options.mix, of_role("im"), of_role("broker"), &options.prefix);
+    let mut factory = TradeFactory::new(
+        options.seed,
+        options.mix,
+        of_role("im"),
+        of_role("broker"),
+        &options.prefix,
+    );
 
     let report = Arc::new(Mutex::new(Report::default()));
     let permits = Arc::new(Semaphore::new(options.concurrency.max(1)));
@@ -92,11 +112,19 @@ pub async fn run(client: Client, participants: &[Credentials], options: DriverOp
         let mut singles: Vec<(String, Value)> = Vec::new();
         while sent < due {
             let trade = factory.next_trade();
-            *report.lock().await.trades.entry(kind_name(trade.kind)).or_default() += 1;
+            *report
+                .lock()
+                .await
+                .trades
+                .entry(kind_name(trade.kind))
+                .or_default() += 1;
             if trade.kind == LegKind::Invalid {
                 singles.push((trade.im.clone(), trade.im_leg));
             } else {
-                batches.entry(trade.im.clone()).or_default().push(trade.im_leg);
+                batches
+                    .entry(trade.im.clone())
+                    .or_default()
+                    .push(trade.im_leg);
             }
             sent += 1;
             if let Some(leg) = trade.broker_leg {
@@ -104,15 +132,21 @@ pub async fn run(client: Client, participants: &[Credentials], options: DriverOp
                 sent += 1;
             }
         }
-        let mut requests_due: Vec<(String, Vec<Value>, bool)> =
-            singles.into_iter().map(|(sender, leg)| (sender, vec![leg], true)).collect();
+        let mut requests_due: Vec<(String, Vec<Value>, bool)> = singles
+            .into_iter()
+            .map(|(sender, leg)| (sender, vec![leg], true))
+            .collect();
         for (sender, legs) in batches {
             for chunk in legs.chunks(options.batch.max(1)) {
                 requests_due.push((sender.clone(), chunk.to_vec(), options.batch <= 1));
             }
         }
         for (sender, legs, single) in requests_due {
-            let permit = permits.clone().acquire_owned().await.expect("semaphore open");
+            let permit = permits
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("semaphore open");
             let client = client.clone();
             let token = tokens[&sender].clone();
             let report = report.clone();
@@ -131,7 +165,9 @@ pub async fn run(client: Client, participants: &[Credentials], options: DriverOp
                 match answer {
                     Ok((202, _)) => {
                         report.legs_accepted += count;
-                        report.ack_ms.extend(std::iter::repeat_n(ms, count as usize));
+                        report
+                            .ack_ms
+                            .extend(std::iter::repeat_n(ms, count as usize));
                     }
                     Ok((status, body)) if (400..500).contains(&status) => {
                         report.legs_refused += count;

@@ -11,10 +11,18 @@ use keel_generator::{Client, Credentials, DriverOptions, Mix};
 #[command(about = "Submit generated trade blocks to Keel's ingress at a set rate")]
 struct Args {
     /// Ingress base URL.
-    #[arg(long, env = "KEEL_GENERATOR_INGRESS", default_value = "http://127.0.0.1:8081")]
+    #[arg(
+        long,
+        env = "KEEL_GENERATOR_INGRESS",
+        default_value = "http://127.0.0.1:8081"
+    )]
     ingress: String,
     /// Participants and their client credentials.
-    #[arg(long, env = "KEEL_GENERATOR_PARTICIPANTS", default_value = "deploy/local/participants.json")]
+    #[arg(
+        long,
+        env = "KEEL_GENERATOR_PARTICIPANTS",
+        default_value = "deploy/local/participants.json"
+    )]
     participants: PathBuf,
     /// Legs per second.
     #[arg(long, env = "KEEL_GENERATOR_RATE", default_value_t = 5.0)]
@@ -28,7 +36,10 @@ struct Args {
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
     /// Shares of each kind of trade, e.g. matching=0.85,mismatching=0.07,unmatched=0.05,invalid=0.03
-    #[arg(long, default_value = "matching=0.85,mismatching=0.07,unmatched=0.05,invalid=0.03")]
+    #[arg(
+        long,
+        default_value = "matching=0.85,mismatching=0.07,unmatched=0.05,invalid=0.03"
+    )]
     mix: Mix,
     /// Seed for the trade stream; random when absent.
     #[arg(long)]
@@ -51,8 +62,14 @@ async fn main() -> anyhow::Result<()> {
         seed,
         prefix: format!("G{}", chrono::Utc::now().format("%Y%m%d%H%M%S")),
     };
-    tracing::info!(rate = args.rate, seed, ingress = args.ingress, "generator started");
-    let report = keel_generator::run(Client::new(&args.ingress), &participants, options, stop).await?;
+    tracing::info!(
+        rate = args.rate,
+        seed,
+        ingress = args.ingress,
+        "generator started"
+    );
+    let report =
+        keel_generator::run(Client::new(&args.ingress), &participants, options, stop).await?;
     tracing::info!(
         legs_sent = report.legs_sent,
         legs_accepted = report.legs_accepted,

@@ -15,7 +15,12 @@ pub struct Mix {
 
 impl Default for Mix {
     fn default() -> Self {
-        Self { matching: 0.85, mismatching: 0.07, unmatched: 0.05, invalid: 0.03 }
+        Self {
+            matching: 0.85,
+            mismatching: 0.07,
+            unmatched: 0.05,
+            invalid: 0.03,
+        }
     }
 }
 
@@ -23,10 +28,19 @@ impl std::str::FromStr for Mix {
     type Err = String;
     /// `matching=0.8,mismatching=0.1,unmatched=0.05,invalid=0.05`
     fn from_str(raw: &str) -> Result<Self, String> {
-        let mut mix = Mix { matching: 0.0, mismatching: 0.0, unmatched: 0.0, invalid: 0.0 };
+        let mut mix = Mix {
+            matching: 0.0,
+            mismatching: 0.0,
+            unmatched: 0.0,
+            invalid: 0.0,
+        };
         for part in raw.split(',') {
-            let (name, value) = part.split_once('=').ok_or_else(|| format!("expected name=share, got {part:?}"))?;
-            let value: f64 = value.parse().map_err(|_| format!("{name}: {value:?} is not a number"))?;
+            let (name, value) = part
+                .split_once('=')
+                .ok_or_else(|| format!("expected name=share, got {part:?}"))?;
+            let value: f64 = value
+                .parse()
+                .map_err(|_| format!("{name}: {value:?} is not a number"))?;
             if !(0.0..=1.0).contains(&value) {
                 return Err(format!("{name}: share must be between 0 and 1"));
             }
@@ -63,7 +77,14 @@ pub struct PlannedTrade {
     pub broker_leg: Option<Value>,
 }
 
-const SECURITIES: [&str; 6] = ["US0378331005", "US5949181045", "US88160R1014", "US0231351067", "GB0002634946", "DE0007164600"];
+const SECURITIES: [&str; 6] = [
+    "US0378331005",
+    "US5949181045",
+    "US88160R1014",
+    "US0231351067",
+    "GB0002634946",
+    "DE0007164600",
+];
 
 pub struct TradeFactory {
     rng: StdRng,
@@ -78,7 +99,10 @@ pub struct TradeFactory {
 impl TradeFactory {
     /// `prefix` keeps trade refs unique across runs (for example the seed or the start time).
     pub fn new(seed: u64, mix: Mix, ims: Vec<String>, brokers: Vec<String>, prefix: &str) -> Self {
-        assert!(!ims.is_empty() && !brokers.is_empty(), "the generator needs at least one IM and one broker");
+        assert!(
+            !ims.is_empty() && !brokers.is_empty(),
+            "the generator needs at least one IM and one broker"
+        );
         Self {
             rng: StdRng::seed_from_u64(seed),
             mix,
@@ -91,7 +115,8 @@ impl TradeFactory {
     }
 
     fn kind(&mut self) -> LegKind {
-        let total = self.mix.matching + self.mix.mismatching + self.mix.unmatched + self.mix.invalid;
+        let total =
+            self.mix.matching + self.mix.mismatching + self.mix.unmatched + self.mix.invalid;
         let mut pick = self.rng.random::<f64>() * total;
         for (share, kind) in [
             (self.mix.matching, LegKind::Matching),
@@ -137,7 +162,10 @@ impl TradeFactory {
             "allocations": allocations,
         });
         let mut broker_leg = block.clone();
-        broker_leg.as_object_mut().expect("object").remove("allocations");
+        broker_leg
+            .as_object_mut()
+            .expect("object")
+            .remove("allocations");
         let (im_leg, broker_leg) = match kind {
             LegKind::Matching => (block, Some(broker_leg)),
             LegKind::Mismatching => {
@@ -153,7 +181,13 @@ impl TradeFactory {
                 (bad, None)
             }
         };
-        PlannedTrade { kind, im, broker, im_leg, broker_leg }
+        PlannedTrade {
+            kind,
+            im,
+            broker,
+            im_leg,
+            broker_leg,
+        }
     }
 }
 
@@ -164,7 +198,13 @@ mod tests {
     use super::*;
 
     fn factory(mix: Mix) -> TradeFactory {
-        TradeFactory::new(7, mix, vec!["IM-ALPHA".into()], vec!["BR-NORTH".into()], "T")
+        TradeFactory::new(
+            7,
+            mix,
+            vec!["IM-ALPHA".into()],
+            vec!["BR-NORTH".into()],
+            "T",
+        )
     }
 
     #[test]

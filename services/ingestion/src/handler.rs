@@ -10,8 +10,15 @@ pub struct Ingestion;
 impl Handler for Ingestion {
     type Message = Submission;
 
-    async fn apply(&self, _conn: &mut PgConnection, batch: &[Inbound<Submission>]) -> Result<Vec<Outgoing>, sqlx::Error> {
-        Ok(batch.iter().map(|message| Outgoing::of(&decide(&message.body))).collect())
+    async fn apply(
+        &self,
+        _conn: &mut PgConnection,
+        batch: &[Inbound<Submission>],
+    ) -> Result<Vec<Outgoing>, sqlx::Error> {
+        Ok(batch
+            .iter()
+            .map(|message| Outgoing::of(&decide(&message.body)))
+            .collect())
     }
 }
 
@@ -19,7 +26,14 @@ impl Handler for Ingestion {
 /// ingress's rules reaches matching, and confirms the leg id belongs to the content.
 fn decide(submission: &Submission) -> TradeCommand {
     match submission {
-        Submission::Leg { leg_id, trade_id, match_key, sender, received_at, block } => {
+        Submission::Leg {
+            leg_id,
+            trade_id,
+            match_key,
+            sender,
+            received_at,
+            block,
+        } => {
             let reject = |reasons: Vec<String>| TradeCommand::RejectLeg {
                 leg_id: *leg_id,
                 trade_id: *trade_id,
@@ -29,16 +43,36 @@ fn decide(submission: &Submission) -> TradeCommand {
                 at: *received_at,
             };
             match TradeBlock::parse(block, sender) {
-                Err(errors) => reject(errors.0.into_iter().map(|e| format!("{}: {}", e.field, e.message)).collect()),
-                Ok(parsed) if parsed.leg_id(sender) != *leg_id || parsed.match_key() != *match_key => {
-                    reject(vec!["leg id or match key does not belong to the block".to_owned()])
+                Err(errors) => reject(
+                    errors
+                        .0
+                        .into_iter()
+                        .map(|e| format!("{}: {}", e.field, e.message))
+                        .collect(),
+                ),
+                Ok(parsed)
+                    if parsed.leg_id(sender) != *leg_id || parsed.match_key() != *match_key =>
+                {
+                    reject(vec![
+                        "leg id or match key does not belong to the block".to_owned()
+                    ])
                 }
                 Ok(parsed) => TradeCommand::Leg {
-                    leg: Leg { leg_id: *leg_id, sender: sender.clone(), block: parsed, received_at: *received_at },
+                    leg: Leg {
+                        leg_id: *leg_id,
+                        sender: sender.clone(),
+                        block: parsed,
+                        received_at: *received_at,
+                    },
                 },
             }
         }
-        Submission::Cancel { trade_id, match_key, requested_by, requested_at } => TradeCommand::Cancel {
+        Submission::Cancel {
+            trade_id,
+            match_key,
+            requested_by,
+            requested_at,
+        } => TradeCommand::Cancel {
             trade_id: *trade_id,
             match_key: match_key.clone(),
             requested_by: requested_by.clone(),

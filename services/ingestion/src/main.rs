@@ -19,6 +19,8 @@ async fn main() -> anyhow::Result<()> {
         dead_letter_topic: topics::TM_DEAD_LETTERS,
         migrations: &MIGRATIONS,
     };
-    stage.run(config, shutdown, |_| (handler::Ingestion, Vec::new())).await?;
+    stage
+        .run(config, shutdown, |_| (handler::Ingestion, Vec::new()))
+        .await?;
     Ok(())
 }

@@ -17,7 +17,11 @@ pub enum ApiError {
     #[error("{message}")]
     Unauthorized { message: String },
     #[error("OAuth error {code}: {description}")]
-    OAuth { status: StatusCode, code: &'static str, description: String },
+    OAuth {
+        status: StatusCode,
+        code: &'static str,
+        description: String,
+    },
     #[error("not found")]
     NotFound,
     #[error("{message}")]
@@ -28,21 +32,33 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn invalid(field: &str, code: &str, message: impl Into<String>) -> Self {
-        ApiError::Invalid(vec![FieldError { field: field.into(), code: code.into(), message: message.into() }])
+        ApiError::Invalid(vec![FieldError {
+            field: field.into(),
+            code: code.into(),
+            message: message.into(),
+        }])
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = |code: &str, message: String| json!({"error": {"code": code, "message": message}});
+        let body =
+            |code: &str, message: String| json!({"error": {"code": code, "message": message}});
         match self {
             ApiError::MalformedJson(detail) => (
                 StatusCode::BAD_REQUEST,
-                Json(body("malformed_json", format!("request body is not valid JSON: {detail}"))),
+                Json(body(
+                    "malformed_json",
+                    format!("request body is not valid JSON: {detail}"),
+                )),
             )
                 .into_response(),
             ApiError::Invalid(fields) => {
-                let message = fields.iter().map(|f| format!("{}: {}", f.field, f.message)).collect::<Vec<_>>().join("; ");
+                let message = fields
+                    .iter()
+                    .map(|f| format!("{}: {}", f.field, f.message))
+                    .collect::<Vec<_>>()
+                    .join("; ");
                 let mut payload = body("validation_failed", message);
                 payload["error"]["fields"] = json!(fields);
                 (StatusCode::UNPROCESSABLE_ENTITY, Json(payload)).into_response()
@@ -53,11 +69,23 @@ impl IntoResponse for ApiError {
                 Json(body("unauthorized", message)),
             )
                 .into_response(),
-            ApiError::OAuth { status, code, description } => {
-                (status, Json(json!({"error": code, "error_description": description}))).into_response()
+            ApiError::OAuth {
+                status,
+                code,
+                description,
+            } => (
+                status,
+                Json(json!({"error": code, "error_description": description})),
+            )
+                .into_response(),
+            ApiError::NotFound => (
+                StatusCode::NOT_FOUND,
+                Json(body("not_found", "no such resource".into())),
+            )
+                .into_response(),
+            ApiError::Conflict { code, message } => {
+                (StatusCode::CONFLICT, Json(body(code, message))).into_response()
             }
-            ApiError::NotFound => (StatusCode::NOT_FOUND, Json(body("not_found", "no such resource".into()))).into_response(),
-            ApiError::Conflict { code, message } => (StatusCode::CONFLICT, Json(body(code, message))).into_response(),
             ApiError::Store(error) => {
                 tracing::error!(%error, "store error");
                 let status = if keel_safestore::is_transient(&error) {
@@ -65,7 +93,13 @@ impl IntoResponse for ApiError {
                 } else {
                     StatusCode::INTERNAL_SERVER_ERROR
                 };
-                (status, Json(body("store_unavailable", "the safe-store could not commit; nothing was accepted, retry".into())))
+                (
+                    status,
+                    Json(body(
+                        "store_unavailable",
+                        "the safe-store could not commit; nothing was accepted, retry".into(),
+                    )),
+                )
                     .into_response()
             }
         }

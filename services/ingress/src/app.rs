@@ -24,7 +24,13 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(pool: PgPool, participants: Participants, tokens: TokenIssuer, relay_wake: Arc<Notify>, config: &Config) -> Self {
+    pub fn new(
+        pool: PgPool,
+        participants: Participants,
+        tokens: TokenIssuer,
+        relay_wake: Arc<Notify>,
+        config: &Config,
+    ) -> Self {
         Self {
             pool,
             participants: Arc::new(participants),
@@ -42,10 +48,21 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route("/oauth2/token", post(routes::token::issue))
         .route("/v1/trade-blocks", post(routes::submit::one))
         .route("/v1/trade-blocks/batch", post(routes::submit::batch))
-        .route("/v1/trades/{trade_id}", get(routes::trades::get_trade).delete(routes::trades::cancel))
+        .route(
+            "/v1/trades/{trade_id}",
+            get(routes::trades::get_trade).delete(routes::trades::cancel),
+        )
         .route("/v1/notifications", get(routes::notifications::feed))
-        .route("/v1/webhook", put(routes::webhook::register).get(routes::webhook::show).delete(routes::webhook::remove))
-        .route("/openapi.yaml", get(|| async { ([("content-type", "application/yaml")], OPENAPI) }))
+        .route(
+            "/v1/webhook",
+            put(routes::webhook::register)
+                .get(routes::webhook::show)
+                .delete(routes::webhook::remove),
+        )
+        .route(
+            "/openapi.yaml",
+            get(|| async { ([("content-type", "application/yaml")], OPENAPI) }),
+        )
         .fallback(|| async { crate::api_error::ApiError::NotFound })
         .layer(DefaultBodyLimit::max(16 * 1024 * 1024))
         .layer(TimeoutLayer::with_status_code(

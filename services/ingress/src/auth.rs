@@ -45,16 +45,34 @@ impl Participants {
     }
 
     fn new(records: Vec<ParticipantRecord>) -> Self {
-        let roles = records.iter().map(|r| (r.participant_id.clone(), r.role)).collect();
-        let by_client_id = records.into_iter().map(|r| (r.client_id.clone(), r)).collect();
-        Self { by_client_id, roles }
+        let roles = records
+            .iter()
+            .map(|r| (r.participant_id.clone(), r.role))
+            .collect();
+        let by_client_id = records
+            .into_iter()
+            .map(|r| (r.client_id.clone(), r))
+            .collect();
+        Self {
+            by_client_id,
+            roles,
+        }
     }
 
     /// The participant whose credentials these are, compared in constant time.
-    pub fn authenticate(&self, client_id: &str, client_secret: &str) -> Option<(&ParticipantId, Role)> {
+    pub fn authenticate(
+        &self,
+        client_id: &str,
+        client_secret: &str,
+    ) -> Option<(&ParticipantId, Role)> {
         let record = self.by_client_id.get(client_id)?;
-        bool::from(record.client_secret.as_bytes().ct_eq(client_secret.as_bytes()))
-            .then_some((&record.participant_id, record.role))
+        bool::from(
+            record
+                .client_secret
+                .as_bytes()
+                .ct_eq(client_secret.as_bytes()),
+        )
+        .then_some((&record.participant_id, record.role))
     }
 
     pub fn role(&self, participant: &ParticipantId) -> Option<Role> {
@@ -94,8 +112,15 @@ impl TokenIssuer {
 
     pub fn issue(&self, participant: &ParticipantId, role: Role) -> String {
         let now = chrono::Utc::now().timestamp();
-        let claims = Claims { sub: participant.to_string(), role, iat: now, exp: now + self.ttl_seconds, iss: ISSUER.into() };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).expect("HS256 signing cannot fail")
+        let claims = Claims {
+            sub: participant.to_string(),
+            role,
+            iat: now,
+            exp: now + self.ttl_seconds,
+            iss: ISSUER.into(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .expect("HS256 signing cannot fail")
     }
 
     fn verify(&self, token: &str) -> Result<Claims, String> {
@@ -105,7 +130,9 @@ impl TokenIssuer {
         jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
             .map(|data| data.claims)
             .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => "the access token has expired".to_owned(),
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                    "the access token has expired".to_owned()
+                }
                 _ => "the access token is not valid".to_owned(),
             })
     }
@@ -122,7 +149,9 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let unauthorized = |message: &str| ApiError::Unauthorized { message: message.to_owned() };
+        let unauthorized = |message: &str| ApiError::Unauthorized {
+            message: message.to_owned(),
+        };
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
@@ -132,10 +161,17 @@ impl FromRequestParts<AppState> for Caller {
             .ok()
             .and_then(|h| h.strip_prefix("Bearer "))
             .ok_or_else(|| unauthorized("the Authorization header must be \"Bearer <token>\""))?;
-        let claims = state.tokens.verify(token.trim()).map_err(|m| unauthorized(&m))?;
-        let id = ParticipantId::parse(&claims.sub).map_err(|_| unauthorized("the access token is not valid"))?;
+        let claims = state
+            .tokens
+            .verify(token.trim())
+            .map_err(|m| unauthorized(&m))?;
+        let id = ParticipantId::parse(&claims.sub)
+            .map_err(|_| unauthorized("the access token is not valid"))?;
         // A participant removed since the token was issued is refused.
-        let role = state.participants.role(&id).ok_or_else(|| unauthorized("unknown participant"))?;
+        let role = state
+            .participants
+            .role(&id)
+            .ok_or_else(|| unauthorized("unknown participant"))?;
         Ok(Caller { id, role })
     }
 }

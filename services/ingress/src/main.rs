@@ -31,7 +31,8 @@ async fn main() -> anyhow::Result<()> {
     let Some(pool) = keel_service_kit::connect_store(&store, &MIGRATIONS, &shutdown).await? else {
         return Ok(());
     };
-    keel_streaming::admin::ensure_topics(&config.kafka, &[keel_messages::topics::SUBMISSIONS]).await?;
+    keel_streaming::admin::ensure_topics(&config.kafka, &[keel_messages::topics::SUBMISSIONS])
+        .await?;
     let relay = OutboxRelay::new(config.kafka.clone(), pool.clone(), RelayOptions::default());
 
     let readiness = Readiness::default();

@@ -46,7 +46,9 @@ pub async fn record_legs(
                 Some(Json(answer)) if stored_digest == digest => Ok(answer),
                 _ => Err(ApiError::Conflict {
                     code: "idempotency_key_reused",
-                    message: format!("Idempotency-Key {key:?} was already used for a different request"),
+                    message: format!(
+                        "Idempotency-Key {key:?} was already used for a different request"
+                    ),
                 }),
             };
         }
@@ -74,12 +76,21 @@ pub async fn record_legs(
     .await?;
 
     if inserted.len() < legs.len() {
-        let existing: Vec<(Uuid, String)> = sqlx::query_as("SELECT leg_id, digest FROM submissions WHERE leg_id = ANY($1)")
-            .bind(legs.iter().filter(|l| !inserted.contains(&l.leg_id.0)).map(|l| l.leg_id.0).collect::<Vec<_>>())
-            .fetch_all(&mut *tx)
-            .await?;
+        let existing: Vec<(Uuid, String)> =
+            sqlx::query_as("SELECT leg_id, digest FROM submissions WHERE leg_id = ANY($1)")
+                .bind(
+                    legs.iter()
+                        .filter(|l| !inserted.contains(&l.leg_id.0))
+                        .map(|l| l.leg_id.0)
+                        .collect::<Vec<_>>(),
+                )
+                .fetch_all(&mut *tx)
+                .await?;
         for (leg_id, digest) in existing {
-            let leg = legs.iter().find(|l| l.leg_id.0 == leg_id).expect("queried from legs");
+            let leg = legs
+                .iter()
+                .find(|l| l.leg_id.0 == leg_id)
+                .expect("queried from legs");
             if leg.digest != digest {
                 return Err(ApiError::Conflict {
                     code: "leg_version_conflict",
@@ -109,12 +120,14 @@ pub async fn record_legs(
         .collect();
     keel_safestore::enqueue(&mut tx, &outgoing).await?;
     if let Some((key, _)) = idempotency {
-        sqlx::query("UPDATE idempotency_keys SET response = $3 WHERE participant_id = $1 AND key = $2")
-            .bind(sender.as_str())
-            .bind(key)
-            .bind(&response)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE idempotency_keys SET response = $3 WHERE participant_id = $1 AND key = $2",
+        )
+        .bind(sender.as_str())
+        .bind(key)
+        .bind(&response)
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await?;
     metrics::counter!("keel_ingress_legs_accepted_total").increment(outgoing.len() as u64);
@@ -160,7 +173,8 @@ impl TradeView {
     }
 
     pub fn is_party(&self, participant: &ParticipantId) -> bool {
-        self.match_key().is_some_and(|k| k.im_id == *participant || k.broker_id == *participant)
+        self.match_key()
+            .is_some_and(|k| k.im_id == *participant || k.broker_id == *participant)
     }
 
     pub fn current_status(&self) -> Option<TradeStatus> {
@@ -176,7 +190,10 @@ fn none_if_undefined<T: Default>(result: Result<T, sqlx::Error>) -> Result<T, sq
     }
 }
 
-pub async fn load_trade(pool: &PgPool, trade_id: TradeId) -> Result<Option<TradeView>, sqlx::Error> {
+pub async fn load_trade(
+    pool: &PgPool,
+    trade_id: TradeId,
+) -> Result<Option<TradeView>, sqlx::Error> {
     let legs: Vec<LegRow> = sqlx::query_as(
         "SELECT DISTINCT ON (sender) leg_id, sender, version, im_id, broker_id, trade_ref, block, received_at
          FROM submissions WHERE trade_id = $1 ORDER BY sender, version DESC",
@@ -188,7 +205,10 @@ pub async fn load_trade(pool: &PgPool, trade_id: TradeId) -> Result<Option<Trade
         return Ok(None);
     }
     let status: Option<Option<String>> = none_if_undefined(
-        sqlx::query_scalar("SELECT status FROM matching.trades WHERE trade_id = $1").bind(trade_id.0).fetch_optional(pool).await,
+        sqlx::query_scalar("SELECT status FROM matching.trades WHERE trade_id = $1")
+            .bind(trade_id.0)
+            .fetch_optional(pool)
+            .await,
     )?;
     let history: Vec<HistoryRow> = none_if_undefined(
         sqlx::query_as("SELECT status, at, reason, entry FROM matching.status_history WHERE trade_id = $1 ORDER BY seq")
@@ -196,11 +216,20 @@ pub async fn load_trade(pool: &PgPool, trade_id: TradeId) -> Result<Option<Trade
             .fetch_all(pool)
             .await,
     )?;
-    Ok(Some(TradeView { legs, status: status.flatten(), history }))
+    Ok(Some(TradeView {
+        legs,
+        status: status.flatten(),
+        history,
+    }))
 }
 
 /// Records a cancel request and its outbox row; matching decides whether it still can be cancelled.
-pub async fn request_cancel(pool: &PgPool, trade_id: TradeId, match_key: MatchKey, by: &ParticipantId) -> Result<(), sqlx::Error> {
+pub async fn request_cancel(
+    pool: &PgPool,
+    trade_id: TradeId,
+    match_key: MatchKey,
+    by: &ParticipantId,
+) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     let requested_at = Utc::now();
     let fresh: Option<i32> = sqlx::query_scalar(
@@ -213,13 +242,23 @@ pub async fn request_cancel(pool: &PgPool, trade_id: TradeId, match_key: MatchKe
     .fetch_optional(&mut *tx)
     .await?;
     if fresh.is_some() {
-        let message = Submission::Cancel { trade_id, match_key, requested_by: by.clone(), requested_at };
+        let message = Submission::Cancel {
+            trade_id,
+            match_key,
+            requested_by: by.clone(),
+            requested_at,
+        };
         keel_safestore::enqueue(&mut tx, &[Outgoing::of(&message)]).await?;
     }
     tx.commit().await
 }
 
-pub async fn feed(pool: &PgPool, recipient: &ParticipantId, after: i64, limit: i64) -> Result<Vec<(i64, Value)>, sqlx::Error> {
+pub async fn feed(
+    pool: &PgPool,
+    recipient: &ParticipantId,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<(i64, Value)>, sqlx::Error> {
     let rows: Vec<(i64, Json<Value>)> = none_if_undefined(
         sqlx::query_as(
             "SELECT seq, body FROM notification.notifications WHERE recipient = $1 AND seq > $2 ORDER BY seq LIMIT $3",
@@ -230,10 +269,18 @@ pub async fn feed(pool: &PgPool, recipient: &ParticipantId, after: i64, limit: i
         .fetch_all(pool)
         .await,
     )?;
-    Ok(rows.into_iter().map(|(seq, Json(body))| (seq, body)).collect())
+    Ok(rows
+        .into_iter()
+        .map(|(seq, Json(body))| (seq, body))
+        .collect())
 }
 
-pub async fn set_webhook(pool: &PgPool, participant: &ParticipantId, url: &str, secret: &str) -> Result<(), sqlx::Error> {
+pub async fn set_webhook(
+    pool: &PgPool,
+    participant: &ParticipantId,
+    url: &str,
+    secret: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO webhooks (participant_id, url, secret) VALUES ($1, $2, $3)
          ON CONFLICT (participant_id) DO UPDATE SET url = EXCLUDED.url, secret = EXCLUDED.secret, updated_at = now()",
@@ -246,11 +293,23 @@ pub async fn set_webhook(pool: &PgPool, participant: &ParticipantId, url: &str, 
     Ok(())
 }
 
-pub async fn webhook(pool: &PgPool, participant: &ParticipantId) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT url FROM webhooks WHERE participant_id = $1").bind(participant.as_str()).fetch_optional(pool).await
+pub async fn webhook(
+    pool: &PgPool,
+    participant: &ParticipantId,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT url FROM webhooks WHERE participant_id = $1")
+        .bind(participant.as_str())
+        .fetch_optional(pool)
+        .await
 }
 
-pub async fn remove_webhook(pool: &PgPool, participant: &ParticipantId) -> Result<bool, sqlx::Error> {
-    let result = sqlx::query("DELETE FROM webhooks WHERE participant_id = $1").bind(participant.as_str()).execute(pool).await?;
+pub async fn remove_webhook(
+    pool: &PgPool,
+    participant: &ParticipantId,
+) -> Result<bool, sqlx::Error> {
+    let result = sqlx::query("DELETE FROM webhooks WHERE participant_id = $1")
+        .bind(participant.as_str())
+        .execute(pool)
+        .await?;
     Ok(result.rows_affected() > 0)
 }

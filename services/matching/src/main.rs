@@ -34,7 +34,11 @@ struct MatchingConfig {
 
 impl Default for MatchingConfig {
     fn default() -> Self {
-        Self { price_tolerance: rust_decimal::Decimal::ZERO, match_window_seconds: 86_400, sweep_interval_ms: 1_000 }
+        Self {
+            price_tolerance: rust_decimal::Decimal::ZERO,
+            match_window_seconds: 86_400,
+            sweep_interval_ms: 1_000,
+        }
     }
 }
 
@@ -57,7 +61,13 @@ async fn main() -> anyhow::Result<()> {
     };
     stage
         .run(config.stage, shutdown, |context| {
-            let sweeper = sweeper::run(context.pool.clone(), policy.clone(), sweep_every, context.relay_wake.clone(), context.shutdown.clone());
+            let sweeper = sweeper::run(
+                context.pool.clone(),
+                policy.clone(),
+                sweep_every,
+                context.relay_wake.clone(),
+                context.shutdown.clone(),
+            );
             (handler::Matching { policy }, vec![Box::pin(sweeper)])
         })
         .await?;

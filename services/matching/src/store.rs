@@ -10,14 +10,21 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 /// Loads and row-locks the trades with these ids (those that exist).
-pub async fn lock_trades(conn: &mut PgConnection, ids: &[TradeId]) -> Result<HashMap<TradeId, Trade>, sqlx::Error> {
+pub async fn lock_trades(
+    conn: &mut PgConnection,
+    ids: &[TradeId],
+) -> Result<HashMap<TradeId, Trade>, sqlx::Error> {
     let ids: Vec<Uuid> = ids.iter().map(|id| id.0).collect();
-    let rows: Vec<(sqlx::types::Json<Trade>,)> =
-        sqlx::query_as("SELECT state FROM trades WHERE trade_id = ANY($1) ORDER BY trade_id FOR UPDATE")
-            .bind(&ids)
-            .fetch_all(conn)
-            .await?;
-    Ok(rows.into_iter().map(|(state,)| (state.0.trade_id, state.0)).collect())
+    let rows: Vec<(sqlx::types::Json<Trade>,)> = sqlx::query_as(
+        "SELECT state FROM trades WHERE trade_id = ANY($1) ORDER BY trade_id FOR UPDATE",
+    )
+    .bind(&ids)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(state,)| (state.0.trade_id, state.0))
+        .collect())
 }
 
 /// What a batch changed: the trades touched and the history entries appended, in order.
@@ -33,11 +40,12 @@ impl Changes {
             return;
         }
         self.touched.insert(trade.trade_id);
-        self.events.extend(entries.into_iter().map(|entry| TradeEvent {
-            trade_id: trade.trade_id,
-            match_key: trade.match_key.clone(),
-            entry,
-        }));
+        self.events
+            .extend(entries.into_iter().map(|entry| TradeEvent {
+                trade_id: trade.trade_id,
+                match_key: trade.match_key.clone(),
+                entry,
+            }));
     }
 }
 
@@ -82,7 +90,8 @@ pub async fn save(
     .await?;
 
     for event in events {
-        metrics::counter!("keel_trade_status_total", "status" => event.entry.status.as_str()).increment(1);
+        metrics::counter!("keel_trade_status_total", "status" => event.entry.status.as_str())
+            .increment(1);
     }
     Ok(events.iter().map(Outgoing::of).collect())
 }

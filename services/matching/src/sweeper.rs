@@ -14,7 +14,13 @@ use crate::store;
 
 const BATCH: i64 = 500;
 
-pub async fn run(pool: PgPool, policy: MatchPolicy, every: Duration, relay_wake: Arc<Notify>, shutdown: CancellationToken) {
+pub async fn run(
+    pool: PgPool,
+    policy: MatchPolicy,
+    every: Duration,
+    relay_wake: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,

@@ -18,17 +18,29 @@ struct Row {
 impl Handler for Notification {
     type Message = TradeEvent;
 
-    async fn apply(&self, conn: &mut PgConnection, batch: &[Inbound<TradeEvent>]) -> Result<Vec<Outgoing>, sqlx::Error> {
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        batch: &[Inbound<TradeEvent>],
+    ) -> Result<Vec<Outgoing>, sqlx::Error> {
         let rows: Vec<Row> = batch
             .iter()
             .flat_map(|message| {
                 let event_id = message.body.message_id();
-                message.body.entry.recipients.iter().map(move |recipient| Row {
-                    notification_id: derive_id("notification", &[&event_id.to_string(), recipient.as_str()]),
-                    event_id,
-                    recipient: recipient.to_string(),
-                    event: message.body.clone(),
-                })
+                message
+                    .body
+                    .entry
+                    .recipients
+                    .iter()
+                    .map(move |recipient| Row {
+                        notification_id: derive_id(
+                            "notification",
+                            &[&event_id.to_string(), recipient.as_str()],
+                        ),
+                        event_id,
+                        recipient: recipient.to_string(),
+                        event: message.body.clone(),
+                    })
             })
             .collect();
         if rows.is_empty() {

@@ -34,8 +34,15 @@ async fn main() -> anyhow::Result<()> {
     let webhook_config = config.webhooks;
     stage
         .run(config.stage, shutdown, |context| {
-            let worker = webhooks::Worker::new(context.pool.clone(), webhook_config, Duration::from_millis(200));
-            (handler::Notification, vec![Box::pin(worker.run(context.shutdown.clone()))])
+            let worker = webhooks::Worker::new(
+                context.pool.clone(),
+                webhook_config,
+                Duration::from_millis(200),
+            );
+            (
+                handler::Notification,
+                vec![Box::pin(worker.run(context.shutdown.clone()))],
+            )
         })
         .await?;
     Ok(())

@@ -24,7 +24,12 @@ pub struct WebhookConfig {
 
 impl Default for WebhookConfig {
     fn default() -> Self {
-        Self { max_attempts: 12, initial_backoff_ms: 500, max_backoff_ms: 300_000, timeout_ms: 5_000 }
+        Self {
+            max_attempts: 12,
+            initial_backoff_ms: 500,
+            max_backoff_ms: 300_000,
+            timeout_ms: 5_000,
+        }
     }
 }
 
@@ -47,9 +52,13 @@ struct Due {
 /// `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`: the timestamp is signed too, so a receiver
 /// can refuse replays.
 pub fn signature(secret: &str, timestamp: i64, body: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
     mac.update(format!("{timestamp}.{body}").as_bytes());
-    format!("t={timestamp},v1={}", hex::encode(mac.finalize().into_bytes()))
+    format!(
+        "t={timestamp},v1={}",
+        hex::encode(mac.finalize().into_bytes())
+    )
 }
 
 impl Worker {
@@ -58,7 +67,12 @@ impl Worker {
             .timeout(Duration::from_millis(config.timeout_ms))
             .build()
             .expect("HTTP client builds");
-        Self { pool, config, poll, client }
+        Self {
+            pool,
+            config,
+            poll,
+            client,
+        }
     }
 
     pub async fn run(self, shutdown: CancellationToken) {
@@ -81,7 +95,9 @@ impl Worker {
     /// Queues deliveries for new notifications of participants that have a webhook.
     async fn scan(&self) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let last: i64 = sqlx::query_scalar("SELECT last_seq FROM webhook_scan FOR UPDATE").fetch_one(&mut *tx).await?;
+        let last: i64 = sqlx::query_scalar("SELECT last_seq FROM webhook_scan FOR UPDATE")
+            .fetch_one(&mut *tx)
+            .await?;
         let upto: Option<i64> =
             sqlx::query_scalar("SELECT max(seq) FROM (SELECT seq FROM notifications WHERE seq > $1 ORDER BY seq LIMIT 5000) s")
                 .bind(last)
@@ -99,7 +115,10 @@ impl Worker {
         .bind(upto)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE webhook_scan SET last_seq = $1").bind(upto).execute(&mut *tx).await?;
+        sqlx::query("UPDATE webhook_scan SET last_seq = $1")
+            .bind(upto)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await
     }
 
@@ -122,12 +141,14 @@ impl Worker {
                         .bind(delivery.notification_id)
                         .execute(&self.pool)
                         .await?;
-                    metrics::counter!("keel_webhook_deliveries_total", "outcome" => "delivered").increment(1);
+                    metrics::counter!("keel_webhook_deliveries_total", "outcome" => "delivered")
+                        .increment(1);
                 }
                 Err(error) => {
                     let attempts = delivery.attempts + 1;
                     let give_up = attempts >= self.config.max_attempts;
-                    let backoff = (self.config.initial_backoff_ms << (attempts - 1).min(20)).min(self.config.max_backoff_ms);
+                    let backoff = (self.config.initial_backoff_ms << (attempts - 1).min(20))
+                        .min(self.config.max_backoff_ms);
                     sqlx::query(
                         "UPDATE webhook_deliveries
                          SET attempts = $2, last_error = $3,
@@ -143,7 +164,8 @@ impl Worker {
                     .execute(&self.pool)
                     .await?;
                     let outcome = if give_up { "failed" } else { "retry" };
-                    metrics::counter!("keel_webhook_deliveries_total", "outcome" => outcome).increment(1);
+                    metrics::counter!("keel_webhook_deliveries_total", "outcome" => outcome)
+                        .increment(1);
                     tracing::warn!(notification_id = %delivery.notification_id, attempts, error, give_up, "webhook delivery failed");
                 }
             }
@@ -158,7 +180,10 @@ impl Worker {
             .post(&delivery.url)
             .header("content-type", "application/json")
             .header("keel-notification-id", delivery.notification_id.to_string())
-            .header("keel-signature", signature(&delivery.secret, timestamp, &delivery.body))
+            .header(
+                "keel-signature",
+                signature(&delivery.secret, timestamp, &delivery.body),
+            )
             .body(delivery.body.clone())
             .send()
             .await

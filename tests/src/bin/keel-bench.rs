@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use keel_generator::{DriverOptions, Mix};
+use keel_streaming::KafkaOptions;
 use keel_system_tests::{participants, Stack, StackOptions};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use sqlx::postgres::PgPoolOptions;
-use keel_streaming::KafkaOptions;
 use tokio_util::sync::CancellationToken;
 
 const STEP_SECONDS: u64 = 15;
@@ -31,10 +31,21 @@ async fn main() -> anyhow::Result<()> {
     let rates: Vec<f64> = std::env::var("KEEL_BENCH_RATES")
         .unwrap_or_else(|_| "250,500,1000,2000,3000".into())
         .split(',')
-        .map(|r| r.trim().parse().context("KEEL_BENCH_RATES is a comma-separated list of legs/s"))
+        .map(|r| {
+            r.trim()
+                .parse()
+                .context("KEEL_BENCH_RATES is a comma-separated list of legs/s")
+        })
         .collect::<anyhow::Result<_>>()?;
 
-    let stack = Stack::start("bench", StackOptions { release: true, ..StackOptions::default() }).await?;
+    let stack = Stack::start(
+        "bench",
+        StackOptions {
+            release: true,
+            ..StackOptions::default()
+        },
+    )
+    .await?;
     eprintln!("stack up; logs in {}", stack.dir.join("logs").display());
 
     let pg_ceiling = postgres_ceiling(&stack.database_url).await?;
@@ -55,14 +66,23 @@ async fn main() -> anyhow::Result<()> {
     }
 
     println!();
-    println!("Keel benchmark (trade matching, one region, everything on this {}-core machine)", num_cpus());
+    println!(
+        "Keel benchmark (trade matching, one region, everything on this {}-core machine)",
+        num_cpus()
+    );
     println!();
     println!("| offered legs/s | accepted legs | sustained legs/s | ack p50 ms | ack p99 ms | final-notification p50 ms | final-notification p99 ms | of ceiling |");
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (rate, row) in &rows {
         println!(
             "| {rate:.0} | {} | {:.0} | {:.1} | {:.1} | {:.0} | {:.0} | {:.0} % |",
-            row.legs, row.sustained, row.ack_p50, row.ack_p99, row.e2e_p50, row.e2e_p99, 100.0 * row.sustained / ceiling_legs
+            row.legs,
+            row.sustained,
+            row.ack_p50,
+            row.ack_p99,
+            row.e2e_p50,
+            row.e2e_p99,
+            100.0 * row.sustained / ceiling_legs
         );
     }
     let best = rows.iter().map(|(_, r)| r.sustained).fold(0.0, f64::max);
@@ -77,7 +97,9 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn num_cpus() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 #[derive(Debug)]
@@ -97,12 +119,26 @@ async fn keel_step(stack: &Stack, step: usize, rate: f64) -> anyhow::Result<Step
         duration: Some(Duration::from_secs(STEP_SECONDS)),
         batch: 50,
         concurrency: 16,
-        mix: Mix { matching: 1.0, mismatching: 0.0, unmatched: 0.0, invalid: 0.0 },
+        mix: Mix {
+            matching: 1.0,
+            mismatching: 0.0,
+            unmatched: 0.0,
+            invalid: 0.0,
+        },
         seed: step as u64,
         prefix: prefix.clone(),
     };
-    let report = keel_generator::run(stack.client(), &participants(), options, CancellationToken::new()).await?;
-    anyhow::ensure!(report.legs_failed == 0 && report.legs_refused == 0, "submissions failed: {report:?}");
+    let report = keel_generator::run(
+        stack.client(),
+        &participants(),
+        options,
+        CancellationToken::new(),
+    )
+    .await?;
+    anyhow::ensure!(
+        report.legs_failed == 0 && report.legs_refused == 0,
+        "submissions failed: {report:?}"
+    );
     let trades = (report.legs_accepted / 2) as i64;
     let pattern = format!("{prefix}-%");
     // Wait for every trade's MATCHED notification to both parties.
@@ -117,7 +153,11 @@ async fn keel_step(stack: &Stack, step: usize, rate: f64) -> anyhow::Result<Step
         if done == trades * 2 {
             break;
         }
-        anyhow::ensure!(Instant::now() < deadline, "step {step}: only {done} of {} MATCHED notifications", trades * 2);
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "step {step}: only {done} of {} MATCHED notifications",
+            trades * 2
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let (seconds, p50, p99): (f64, f64, f64) = sqlx::query_as(
@@ -147,8 +187,11 @@ async fn keel_step(stack: &Stack, step: usize, rate: f64) -> anyhow::Result<Step
 
 /// Messages per second through batched transactions shaped like one stage's commit.
 async fn postgres_ceiling(database_url: &str) -> anyhow::Result<f64> {
-    let pool = PgPoolOptions::new().max_connections(2).connect(database_url).await?;
-    sqlx::query(
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .connect(database_url)
+        .await?;
+    sqlx::raw_sql(
         "CREATE SCHEMA bench;
          CREATE TABLE bench.inbox (message_id uuid PRIMARY KEY, topic text, partition int, \"offset\" bigint, processed_at timestamptz DEFAULT now());
          CREATE TABLE bench.state (id uuid PRIMARY KEY, state jsonb NOT NULL, updated_at timestamptz DEFAULT now());
@@ -195,7 +238,14 @@ async fn postgres_ceiling(database_url: &str) -> anyhow::Result<f64> {
 async fn broker_ceiling(brokers: &str) -> anyhow::Result<f64> {
     const MESSAGES: usize = 40_000;
     let topic = "bench.raw";
-    keel_streaming::admin::ensure_topics(&KafkaOptions { brokers: brokers.to_owned(), partitions: 4 }, &[topic]).await?;
+    keel_streaming::admin::ensure_topics(
+        &KafkaOptions {
+            brokers: brokers.to_owned(),
+            ..KafkaOptions::default()
+        },
+        &[topic],
+    )
+    .await?;
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("enable.idempotence", "true")

@@ -24,7 +24,12 @@ fn raw_block() -> Value {
 fn leg(sender: &str, raw: Value, at: DateTime<Utc>) -> Leg {
     let sender = ParticipantId::parse(sender).unwrap();
     let block = TradeBlock::parse(&raw, &sender).unwrap();
-    Leg { leg_id: block.leg_id(&sender), sender, block, received_at: at }
+    Leg {
+        leg_id: block.leg_id(&sender),
+        sender,
+        block,
+        received_at: at,
+    }
 }
 
 fn im_leg(at: DateTime<Utc>) -> Leg {
@@ -48,9 +53,18 @@ fn two_equal_legs_match() {
     let policy = MatchPolicy::default();
     let mut trade = new_trade();
     let first = trade.apply(Command::Leg(im_leg(t0())), &policy);
-    assert_eq!(statuses(&first), [TradeStatus::Received, TradeStatus::Unmatched]);
-    let second = trade.apply(Command::Leg(broker_leg(t0() + Duration::seconds(1))), &policy);
-    assert_eq!(statuses(&second), [TradeStatus::Received, TradeStatus::Matched]);
+    assert_eq!(
+        statuses(&first),
+        [TradeStatus::Received, TradeStatus::Unmatched]
+    );
+    let second = trade.apply(
+        Command::Leg(broker_leg(t0() + Duration::seconds(1))),
+        &policy,
+    );
+    assert_eq!(
+        statuses(&second),
+        [TradeStatus::Received, TradeStatus::Matched]
+    );
     assert_eq!(trade.status, Some(TradeStatus::Matched));
     assert_eq!(second[1].recipients.len(), 2);
     assert_eq!(second[1].seq, 4);
@@ -70,12 +84,18 @@ fn mismatched_legs_name_every_differing_field() {
     let entries = trade.apply(Command::Leg(leg("BR-NORTH", raw, t0())), &policy);
     let mismatch = entries.last().unwrap();
     assert_eq!(mismatch.status, TradeStatus::Mismatched);
-    assert_eq!(mismatch.differing_fields, ["price", "settlement_date", "allocations"]);
+    assert_eq!(
+        mismatch.differing_fields,
+        ["price", "settlement_date", "allocations"]
+    );
 }
 
 #[test]
 fn a_price_within_tolerance_matches() {
-    let policy = MatchPolicy { price_tolerance: "0.01".parse().unwrap(), ..MatchPolicy::default() };
+    let policy = MatchPolicy {
+        price_tolerance: "0.01".parse().unwrap(),
+        ..MatchPolicy::default()
+    };
     let mut trade = new_trade();
     trade.apply(Command::Leg(im_leg(t0())), &policy);
     let mut raw = raw_block();
@@ -97,37 +117,77 @@ fn a_broker_without_allocations_still_matches() {
 
 #[test]
 fn a_lone_leg_expires_after_its_own_window() {
-    let policy = MatchPolicy { match_window: Duration::seconds(30), ..MatchPolicy::default() };
+    let policy = MatchPolicy {
+        match_window: Duration::seconds(30),
+        ..MatchPolicy::default()
+    };
     let mut trade = new_trade();
     trade.apply(Command::Leg(im_leg(t0())), &policy);
-    assert!(trade.apply(Command::Expire { now: t0() + Duration::seconds(29) }, &policy).is_empty());
-    let expired = trade.apply(Command::Expire { now: t0() + Duration::seconds(45) }, &policy);
+    assert!(trade
+        .apply(
+            Command::Expire {
+                now: t0() + Duration::seconds(29)
+            },
+            &policy
+        )
+        .is_empty());
+    let expired = trade.apply(
+        Command::Expire {
+            now: t0() + Duration::seconds(45),
+        },
+        &policy,
+    );
     assert_eq!(statuses(&expired), [TradeStatus::Expired]);
-    assert_eq!(expired[0].at, t0() + Duration::seconds(30), "expiry is stamped at the window's end");
-    let late = trade.apply(Command::Leg(broker_leg(t0() + Duration::seconds(60))), &policy);
+    assert_eq!(
+        expired[0].at,
+        t0() + Duration::seconds(30),
+        "expiry is stamped at the window's end"
+    );
+    let late = trade.apply(
+        Command::Leg(broker_leg(t0() + Duration::seconds(60))),
+        &policy,
+    );
     assert_eq!(statuses(&late), [TradeStatus::Rejected]);
-    assert_eq!(late[0].recipients, [ParticipantId::parse("BR-NORTH").unwrap()]);
+    assert_eq!(
+        late[0].recipients,
+        [ParticipantId::parse("BR-NORTH").unwrap()]
+    );
 }
 
 #[test]
 fn an_amendment_restarts_the_window_and_can_fix_a_mismatch() {
-    let policy = MatchPolicy { match_window: Duration::seconds(30), ..MatchPolicy::default() };
+    let policy = MatchPolicy {
+        match_window: Duration::seconds(30),
+        ..MatchPolicy::default()
+    };
     let mut trade = new_trade();
     trade.apply(Command::Leg(im_leg(t0())), &policy);
     let mut amended = raw_block();
     amended["version"] = json!(2);
-    trade.apply(Command::Leg(leg("IM-ALPHA", amended, t0() + Duration::seconds(20))), &policy);
+    trade.apply(
+        Command::Leg(leg("IM-ALPHA", amended, t0() + Duration::seconds(20))),
+        &policy,
+    );
     assert_eq!(trade.expires_at, Some(t0() + Duration::seconds(50)));
 
     let mut wrong = raw_block();
     wrong["quantity"] = json!(900);
     wrong.as_object_mut().unwrap().remove("allocations");
-    let entries = trade.apply(Command::Leg(leg("BR-NORTH", wrong, t0() + Duration::seconds(21))), &policy);
+    let entries = trade.apply(
+        Command::Leg(leg("BR-NORTH", wrong, t0() + Duration::seconds(21))),
+        &policy,
+    );
     assert_eq!(entries.last().unwrap().status, TradeStatus::Mismatched);
     let mut fixed = raw_block();
     fixed["version"] = json!(2);
-    let entries = trade.apply(Command::Leg(leg("BR-NORTH", fixed, t0() + Duration::seconds(22))), &policy);
-    assert_eq!(statuses(&entries), [TradeStatus::Received, TradeStatus::Matched]);
+    let entries = trade.apply(
+        Command::Leg(leg("BR-NORTH", fixed, t0() + Duration::seconds(22))),
+        &policy,
+    );
+    assert_eq!(
+        statuses(&entries),
+        [TradeStatus::Received, TradeStatus::Matched]
+    );
 }
 
 #[test]
@@ -146,7 +206,10 @@ fn stale_versions_and_changes_after_matching_are_rejected_to_the_sender_only() {
     v3["version"] = json!(3);
     let after_match = trade.apply(Command::Leg(leg("IM-ALPHA", v3, t0())), &policy);
     assert_eq!(statuses(&after_match), [TradeStatus::Rejected]);
-    assert_eq!(after_match[0].recipients, [ParticipantId::parse("IM-ALPHA").unwrap()]);
+    assert_eq!(
+        after_match[0].recipients,
+        [ParticipantId::parse("IM-ALPHA").unwrap()]
+    );
     assert_eq!(trade.status, Some(TradeStatus::Matched));
 }
 
@@ -167,9 +230,21 @@ fn cancel_is_allowed_until_final() {
     trade.apply(Command::Leg(im_leg(t0())), &policy);
     trade.apply(Command::Leg(broker_leg(t0())), &policy);
     let by = ParticipantId::parse("BR-NORTH").unwrap();
-    let cancelled = trade.apply(Command::Cancel { requested_by: by.clone(), at: t0() }, &policy);
+    let cancelled = trade.apply(
+        Command::Cancel {
+            requested_by: by.clone(),
+            at: t0(),
+        },
+        &policy,
+    );
     assert_eq!(statuses(&cancelled), [TradeStatus::Cancelled]);
-    let again = trade.apply(Command::Cancel { requested_by: by.clone(), at: t0() }, &policy);
+    let again = trade.apply(
+        Command::Cancel {
+            requested_by: by.clone(),
+            at: t0(),
+        },
+        &policy,
+    );
     assert_eq!(statuses(&again), [TradeStatus::Rejected]);
     assert_eq!(again[0].recipients, [by]);
     assert_eq!(trade.status, Some(TradeStatus::Cancelled));
@@ -182,7 +257,12 @@ fn a_rejected_first_leg_leaves_a_rejected_trade_that_a_valid_leg_revives() {
     let im = im_leg(t0());
     let sender = im.sender.clone();
     let rejected = trade.apply(
-        Command::RejectLeg { leg_id: im.leg_id, sender, reasons: vec!["bad".into()], at: t0() },
+        Command::RejectLeg {
+            leg_id: im.leg_id,
+            sender,
+            reasons: vec!["bad".into()],
+            at: t0(),
+        },
         &policy,
     );
     assert_eq!(statuses(&rejected), [TradeStatus::Rejected]);
@@ -196,15 +276,20 @@ fn a_rejected_first_leg_leaves_a_rejected_trade_that_a_valid_leg_revives() {
 fn arbitrary_command() -> impl Strategy<Value = Command> {
     let at = (0i64..120).prop_map(|s| t0() + Duration::seconds(s));
     prop_oneof![
-        (at.clone(), 1u32..4, any::<bool>(), any::<bool>()).prop_map(|(at, version, is_im, differs)| {
-            let mut raw = raw_block();
-            raw["version"] = json!(version);
-            if differs {
-                raw["price"] = json!("1.0000");
+        (at.clone(), 1u32..4, any::<bool>(), any::<bool>()).prop_map(
+            |(at, version, is_im, differs)| {
+                let mut raw = raw_block();
+                raw["version"] = json!(version);
+                if differs {
+                    raw["price"] = json!("1.0000");
+                }
+                Command::Leg(leg(if is_im { "IM-ALPHA" } else { "BR-NORTH" }, raw, at))
             }
-            Command::Leg(leg(if is_im { "IM-ALPHA" } else { "BR-NORTH" }, raw, at))
+        ),
+        at.clone().prop_map(|at| Command::Cancel {
+            requested_by: ParticipantId::parse("IM-ALPHA").unwrap(),
+            at
         }),
-        at.clone().prop_map(|at| Command::Cancel { requested_by: ParticipantId::parse("IM-ALPHA").unwrap(), at }),
         at.prop_map(|now| Command::Expire { now }),
     ]
 }

@@ -18,14 +18,20 @@ const MAX_PAGE: i64 = 1000;
 
 /// `GET /v1/notifications?after=CURSOR&limit=N`: the caller's notifications, oldest first. `next` is
 /// the cursor to pass as `after` for the following page (the same one when there is nothing new).
-pub async fn feed(State(app): State<AppState>, caller: Caller, Query(query): Query<FeedQuery>) -> Result<Json<Value>, ApiError> {
+pub async fn feed(
+    State(app): State<AppState>,
+    caller: Caller,
+    Query(query): Query<FeedQuery>,
+) -> Result<Json<Value>, ApiError> {
     let after = match query.after.as_deref() {
         None | Some("") => 0,
-        Some(raw) => raw
-            .parse::<i64>()
-            .ok()
-            .filter(|c| *c >= 0)
-            .ok_or_else(|| ApiError::invalid("after", "invalid_cursor", "after must be a cursor returned as next"))?,
+        Some(raw) => raw.parse::<i64>().ok().filter(|c| *c >= 0).ok_or_else(|| {
+            ApiError::invalid(
+                "after",
+                "invalid_cursor",
+                "after must be a cursor returned as next",
+            )
+        })?,
     };
     let limit = match query.limit.as_deref() {
         None => 100,
@@ -33,10 +39,18 @@ pub async fn feed(State(app): State<AppState>, caller: Caller, Query(query): Que
             .parse::<i64>()
             .ok()
             .filter(|l| (1..=MAX_PAGE).contains(l))
-            .ok_or_else(|| ApiError::invalid("limit", "out_of_range", format!("limit must be 1 to {MAX_PAGE}")))?,
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "limit",
+                    "out_of_range",
+                    format!("limit must be 1 to {MAX_PAGE}"),
+                )
+            })?,
     };
     let rows = store::feed(&app.pool, &caller.id, after, limit).await?;
     let next = rows.last().map_or(after, |(seq, _)| *seq);
     let notifications: Vec<Value> = rows.into_iter().map(|(_, body)| body).collect();
-    Ok(Json(json!({"notifications": notifications, "next": next.to_string()})))
+    Ok(Json(
+        json!({"notifications": notifications, "next": next.to_string()}),
+    ))
 }

@@ -30,38 +30,75 @@ impl AcceptedLeg {
 }
 
 /// `POST /v1/trade-blocks`
-pub async fn one(State(app): State<AppState>, caller: Caller, headers: HeaderMap, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub async fn one(
+    State(app): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let started = Instant::now();
     let raw = parse_json(&body)?;
     let leg = accept(&app, &caller, &raw, "").map_err(ApiError::Invalid)?;
     let response = leg.receipt();
     let idempotency = idempotency(&headers, &leg.digest)?;
-    let answer = store::record_legs(&app.pool, &caller.id, std::slice::from_ref(&leg), idempotency, response).await?;
+    let answer = store::record_legs(
+        &app.pool,
+        &caller.id,
+        std::slice::from_ref(&leg),
+        idempotency,
+        response,
+    )
+    .await?;
     app.relay_wake.notify_one();
     metrics::histogram!("keel_ingress_ack_seconds").record(started.elapsed().as_secs_f64());
     Ok((StatusCode::ACCEPTED, Json(answer)))
 }
 
 /// `POST /v1/trade-blocks/batch`: all or nothing. Body: an array of blocks, or `{"trade_blocks": [...]}`.
-pub async fn batch(State(app): State<AppState>, caller: Caller, headers: HeaderMap, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub async fn batch(
+    State(app): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let started = Instant::now();
     let raw = parse_json(&body)?;
     let items = match &raw {
         Value::Array(items) => items,
         Value::Object(object) => match object.get("trade_blocks") {
             Some(Value::Array(items)) => items,
-            _ => return Err(ApiError::invalid("trade_blocks", "missing", "trade_blocks must be an array of trade blocks")),
+            _ => {
+                return Err(ApiError::invalid(
+                    "trade_blocks",
+                    "missing",
+                    "trade_blocks must be an array of trade blocks",
+                ))
+            }
         },
-        _ => return Err(ApiError::invalid("trade_blocks", "wrong_type", "a batch is an array of trade blocks")),
+        _ => {
+            return Err(ApiError::invalid(
+                "trade_blocks",
+                "wrong_type",
+                "a batch is an array of trade blocks",
+            ))
+        }
     };
     if items.is_empty() {
-        return Err(ApiError::invalid("trade_blocks", "empty", "a batch needs at least one trade block"));
+        return Err(ApiError::invalid(
+            "trade_blocks",
+            "empty",
+            "a batch needs at least one trade block",
+        ));
     }
     if items.len() > app.max_batch {
         return Err(ApiError::invalid(
             "trade_blocks",
             "too_many",
-            format!("a batch holds at most {} trade blocks, this one has {}", app.max_batch, items.len()),
+            format!(
+                "a batch holds at most {} trade blocks, this one has {}",
+                app.max_batch,
+                items.len()
+            ),
         ));
     }
     let mut legs = Vec::with_capacity(items.len());
@@ -71,11 +108,16 @@ pub async fn batch(State(app): State<AppState>, caller: Caller, headers: HeaderM
     for (index, item) in items.iter().enumerate() {
         let prefix = format!("trade_blocks[{index}].");
         match accept(&app, &caller, item, &prefix) {
-            Ok(leg) => match seen.get(&leg.leg_id).inspect(|_| receipts.push(leg.receipt())) {
+            Ok(leg) => match seen
+                .get(&leg.leg_id)
+                .inspect(|_| receipts.push(leg.receipt()))
+            {
                 Some((first, digest)) if *digest != leg.digest => errors.push(FieldError {
                     field: format!("trade_blocks[{index}]"),
                     code: "conflicting_duplicate".into(),
-                    message: format!("same leg and version as trade_blocks[{first}] with different content"),
+                    message: format!(
+                        "same leg and version as trade_blocks[{first}] with different content"
+                    ),
                 }),
                 Some(_) => {} // the same leg twice: accepted once
                 None => {
@@ -91,7 +133,12 @@ pub async fn batch(State(app): State<AppState>, caller: Caller, headers: HeaderM
         return Err(ApiError::Invalid(errors));
     }
     let response = json!({ "results": receipts });
-    let batch_digest = hex::encode(Sha256::digest(legs.iter().map(|l| l.digest.as_str()).collect::<Vec<_>>().join(",")));
+    let batch_digest = hex::encode(Sha256::digest(
+        legs.iter()
+            .map(|l| l.digest.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
+    ));
     let idempotency = idempotency(&headers, &batch_digest)?;
     let answer = store::record_legs(&app.pool, &caller.id, &legs, idempotency, response).await?;
     app.relay_wake.notify_one();
@@ -103,37 +150,63 @@ fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::MalformedJson(e.to_string()))
 }
 
-fn idempotency<'a>(headers: &'a HeaderMap, digest: &'a str) -> Result<Option<(&'a str, &'a str)>, ApiError> {
-    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
+fn idempotency<'a>(
+    headers: &'a HeaderMap,
+    digest: &'a str,
+) -> Result<Option<(&'a str, &'a str)>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
     match value.to_str() {
         Ok(key) if !key.is_empty() && key.len() <= 255 => Ok(Some((key, digest))),
-        _ => Err(ApiError::invalid("Idempotency-Key", "invalid", "Idempotency-Key must be 1 to 255 visible ASCII characters")),
+        _ => Err(ApiError::invalid(
+            "Idempotency-Key",
+            "invalid",
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+        )),
     }
 }
 
 /// Validates one block from `caller`: every field, the caller's place in it and the counterparty.
-fn accept(app: &AppState, caller: &Caller, raw: &Value, prefix: &str) -> Result<AcceptedLeg, Vec<FieldError>> {
+fn accept(
+    app: &AppState,
+    caller: &Caller,
+    raw: &Value,
+    prefix: &str,
+) -> Result<AcceptedLeg, Vec<FieldError>> {
     let prefixed = |errors: Vec<FieldError>| {
-        errors.into_iter().map(|e| FieldError { field: format!("{prefix}{}", e.field), ..e }).collect::<Vec<_>>()
+        errors
+            .into_iter()
+            .map(|e| FieldError {
+                field: format!("{prefix}{}", e.field),
+                ..e
+            })
+            .collect::<Vec<_>>()
     };
     let block = TradeBlock::parse(raw, &caller.id).map_err(|e| prefixed(e.0))?;
-    let (expected, counterparty, counterparty_field, counterparty_role) = match block.role_of(&caller.id) {
-        LegRole::Im => (Role::Im, &block.broker_id, "broker_id", Role::Broker),
-        LegRole::Broker => (Role::Broker, &block.im_id, "im_id", Role::Im),
-    };
+    let (expected, counterparty, counterparty_field, counterparty_role) =
+        match block.role_of(&caller.id) {
+            LegRole::Im => (Role::Im, &block.broker_id, "broker_id", Role::Broker),
+            LegRole::Broker => (Role::Broker, &block.im_id, "im_id", Role::Im),
+        };
     let mut errors = Vec::new();
     if caller.role != expected {
         errors.push(FieldError {
             field: "sender".into(),
             code: "role_mismatch".into(),
-            message: format!("{} is registered as {:?}, not as this block's {:?}", caller.id, caller.role, expected).to_lowercase(),
+            message: format!(
+                "{} is registered as {:?}, not as this block's {:?}",
+                caller.id, caller.role, expected
+            )
+            .to_lowercase(),
         });
     }
     if app.participants.role(counterparty) != Some(counterparty_role) {
         errors.push(FieldError {
             field: counterparty_field.into(),
             code: "unknown_participant".into(),
-            message: format!("{counterparty} is not a registered {counterparty_role:?}").to_lowercase(),
+            message: format!("{counterparty} is not a registered {counterparty_role:?}")
+                .to_lowercase(),
         });
     }
     if !errors.is_empty() {
@@ -141,5 +214,11 @@ fn accept(app: &AppState, caller: &Caller, raw: &Value, prefix: &str) -> Result<
     }
     let canonical = serde_json::to_value(&block).expect("a trade block serializes");
     let digest = hex::encode(Sha256::digest(canonical.to_string()));
-    Ok(AcceptedLeg { leg_id: block.leg_id(&caller.id), trade_id: block.match_key().trade_id(), block, canonical, digest })
+    Ok(AcceptedLeg {
+        leg_id: block.leg_id(&caller.id),
+        trade_id: block.match_key().trade_id(),
+        block,
+        canonical,
+        digest,
+    })
 }

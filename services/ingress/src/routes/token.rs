@@ -8,30 +8,68 @@ use crate::api_error::ApiError;
 use crate::app::AppState;
 
 /// `POST /oauth2/token`: client credentials in the form body or in HTTP Basic.
-pub async fn issue(State(app): State<AppState>, headers: HeaderMap, body: String) -> Result<Json<Value>, ApiError> {
+pub async fn issue(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: String,
+) -> Result<Json<Value>, ApiError> {
     let form: Vec<(String, String)> = serde_urlencoded::from_str(&body).unwrap_or_default();
     let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-    let oauth = |status, code, description: &str| ApiError::OAuth { status, code, description: description.to_owned() };
+    let oauth = |status, code, description: &str| ApiError::OAuth {
+        status,
+        code,
+        description: description.to_owned(),
+    };
 
     match field("grant_type").as_deref() {
         Some("client_credentials") => {}
-        Some(_) => return Err(oauth(StatusCode::BAD_REQUEST, "unsupported_grant_type", "only client_credentials is supported")),
-        None => return Err(oauth(StatusCode::BAD_REQUEST, "invalid_request", "grant_type is required")),
+        Some(_) => {
+            return Err(oauth(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "only client_credentials is supported",
+            ))
+        }
+        None => {
+            return Err(oauth(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "grant_type is required",
+            ))
+        }
     }
     let basic = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
         .and_then(|h| h.strip_prefix("Basic "))
-        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+        .and_then(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
+        })
         .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|pair| pair.split_once(':').map(|(id, secret)| (id.to_owned(), secret.to_owned())));
+        .and_then(|pair| {
+            pair.split_once(':')
+                .map(|(id, secret)| (id.to_owned(), secret.to_owned()))
+        });
     let (client_id, client_secret) = match (basic, field("client_id"), field("client_secret")) {
         (Some(pair), _, _) => pair,
         (None, Some(id), Some(secret)) => (id, secret),
-        _ => return Err(oauth(StatusCode::BAD_REQUEST, "invalid_request", "client_id and client_secret are required")),
+        _ => {
+            return Err(oauth(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "client_id and client_secret are required",
+            ))
+        }
     };
-    let Some((participant, role)) = app.participants.authenticate(&client_id, &client_secret) else {
-        return Err(oauth(StatusCode::UNAUTHORIZED, "invalid_client", "unknown client or wrong secret"));
+    let Some((participant, role)) = app.participants.authenticate(&client_id, &client_secret)
+    else {
+        return Err(oauth(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "unknown client or wrong secret",
+        ));
     };
     Ok(Json(json!({
         "access_token": app.tokens.issue(participant, role),
@@ -39,4 +77,3 @@ pub async fn issue(State(app): State<AppState>, headers: HeaderMap, body: String
         "expires_in": app.tokens.ttl_seconds(),
     })))
 }
-

@@ -12,18 +12,26 @@ use crate::store;
 
 /// `PUT /v1/webhook` `{"url"}`: registers (or replaces) the caller's webhook and returns a new signing
 /// secret, shown only here.
-pub async fn register(State(app): State<AppState>, caller: Caller, body: Bytes) -> Result<Json<Value>, ApiError> {
-    let raw: Value = serde_json::from_slice(&body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+pub async fn register(
+    State(app): State<AppState>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let raw: Value =
+        serde_json::from_slice(&body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
     let url = raw
         .get("url")
         .and_then(Value::as_str)
         .ok_or_else(|| ApiError::invalid("url", "missing", "url is required"))?;
-    let valid = url
-        .parse::<axum::http::Uri>()
-        .ok()
-        .is_some_and(|uri| matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some());
+    let valid = url.parse::<axum::http::Uri>().ok().is_some_and(|uri| {
+        matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some()
+    });
     if !valid || url.len() > 2048 {
-        return Err(ApiError::invalid("url", "invalid_url", "url must be an absolute http(s) URL"));
+        return Err(ApiError::invalid(
+            "url",
+            "invalid_url",
+            "url must be an absolute http(s) URL",
+        ));
     }
     let mut secret = [0u8; 32];
     rand::rng().fill_bytes(&mut secret);
@@ -33,7 +41,9 @@ pub async fn register(State(app): State<AppState>, caller: Caller, body: Bytes) 
 }
 
 pub async fn show(State(app): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
-    let url = store::webhook(&app.pool, &caller.id).await?.ok_or(ApiError::NotFound)?;
+    let url = store::webhook(&app.pool, &caller.id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     Ok(Json(json!({"url": url})))
 }
 
