@@ -44,6 +44,13 @@ async fn notifications_for(stack: &Stack, token: &str, trade_id: &str) -> Vec<Va
         .collect()
 }
 
+/// Notification is asynchronous: waits until `count` notifications of the trade exist.
+async fn wait_for_notifications(stack: &Stack, trade_id: &str, count: i64) {
+    let sql =
+        format!("SELECT count(*) FROM notification.notifications WHERE trade_id = '{trade_id}'");
+    stack.wait_for_count(&sql, count, WAIT).await.unwrap();
+}
+
 fn statuses(notifications: &[Value]) -> Vec<&str> {
     notifications
         .iter()
@@ -81,16 +88,7 @@ async fn two_matching_legs_give_one_matched_trade_and_one_notification_each() {
     assert_eq!(history, ["RECEIVED", "UNMATCHED", "RECEIVED", "MATCHED"]);
 
     // Notification is asynchronous: wait until both parties have all four, then check none repeats.
-    stack
-        .wait_for_count(
-            &format!(
-                "SELECT count(*) FROM notification.notifications WHERE trade_id = '{trade_id}'"
-            ),
-            8,
-            WAIT,
-        )
-        .await
-        .unwrap();
+    wait_for_notifications(&stack, trade_id, 8).await;
     for token in [&im, &broker] {
         let seen = notifications_for(&stack, token, trade_id).await;
         assert_eq!(
@@ -125,16 +123,7 @@ async fn differing_legs_are_mismatched_naming_every_field() {
         json!(["quantity", "price", "settlement_date"])
     );
 
-    stack
-        .wait_for_count(
-            &format!(
-                "SELECT count(*) FROM notification.notifications WHERE trade_id = '{trade_id}'"
-            ),
-            8,
-            WAIT,
-        )
-        .await
-        .unwrap();
+    wait_for_notifications(&stack, trade_id, 8).await;
     let seen = notifications_for(&stack, &im, trade_id).await;
     let mismatch = seen
         .iter()
@@ -179,16 +168,7 @@ async fn a_lone_leg_is_unmatched_then_expires_after_the_window() {
     );
 
     // The counterparty heard of it too, and a late leg is refused to its sender only.
-    stack
-        .wait_for_count(
-            &format!(
-                "SELECT count(*) FROM notification.notifications WHERE trade_id = '{trade_id}'"
-            ),
-            6,
-            WAIT,
-        )
-        .await
-        .unwrap();
+    wait_for_notifications(&stack, trade_id, 6).await;
     assert_eq!(
         statuses(&notifications_for(&stack, &broker, trade_id).await),
         ["RECEIVED", "UNMATCHED", "EXPIRED"]

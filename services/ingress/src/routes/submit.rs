@@ -40,18 +40,8 @@ pub async fn one(
     let raw = parse_json(&body)?;
     let leg = accept(&app, &caller, &raw, "").map_err(ApiError::Invalid)?;
     let response = leg.receipt();
-    let idempotency = idempotency(&headers, &leg.digest)?;
-    let answer = store::record_legs(
-        &app.pool,
-        &caller.id,
-        std::slice::from_ref(&leg),
-        idempotency,
-        response,
-    )
-    .await?;
-    app.relay_wake.notify_one();
-    metrics::histogram!("keel_ingress_ack_seconds").record(started.elapsed().as_secs_f64());
-    Ok((StatusCode::ACCEPTED, Json(answer)))
+    let digest = leg.digest.clone();
+    commit(&app, &caller, &headers, &[leg], &digest, response, started).await
 }
 
 /// `POST /v1/trade-blocks/batch`: all or nothing. Body: an array of blocks, or `{"trade_blocks": [...]}`.
@@ -139,10 +129,33 @@ pub async fn batch(
             .collect::<Vec<_>>()
             .join(","),
     ));
-    let idempotency = idempotency(&headers, &batch_digest)?;
-    let answer = store::record_legs(&app.pool, &caller.id, &legs, idempotency, response).await?;
+    commit(
+        &app,
+        &caller,
+        &headers,
+        &legs,
+        &batch_digest,
+        response,
+        started,
+    )
+    .await
+}
+
+/// Records accepted legs durably (honouring an Idempotency-Key over `digest`), wakes the relay and
+/// answers 202 with `response`, or the answer a replayed key was first given.
+async fn commit(
+    app: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    legs: &[AcceptedLeg],
+    digest: &str,
+    response: Value,
+    started: Instant,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let idempotency = idempotency(headers, digest)?;
+    let answer = store::record_legs(&app.pool, &caller.id, legs, idempotency, response).await?;
     app.relay_wake.notify_one();
-    metrics::histogram!("keel_ingress_batch_ack_seconds").record(started.elapsed().as_secs_f64());
+    metrics::histogram!("keel_ingress_ack_seconds").record(started.elapsed().as_secs_f64());
     Ok((StatusCode::ACCEPTED, Json(answer)))
 }
 
