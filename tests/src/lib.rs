@@ -225,6 +225,8 @@ impl Stack {
             )
             .env("KEEL_MATCHING__SWEEP_INTERVAL_MS", "200")
             .env("KEEL_WEBHOOKS__INITIAL_BACKOFF_MS", "100")
+            // As the local stack runs it (deploy/local/config); a test may override it below.
+            .env("KEEL_KAFKA__IDEMPOTENT_PRODUCER", "false")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

@@ -1,7 +1,6 @@
 //! The broker is restarted in the middle of a stream; the pipeline resumes and completes with nothing
-//! lost or duplicated. One partition per topic (the default): with several, tansu 0.6 panics after a
-//! restart when an idempotent producer from before it writes to another partition (see
-//! docs/decisions.md).
+//! lost or duplicated. It runs the producer as the local stack does (not idempotent, one request in
+//! flight): tansu 0.6 panics in its idempotent-produce check after a restart (docs/decisions.md).
 
 use std::time::Duration;
 

@@ -52,10 +52,18 @@ async fn each_consumer_killed_mid_stream_loses_and_duplicates_nothing() {
     assert_exactly_once(&stack, trades).await;
 }
 
-/// Several partitions per topic, so offsets are stored and restored per partition.
+/// Several partitions per topic, so offsets are stored and restored per partition, and the
+/// idempotent producer that production uses.
 fn four_partitions() -> StackOptions {
+    let env = [
+        ("KEEL_KAFKA__PARTITIONS", "4"),
+        ("KEEL_KAFKA__IDEMPOTENT_PRODUCER", "true"),
+    ];
     StackOptions {
-        extra_env: vec![("KEEL_KAFKA__PARTITIONS".into(), "4".into())],
+        extra_env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         ..StackOptions::default()
     }
 }

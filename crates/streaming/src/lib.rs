@@ -36,6 +36,16 @@ pub struct KafkaOptions {
     /// transaction in tansu, so a few milliseconds buy much throughput.
     #[serde(default = "default_linger_ms")]
     pub linger_ms: u32,
+    /// Publish with the idempotent producer (the default, as DESIGN section 4 says). Exactly-once
+    /// does not rest on it: consumers dedup by message id. Turned off for tansu 0.6, which panics
+    /// in its idempotent-produce check after a restart (docs/decisions.md); the relay then keeps
+    /// one request in flight, so ordering holds and a retry can only duplicate, which is deduped.
+    #[serde(default = "default_idempotent_producer")]
+    pub idempotent_producer: bool,
+}
+
+fn default_idempotent_producer() -> bool {
+    true
 }
 
 fn default_linger_ms() -> u32 {
@@ -57,6 +67,7 @@ impl Default for KafkaOptions {
             partitions: default_partitions(),
             fetch_wait_ms: default_fetch_wait_ms(),
             linger_ms: default_linger_ms(),
+            idempotent_producer: default_idempotent_producer(),
         }
     }
 }

@@ -63,13 +63,19 @@ impl OutboxRelay {
     }
 
     fn producer(&self) -> Result<FutureProducer, KafkaError> {
-        self.kafka
-            .client_config()
-            .set("enable.idempotence", "true")
+        let mut config = self.kafka.client_config();
+        config
             .set("acks", "all")
             .set("linger.ms", self.kafka.linger_ms.to_string())
-            .set("message.timeout.ms", "30000")
-            .create()
+            .set("message.timeout.ms", "30000");
+        if self.kafka.idempotent_producer {
+            config.set("enable.idempotence", "true");
+        } else {
+            config
+                .set("enable.idempotence", "false")
+                .set("max.in.flight.requests.per.connection", "1");
+        }
+        config.create()
     }
 
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), KafkaError> {
