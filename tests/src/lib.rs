@@ -213,6 +213,11 @@ impl Stack {
         let mut command = Command::new(&binary);
         command
             .current_dir(repo_root())
+            // The local stack's configuration, with this stack's own database, broker and ports.
+            .env(
+                "KEEL_CONFIG",
+                repo_root().join("deploy/local/config/us-east-1.toml"),
+            )
             .env("KEEL_DATABASE_URL", &self.database_url)
             .env("KEEL_KAFKA__BROKERS", &self.kafka_brokers)
             .env(
@@ -225,8 +230,6 @@ impl Stack {
             )
             .env("KEEL_MATCHING__SWEEP_INTERVAL_MS", "200")
             .env("KEEL_WEBHOOKS__INITIAL_BACKOFF_MS", "100")
-            // As the local stack runs it (deploy/local/config); a test may override it below.
-            .env("KEEL_KAFKA__IDEMPOTENT_PRODUCER", "false")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

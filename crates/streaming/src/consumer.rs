@@ -29,12 +29,12 @@ pub struct Inbound<M> {
 /// A service's business step. `apply` runs inside the batch transaction with the messages never seen
 /// before, and returns what to send on; the consumer writes inbox, outbox and offsets around it.
 pub trait Handler: Send + Sync + 'static {
-    type Message: DeserializeOwned + KeelMessage + Clone + Send + Sync;
+    type Message: DeserializeOwned + KeelMessage + Send + Sync;
 
     fn apply(
         &self,
         conn: &mut PgConnection,
-        batch: &[Inbound<Self::Message>],
+        batch: &[&Inbound<Self::Message>],
     ) -> impl Future<Output = Result<Vec<Outgoing>, sqlx::Error>> + Send;
 }
 
@@ -518,10 +518,9 @@ impl<H: Handler> BatchConsumer<H> {
             .map_err(classify)?;
         // A message can also repeat inside one batch (a relay that re-sent it): keep its first copy.
         let mut taken = HashSet::new();
-        let new_messages: Vec<Inbound<H::Message>> = inbound
+        let new_messages: Vec<&Inbound<H::Message>> = inbound
             .iter()
             .filter(|m| fresh.contains(&m.message_id) && taken.insert(m.message_id))
-            .cloned()
             .collect();
 
         let mut outgoing = self

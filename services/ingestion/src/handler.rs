@@ -13,7 +13,7 @@ impl Handler for Ingestion {
     async fn apply(
         &self,
         _conn: &mut PgConnection,
-        batch: &[Inbound<Submission>],
+        batch: &[&Inbound<Submission>],
     ) -> Result<Vec<Outgoing>, sqlx::Error> {
         Ok(batch
             .iter()

@@ -19,7 +19,7 @@ impl Handler for Matching {
     async fn apply(
         &self,
         conn: &mut PgConnection,
-        batch: &[Inbound<TradeCommand>],
+        batch: &[&Inbound<TradeCommand>],
     ) -> Result<Vec<Outgoing>, sqlx::Error> {
         let ids: Vec<TradeId> = batch
             .iter()

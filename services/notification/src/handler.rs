@@ -8,11 +8,11 @@ use uuid::Uuid;
 
 pub struct Notification;
 
-struct Row {
+struct Row<'a> {
     notification_id: Uuid,
     event_id: Uuid,
     recipient: String,
-    event: TradeEvent,
+    event: &'a TradeEvent,
 }
 
 impl Handler for Notification {
@@ -21,7 +21,7 @@ impl Handler for Notification {
     async fn apply(
         &self,
         conn: &mut PgConnection,
-        batch: &[Inbound<TradeEvent>],
+        batch: &[&Inbound<TradeEvent>],
     ) -> Result<Vec<Outgoing>, sqlx::Error> {
         let rows: Vec<Row> = batch
             .iter()
@@ -39,7 +39,7 @@ impl Handler for Notification {
                         ),
                         event_id,
                         recipient: recipient.to_string(),
-                        event: message.body.clone(),
+                        event: &message.body,
                     })
             })
             .collect();
