@@ -128,7 +128,7 @@ impl fmt::Display for Side {
 }
 
 /// An ISIN (ISO 6166): two-letter country, nine alphanumerics, one Luhn check digit.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Isin(String);
 
@@ -335,7 +335,7 @@ impl fmt::Display for Price {
 }
 
 /// An ISO 4217 currency code.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Currency(String);
 
