@@ -329,7 +329,8 @@ mod tests {
 
     #[test]
     fn bad_reference_data_is_refused_naming_what_is_wrong() {
-        let cases: Vec<(Box<dyn FnOnce(&mut serde_json::Value)>, &str)> = vec![
+        type Edit = Box<dyn FnOnce(&mut serde_json::Value)>;
+        let cases: Vec<(Edit, &str)> = vec![
             (
                 Box::new(|r| {
                     let first = r["accounts"][0].clone();
