@@ -65,7 +65,10 @@ impl TradeStatus {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            TradeStatus::Settled | TradeStatus::Cancelled | TradeStatus::Expired
+            TradeStatus::Settled
+                | TradeStatus::SettlementFailed
+                | TradeStatus::Cancelled
+                | TradeStatus::Expired
         )
     }
 }

@@ -320,7 +320,9 @@ mod tests {
     #[test]
     fn the_test_reference_data_is_valid_and_indexed() {
         let data = ReferenceData::from_json(REFERENCE).unwrap();
-        let north = data.broker(&ParticipantId::parse("BR-NORTH").unwrap()).unwrap();
+        let north = data
+            .broker(&ParticipantId::parse("BR-NORTH").unwrap())
+            .unwrap();
         assert_eq!(north.commission_bps, Decimal::from(5));
         assert!(data.allows_negative(&AccountId::parse("BR-SOUTH-SETTLE").unwrap()));
         assert!(!data.allows_negative(&AccountId::parse("BR-NORTH-SETTLE").unwrap()));
@@ -363,7 +365,9 @@ mod tests {
                 "is negative",
             ),
             (
-                Box::new(|r| r["accounts"][0]["opening"]["securities"]["US0378331005"] = "1.5".into()),
+                Box::new(|r| {
+                    r["accounts"][0]["opening"]["securities"]["US0378331005"] = "1.5".into()
+                }),
                 "is not a whole number",
             ),
             (
@@ -371,13 +375,18 @@ mod tests {
                 "has more than two decimals",
             ),
             (
-                Box::new(|r| r["accounts"][0]["opening"]["securities"]["US0378331006"] = "1".into()),
+                Box::new(|r| {
+                    r["accounts"][0]["opening"]["securities"]["US0378331006"] = "1".into()
+                }),
                 "check digit",
             ),
         ];
         for (edit, expected) in cases {
             let error = broken(edit);
-            assert!(error.contains(expected), "expected {expected:?} in {error:?}");
+            assert!(
+                error.contains(expected),
+                "expected {expected:?} in {error:?}"
+            );
         }
     }
 }

@@ -1,5 +1,9 @@
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
-use keel_domain::{LegId, LegRole, MatchKey, ParticipantId, TradeBlock, TradeId, TradeStatus};
+use keel_domain::{
+    Allocation, LegId, LegRole, MatchKey, ParticipantId, TradeBlock, TradeId, TradeStatus,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::{compare_legs, MatchOutcome, MatchPolicy};
@@ -39,6 +43,68 @@ pub enum Command {
     },
     /// Time has passed; a lone leg whose window has run out expires.
     Expire { now: DateTime<Utc> },
+    /// Settlement's answer for one allocation of a MATCHED trade.
+    SettlementResult {
+        allocation_id: String,
+        outcome: AllocationOutcome,
+        at: DateTime<Utc>,
+    },
+    /// Settlement withdrew every instruction of the trade: nothing of it will settle.
+    CancelConfirmed {
+        requested_by: ParticipantId,
+        at: DateTime<Utc>,
+    },
+    /// Settlement had already settled (or failed) the trade's instructions.
+    CancelRefused {
+        requested_by: ParticipantId,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+}
+
+/// How one allocation's settlement ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum AllocationOutcome {
+    Settled,
+    Failed { reason: String },
+}
+
+/// Where one allocation of a MATCHED trade is in settlement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum AllocationState {
+    Pending,
+    Settled,
+    Failed { reason: String },
+    Cancelled,
+}
+
+/// A MATCHED trade's allocations out for settlement, and a cancel waiting for settlement's answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettlementProgress {
+    pub allocations: BTreeMap<String, AllocationState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel_requested_by: Option<ParticipantId>,
+}
+
+/// What the caller must send to the settlement application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToSettlement {
+    /// Settle each of these allocations of the (just MATCHED) trade, one instruction each.
+    Settle { allocations: Vec<Allocation> },
+    /// Withdraw the trade's instructions if none has settled yet.
+    Cancel {
+        requested_by: ParticipantId,
+        at: DateTime<Utc>,
+    },
+}
+
+/// What applying a command produced: history to append (and notify) and messages for settlement.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Effects {
+    pub history: Vec<HistoryEntry>,
+    pub to_settlement: Vec<ToSettlement>,
 }
 
 /// One appended line of a trade's status history. `recipients` are told of it, once each.
@@ -70,6 +136,9 @@ pub struct Trade {
     pub next_seq: u32,
     /// When a lone leg expires; `None` unless the trade is UNMATCHED.
     pub expires_at: Option<DateTime<Utc>>,
+    /// Set once the trade is MATCHED and its allocations go to settlement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settlement: Option<SettlementProgress>,
 }
 
 impl Trade {
@@ -82,6 +151,7 @@ impl Trade {
             broker_leg: None,
             next_seq: 1,
             expires_at: None,
+            settlement: None,
         }
     }
 
@@ -99,12 +169,31 @@ impl Trade {
         }
     }
 
-    /// Applies one command and returns the history entries it appends (possibly none: a redelivered
-    /// leg changes nothing).
-    pub fn apply(&mut self, command: Command, policy: &MatchPolicy) -> Vec<HistoryEntry> {
-        let mut entries = Vec::new();
+    /// Applies one command and returns its effects (possibly none: a redelivered leg or a repeated
+    /// settlement result changes nothing).
+    pub fn apply(&mut self, command: Command, policy: &MatchPolicy) -> Effects {
+        let mut effects = Effects::default();
+        let entries = &mut effects.history;
         match command {
-            Command::Leg(leg) => self.accept_leg(leg, policy, &mut entries),
+            Command::Leg(leg) => {
+                if self.accept_leg(leg, policy, entries) {
+                    let allocations = self
+                        .im_leg
+                        .as_ref()
+                        .map(|im| im.block.allocations.clone())
+                        .unwrap_or_default();
+                    self.settlement = Some(SettlementProgress {
+                        allocations: allocations
+                            .iter()
+                            .map(|a| (a.allocation_id.clone(), AllocationState::Pending))
+                            .collect(),
+                        cancel_requested_by: None,
+                    });
+                    effects
+                        .to_settlement
+                        .push(ToSettlement::Settle { allocations });
+                }
+            }
             Command::RejectLeg {
                 leg_id,
                 sender,
@@ -115,7 +204,7 @@ impl Trade {
                     self.status = Some(TradeStatus::Rejected);
                 }
                 self.record(
-                    &mut entries,
+                    entries,
                     TradeStatus::Rejected,
                     at,
                     Some(reasons.join("; ")),
@@ -123,32 +212,11 @@ impl Trade {
                     Some(leg_id),
                 );
             }
-            Command::Cancel { requested_by, at } => match self.status {
-                Some(status) if status.is_final() => {
-                    let reason = format!("cannot cancel: trade is {status}");
-                    self.record(
-                        &mut entries,
-                        TradeStatus::Rejected,
-                        at,
-                        Some(reason),
-                        vec![requested_by],
-                        None,
-                    );
+            Command::Cancel { requested_by, at } => {
+                if let Some(request) = self.cancel(requested_by, at, entries) {
+                    effects.to_settlement.push(request);
                 }
-                _ => {
-                    self.status = Some(TradeStatus::Cancelled);
-                    self.expires_at = None;
-                    let reason = format!("cancelled by {requested_by}");
-                    self.record(
-                        &mut entries,
-                        TradeStatus::Cancelled,
-                        at,
-                        Some(reason),
-                        self.parties(),
-                        None,
-                    );
-                }
-            },
+            }
             Command::Expire { now } => {
                 if self.status == Some(TradeStatus::Unmatched)
                     && self.expires_at.is_some_and(|at| at <= now)
@@ -157,7 +225,7 @@ impl Trade {
                     self.status = Some(TradeStatus::Expired);
                     let reason = "no counterparty leg within the match window".to_owned();
                     self.record(
-                        &mut entries,
+                        entries,
                         TradeStatus::Expired,
                         at,
                         Some(reason),
@@ -166,16 +234,184 @@ impl Trade {
                     );
                 }
             }
+            Command::SettlementResult {
+                allocation_id,
+                outcome,
+                at,
+            } => self.settlement_result(allocation_id, outcome, at, entries),
+            Command::CancelConfirmed { requested_by, at } => {
+                let Some(progress) = self.settlement.as_mut() else {
+                    return effects;
+                };
+                if progress.cancel_requested_by.take().is_none()
+                    || self.status != Some(TradeStatus::Matched)
+                {
+                    return effects; // Already answered.
+                }
+                for state in progress.allocations.values_mut() {
+                    if *state == AllocationState::Pending {
+                        *state = AllocationState::Cancelled;
+                    }
+                }
+                self.status = Some(TradeStatus::Cancelled);
+                let reason = format!("cancelled by {requested_by} before settlement");
+                self.record(
+                    entries,
+                    TradeStatus::Cancelled,
+                    at,
+                    Some(reason),
+                    self.parties(),
+                    None,
+                );
+            }
+            Command::CancelRefused {
+                requested_by,
+                reason,
+                at,
+            } => {
+                let pending = self
+                    .settlement
+                    .as_mut()
+                    .and_then(|progress| progress.cancel_requested_by.take());
+                if pending.is_some() {
+                    self.record(
+                        entries,
+                        TradeStatus::Rejected,
+                        at,
+                        Some(format!("cannot cancel: {reason}")),
+                        vec![requested_by],
+                        None,
+                    );
+                }
+            }
         }
-        entries
+        effects
     }
 
-    fn accept_leg(&mut self, leg: Leg, policy: &MatchPolicy, entries: &mut Vec<HistoryEntry>) {
+    /// A cancel ends an unsettled trade at once, unless its instructions are with settlement: then
+    /// settlement decides (it may have settled them already), and the answer comes back as
+    /// [`Command::CancelConfirmed`] or [`Command::CancelRefused`].
+    fn cancel(
+        &mut self,
+        requested_by: ParticipantId,
+        at: DateTime<Utc>,
+        entries: &mut Vec<HistoryEntry>,
+    ) -> Option<ToSettlement> {
+        let pending = self
+            .settlement
+            .as_ref()
+            .and_then(|progress| progress.cancel_requested_by.as_ref());
+        let refusal = match (self.status, pending) {
+            (Some(status), _) if status.is_final() => {
+                Some(format!("cannot cancel: trade is {status}"))
+            }
+            (Some(TradeStatus::Matched), Some(first)) => Some(format!(
+                "cannot cancel: a cancel requested by {first} is already with settlement"
+            )),
+            _ => None,
+        };
+        if let Some(reason) = refusal {
+            self.record(
+                entries,
+                TradeStatus::Rejected,
+                at,
+                Some(reason),
+                vec![requested_by],
+                None,
+            );
+            return None;
+        }
+        if self.status == Some(TradeStatus::Matched) {
+            if let Some(progress) = self.settlement.as_mut() {
+                progress.cancel_requested_by = Some(requested_by.clone());
+                return Some(ToSettlement::Cancel { requested_by, at });
+            }
+        }
+        self.status = Some(TradeStatus::Cancelled);
+        self.expires_at = None;
+        let reason = format!("cancelled by {requested_by}");
+        self.record(
+            entries,
+            TradeStatus::Cancelled,
+            at,
+            Some(reason),
+            self.parties(),
+            None,
+        );
+        None
+    }
+
+    /// Records one allocation's result; once every allocation has one, the trade is SETTLED (all
+    /// settled) or SETTLEMENT_FAILED (naming each allocation that failed).
+    fn settlement_result(
+        &mut self,
+        allocation_id: String,
+        outcome: AllocationOutcome,
+        at: DateTime<Utc>,
+        entries: &mut Vec<HistoryEntry>,
+    ) {
+        let Some(progress) = self.settlement.as_mut() else {
+            return;
+        };
+        let Some(state) = progress.allocations.get_mut(&allocation_id) else {
+            return;
+        };
+        if *state != AllocationState::Pending {
+            return; // Already recorded.
+        }
+        *state = match outcome {
+            AllocationOutcome::Settled => AllocationState::Settled,
+            AllocationOutcome::Failed { reason } => AllocationState::Failed { reason },
+        };
+        if self.status != Some(TradeStatus::Matched)
+            || progress
+                .allocations
+                .values()
+                .any(|s| *s == AllocationState::Pending)
+        {
+            return;
+        }
+        let failures: Vec<String> = progress
+            .allocations
+            .iter()
+            .filter_map(|(id, state)| match state {
+                AllocationState::Failed { reason } => Some(format!("allocation {id}: {reason}")),
+                _ => None,
+            })
+            .collect();
+        let total = progress.allocations.len();
+        let (status, reason) = if failures.is_empty() {
+            let plural = if total == 1 { "" } else { "s" };
+            (
+                TradeStatus::Settled,
+                format!("{total} allocation{plural} settled"),
+            )
+        } else {
+            let settled = total - failures.len();
+            (
+                TradeStatus::SettlementFailed,
+                format!(
+                    "{}; {settled} of {total} allocations settled",
+                    failures.join("; ")
+                ),
+            )
+        };
+        self.status = Some(status);
+        self.record(entries, status, at, Some(reason), self.parties(), None);
+    }
+
+    /// Returns whether the trade became MATCHED.
+    fn accept_leg(
+        &mut self,
+        leg: Leg,
+        policy: &MatchPolicy,
+        entries: &mut Vec<HistoryEntry>,
+    ) -> bool {
         let role = leg.role();
         let at = leg.received_at;
         if let Some(current) = self.leg(role) {
             if current.leg_id == leg.leg_id {
-                return; // The same version again: already applied.
+                return false; // The same version again: already applied.
             }
             if current.block.version >= leg.block.version {
                 let reason = format!(
@@ -191,7 +427,7 @@ impl Trade {
                     vec![leg.sender],
                     Some(leg.leg_id),
                 );
-                return;
+                return false;
             }
         }
         if let Some(status) = self
@@ -210,7 +446,7 @@ impl Trade {
                 vec![leg.sender],
                 Some(leg.leg_id),
             );
-            return;
+            return false;
         }
 
         let leg_id = leg.leg_id;
@@ -247,6 +483,7 @@ impl Trade {
                             self.parties(),
                             None,
                         );
+                        return true;
                     }
                     MatchOutcome::Mismatched(fields) => {
                         self.status = Some(TradeStatus::Mismatched);
@@ -262,6 +499,7 @@ impl Trade {
                         entry.differing_fields = fields.into_iter().map(str::to_owned).collect();
                     }
                 }
+                false
             }
             _ => {
                 // The window runs from this leg's own receipt, so an amendment restarts it.
@@ -277,6 +515,7 @@ impl Trade {
                         None,
                     );
                 }
+                false
             }
         }
     }

@@ -2,9 +2,10 @@
 //! per topic. Every message carries a deterministic `message_id`, the key of exactly-once processing,
 //! and is keyed by its trade's match key so both legs of a trade stay in one partition, in order.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use keel_domain::{derive_id, LegId, MatchKey, ParticipantId, TradeId};
-use keel_lifecycle::{HistoryEntry, Leg};
+use keel_ledger::Instruction;
+use keel_lifecycle::{AllocationOutcome, HistoryEntry, Leg};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -22,8 +23,8 @@ pub mod topics {
     /// Poison messages of the trade-matching application, with their origin in headers.
     pub const TM_DEAD_LETTERS: &str = "tm.dead-letters";
 
-    /// Every topic of the trade-matching application.
-    pub const TRADE_MATCHING: [&str; 4] = [SUBMISSIONS, TRADES, EVENTS, TM_DEAD_LETTERS];
+    /// Poison messages of the settlement application.
+    pub const ST_DEAD_LETTERS: &str = "st.dead-letters";
 }
 
 /// A message that can go through an outbox: it knows its id and its partitioning key.
@@ -155,5 +156,170 @@ impl Message for TradeEvent {
     }
     fn key(&self) -> String {
         self.match_key.to_string()
+    }
+}
+
+/// `st.instructions`: what matching asks of settlement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SettlementInstruction {
+    /// Settle one allocation of a MATCHED trade, delivery versus payment, on or after its settlement
+    /// date.
+    Settle {
+        trade_id: TradeId,
+        match_key: MatchKey,
+        allocation_id: String,
+        settlement_date: NaiveDate,
+        instruction: Instruction,
+    },
+    /// Withdraw every instruction of the trade, unless one has already settled or failed.
+    Cancel {
+        trade_id: TradeId,
+        match_key: MatchKey,
+        requested_by: ParticipantId,
+        at: DateTime<Utc>,
+    },
+}
+
+impl SettlementInstruction {
+    /// The id of one allocation's instruction, the same in every region and on every retry.
+    pub fn instruction_id(trade_id: TradeId, allocation_id: &str) -> Uuid {
+        derive_id(
+            "settlement-instruction",
+            &[&trade_id.to_string(), allocation_id],
+        )
+    }
+
+    pub fn trade_id(&self) -> TradeId {
+        match self {
+            SettlementInstruction::Settle { trade_id, .. }
+            | SettlementInstruction::Cancel { trade_id, .. } => *trade_id,
+        }
+    }
+}
+
+impl Message for SettlementInstruction {
+    const TOPIC: &'static str = topics::INSTRUCTIONS;
+    fn message_id(&self) -> Uuid {
+        match self {
+            SettlementInstruction::Settle { instruction, .. } => instruction.instruction_id,
+            SettlementInstruction::Cancel {
+                trade_id,
+                requested_by,
+                ..
+            } => derive_id(
+                "settlement-cancel",
+                &[&trade_id.to_string(), requested_by.as_str()],
+            ),
+        }
+    }
+    fn key(&self) -> String {
+        match self {
+            SettlementInstruction::Settle { match_key, .. }
+            | SettlementInstruction::Cancel { match_key, .. } => match_key.to_string(),
+        }
+    }
+}
+
+/// `tm.settlement-results`: settlement's answers, back to matching.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SettlementResult {
+    /// One allocation settled or failed.
+    Allocation {
+        trade_id: TradeId,
+        match_key: MatchKey,
+        allocation_id: String,
+        instruction_id: Uuid,
+        #[serde(flatten)]
+        outcome: AllocationOutcome,
+        at: DateTime<Utc>,
+    },
+    /// Every instruction of the trade was withdrawn; none will settle.
+    CancelConfirmed {
+        trade_id: TradeId,
+        match_key: MatchKey,
+        requested_by: ParticipantId,
+        at: DateTime<Utc>,
+    },
+    /// Too late: some instruction had already settled or failed.
+    CancelRefused {
+        trade_id: TradeId,
+        match_key: MatchKey,
+        requested_by: ParticipantId,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+}
+
+impl SettlementResult {
+    pub fn match_key(&self) -> &MatchKey {
+        match self {
+            SettlementResult::Allocation { match_key, .. }
+            | SettlementResult::CancelConfirmed { match_key, .. }
+            | SettlementResult::CancelRefused { match_key, .. } => match_key,
+        }
+    }
+}
+
+impl Message for SettlementResult {
+    const TOPIC: &'static str = topics::SETTLEMENT_RESULTS;
+    fn message_id(&self) -> Uuid {
+        match self {
+            SettlementResult::Allocation { instruction_id, .. } => {
+                derive_id("settlement-result", &[&instruction_id.to_string()])
+            }
+            SettlementResult::CancelConfirmed {
+                trade_id,
+                requested_by,
+                ..
+            }
+            | SettlementResult::CancelRefused {
+                trade_id,
+                requested_by,
+                ..
+            } => derive_id(
+                "settlement-cancel-result",
+                &[&trade_id.to_string(), requested_by.as_str()],
+            ),
+        }
+    }
+    fn key(&self) -> String {
+        self.match_key().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settlement_results_round_trip_with_their_outcome_inline() {
+        let key = MatchKey {
+            im_id: ParticipantId::parse("IM-ALPHA").unwrap(),
+            broker_id: ParticipantId::parse("BR-NORTH").unwrap(),
+            trade_ref: keel_domain::TradeRef::parse("T-1").unwrap(),
+        };
+        let trade_id = key.trade_id();
+        let failed = SettlementResult::Allocation {
+            trade_id,
+            match_key: key,
+            allocation_id: "1".into(),
+            instruction_id: SettlementInstruction::instruction_id(trade_id, "1"),
+            outcome: AllocationOutcome::Failed {
+                reason: "insufficient cash".into(),
+            },
+            at: Utc::now(),
+        };
+        let json = serde_json::to_value(&failed).unwrap();
+        assert_eq!(json["kind"], "allocation");
+        assert_eq!(json["outcome"], "failed");
+        assert_eq!(json["reason"], "insufficient cash");
+        let back: SettlementResult = serde_json::from_value(json).unwrap();
+        assert_eq!(back, failed);
+        assert_ne!(
+            SettlementInstruction::instruction_id(trade_id, "1"),
+            SettlementInstruction::instruction_id(trade_id, "2")
+        );
     }
 }

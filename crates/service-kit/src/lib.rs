@@ -68,9 +68,43 @@ pub struct StageContext {
     /// Wake the outbox relay after committing outbox rows outside the consumer.
     pub relay_wake: Arc<Notify>,
     pub readiness: Readiness,
+    kafka: KafkaOptions,
+    consumer_options: ConsumerOptions,
 }
 
 pub type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+impl StageContext {
+    /// Consumes one more topic into `handler`, with the same exactly-once protocol, dead-letter topic
+    /// and batching as the stage's main input. Its state shows on `/readyz` under the topic's name.
+    pub fn consume<H: Handler>(&self, topic: &'static str, handler: H) -> Task {
+        let mut options = self.consumer_options.clone();
+        options.topic = topic.to_owned();
+        let consumer = BatchConsumer::new(
+            options,
+            self.kafka.clone(),
+            self.pool.clone(),
+            handler,
+            self.relay_wake.clone(),
+        );
+        let readiness = self.readiness.clone();
+        let shutdown = self.shutdown.clone();
+        readiness.register(topic);
+        let kafka = self.kafka.clone();
+        Box::pin(async move {
+            // Another application may produce this topic; create it rather than wait for that.
+            if let Err(error) = keel_streaming::admin::ensure_topics(&kafka, &[topic]).await {
+                tracing::warn!(%error, topic, "cannot create the topic; the consumer waits for it");
+            }
+            readiness.set_ready(topic);
+            if let Err(error) = consumer.run(shutdown).await {
+                // Stays up, unready, so the alarm is visible and nothing is skipped silently.
+                tracing::error!(%error, topic, "consumer stopped");
+                readiness.set_unready(topic, error.to_string());
+            }
+        })
+    }
+}
 
 /// One stage: consumes `topic` into `handler`, owns `schema`.
 pub struct Stage {
@@ -78,6 +112,8 @@ pub struct Stage {
     pub schema: &'static str,
     pub topic: &'static str,
     pub dead_letter_topic: &'static str,
+    /// Topics the stage publishes to, created at start so its relay never waits on another stage.
+    pub produces: &'static [&'static str],
     pub migrations: &'static Migrator,
 }
 
@@ -119,7 +155,6 @@ impl Stage {
     {
         let metrics = ops::install_metrics(self.name, &config.region);
         let readiness = Readiness::default();
-        readiness.register("consumer");
         let listener = tokio::net::TcpListener::bind(config.ops_listen)
             .await
             .map_err(|source| StageError::Listen {
@@ -141,40 +176,30 @@ impl Stage {
         let Some(pool) = connect_store(&store, self.migrations, &shutdown).await? else {
             return Ok(());
         };
-        keel_streaming::admin::ensure_topics(&config.kafka, &[self.topic, self.dead_letter_topic])
-            .await?;
+        let topics: Vec<&str> = [self.topic, self.dead_letter_topic]
+            .into_iter()
+            .chain(self.produces.iter().copied())
+            .collect();
+        keel_streaming::admin::ensure_topics(&config.kafka, &topics).await?;
 
         let relay = OutboxRelay::new(config.kafka.clone(), pool.clone(), RelayOptions::default());
+        let mut consumer_options = ConsumerOptions::new(self.name, self.topic);
+        consumer_options.dead_letter_topic = Some(self.dead_letter_topic.to_owned());
+        consumer_options.max_batch = config.max_batch;
+        consumer_options.linger = Duration::from_millis(config.batch_linger_ms);
         let context = StageContext {
             pool: pool.clone(),
             shutdown: shutdown.clone(),
             relay_wake: relay.waker(),
             readiness: readiness.clone(),
+            kafka: config.kafka.clone(),
+            consumer_options,
         };
         let (handler, tasks) = build(&context);
-
-        let mut options = ConsumerOptions::new(self.name, self.topic);
-        options.dead_letter_topic = Some(self.dead_letter_topic.to_owned());
-        options.max_batch = config.max_batch;
-        options.linger = Duration::from_millis(config.batch_linger_ms);
-        let consumer = BatchConsumer::new(
-            options,
-            config.kafka.clone(),
-            pool.clone(),
-            handler,
-            relay.waker(),
-        );
+        let main_consumer = context.consume(self.topic, handler);
 
         let relay_task = tokio::spawn(relay.run(shutdown.clone()));
-        let consumer_readiness = readiness.clone();
-        let consumer_task = tokio::spawn(async move {
-            consumer_readiness.set_ready("consumer");
-            if let Err(error) = consumer.run(shutdown.clone()).await {
-                // Stays up, unready, so the alarm is visible and nothing is skipped silently.
-                tracing::error!(%error, "consumer stopped");
-                consumer_readiness.set_unready("consumer", error.to_string());
-            }
-        });
+        let consumer_task = tokio::spawn(main_consumer);
         let background: Vec<_> = tasks.into_iter().map(tokio::spawn).collect();
 
         context.shutdown.cancelled().await;

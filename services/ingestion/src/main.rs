@@ -17,6 +17,7 @@ async fn main() -> anyhow::Result<()> {
         schema: "ingestion",
         topic: topics::SUBMISSIONS,
         dead_letter_topic: topics::TM_DEAD_LETTERS,
+        produces: &[topics::TRADES],
         migrations: &MIGRATIONS,
     };
     stage

@@ -1,15 +1,21 @@
 use std::collections::HashMap;
 
-use keel_domain::TradeId;
+use keel_domain::{MatchKey, TradeId};
 use keel_lifecycle::{Command, MatchPolicy, Trade};
-use keel_messages::TradeCommand;
+use keel_messages::{SettlementResult, TradeCommand};
 use keel_safestore::Outgoing;
 use keel_streaming::{Handler, Inbound};
 use sqlx::PgConnection;
 
 use crate::store;
 
+/// `tm.trades`: legs, rejected legs and cancels.
 pub struct Matching {
+    pub policy: MatchPolicy,
+}
+
+/// `tm.settlement-results`: settlement's answers for MATCHED trades.
+pub struct SettlementResults {
     pub policy: MatchPolicy,
 }
 
@@ -21,22 +27,48 @@ impl Handler for Matching {
         conn: &mut PgConnection,
         batch: &[&Inbound<TradeCommand>],
     ) -> Result<Vec<Outgoing>, sqlx::Error> {
-        let ids: Vec<TradeId> = batch
+        let commands = batch
             .iter()
-            .map(|m| m.body.match_key().trade_id())
+            .map(|m| (m.body.match_key(), command_of(&m.body)))
             .collect();
-        let mut trades: HashMap<TradeId, Trade> = store::lock_trades(conn, &ids).await?;
-        let mut changes = store::Changes::default();
-        for message in batch {
-            let key = message.body.match_key();
-            let trade = trades
-                .entry(key.trade_id())
-                .or_insert_with(|| Trade::new(key));
-            let entries = trade.apply(command_of(&message.body), &self.policy);
-            changes.record(trade, entries);
-        }
-        store::save(conn, &trades, &changes).await
+        apply_all(conn, &self.policy, commands).await
     }
+}
+
+impl Handler for SettlementResults {
+    type Message = SettlementResult;
+
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        batch: &[&Inbound<SettlementResult>],
+    ) -> Result<Vec<Outgoing>, sqlx::Error> {
+        let commands = batch
+            .iter()
+            .map(|m| (m.body.match_key().clone(), result_command(&m.body)))
+            .collect();
+        apply_all(conn, &self.policy, commands).await
+    }
+}
+
+/// Locks the trades concerned, applies each command in order and saves what changed.
+async fn apply_all(
+    conn: &mut PgConnection,
+    policy: &MatchPolicy,
+    commands: Vec<(MatchKey, Command)>,
+) -> Result<Vec<Outgoing>, sqlx::Error> {
+    let ids: Vec<TradeId> = commands.iter().map(|(key, _)| key.trade_id()).collect();
+    let mut trades: HashMap<TradeId, Trade> = store::lock_trades(conn, &ids).await?;
+    let mut changes = store::Changes::default();
+    for (key, command) in commands {
+        let trade = trades
+            .entry(key.trade_id())
+            .or_insert_with(|| Trade::new(key));
+        let before = trade.clone();
+        let effects = trade.apply(command, policy);
+        changes.record(trade, *trade != before, effects);
+    }
+    store::save(conn, &trades, &changes).await
 }
 
 fn command_of(message: &TradeCommand) -> Command {
@@ -58,6 +90,37 @@ fn command_of(message: &TradeCommand) -> Command {
             requested_by, at, ..
         } => Command::Cancel {
             requested_by: requested_by.clone(),
+            at: *at,
+        },
+    }
+}
+
+fn result_command(message: &SettlementResult) -> Command {
+    match message {
+        SettlementResult::Allocation {
+            allocation_id,
+            outcome,
+            at,
+            ..
+        } => Command::SettlementResult {
+            allocation_id: allocation_id.clone(),
+            outcome: outcome.clone(),
+            at: *at,
+        },
+        SettlementResult::CancelConfirmed {
+            requested_by, at, ..
+        } => Command::CancelConfirmed {
+            requested_by: requested_by.clone(),
+            at: *at,
+        },
+        SettlementResult::CancelRefused {
+            requested_by,
+            reason,
+            at,
+            ..
+        } => Command::CancelRefused {
+            requested_by: requested_by.clone(),
+            reason: reason.clone(),
             at: *at,
         },
     }

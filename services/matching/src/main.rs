@@ -1,4 +1,6 @@
-//! matching: `tm.trades` → pair legs, append status history → `tm.events`; plus the expiry sweeper.
+//! matching: `tm.trades` → pair legs, append status history → `tm.events`, and send each MATCHED
+//! trade's allocations → `st.instructions`; `tm.settlement-results` → SETTLED, SETTLEMENT_FAILED or
+//! the answer to a cancel; plus the expiry sweeper.
 
 mod handler;
 mod store;
@@ -57,6 +59,7 @@ async fn main() -> anyhow::Result<()> {
         schema: "matching",
         topic: topics::TRADES,
         dead_letter_topic: topics::TM_DEAD_LETTERS,
+        produces: &[topics::EVENTS, topics::INSTRUCTIONS],
         migrations: &MIGRATIONS,
     };
     stage
@@ -68,7 +71,16 @@ async fn main() -> anyhow::Result<()> {
                 context.relay_wake.clone(),
                 context.shutdown.clone(),
             );
-            (handler::Matching { policy }, vec![Box::pin(sweeper)])
+            let results = context.consume(
+                topics::SETTLEMENT_RESULTS,
+                handler::SettlementResults {
+                    policy: policy.clone(),
+                },
+            );
+            (
+                handler::Matching { policy },
+                vec![Box::pin(sweeper), results],
+            )
         })
         .await?;
     Ok(())

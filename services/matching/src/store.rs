@@ -3,8 +3,8 @@
 use std::collections::{BTreeSet, HashMap};
 
 use keel_domain::TradeId;
-use keel_lifecycle::{HistoryEntry, Trade};
-use keel_messages::TradeEvent;
+use keel_lifecycle::{Effects, ToSettlement, Trade};
+use keel_messages::{SettlementInstruction, TradeEvent};
 use keel_safestore::Outgoing;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -27,29 +27,76 @@ pub async fn lock_trades(
         .collect())
 }
 
-/// What a batch changed: the trades touched and the history entries appended, in order.
+/// What a batch changed: the trades touched, the history entries appended and the instructions for
+/// settlement, in order.
 #[derive(Default)]
 pub struct Changes {
     touched: BTreeSet<TradeId>,
     events: Vec<TradeEvent>,
+    instructions: Vec<SettlementInstruction>,
 }
 
 impl Changes {
-    pub fn record(&mut self, trade: &Trade, entries: Vec<HistoryEntry>) {
-        if entries.is_empty() {
-            return;
+    /// Records what applying one command did to `trade`; `changed` says whether its state moved
+    /// (settlement progress can change without a history entry).
+    pub fn record(&mut self, trade: &Trade, changed: bool, effects: Effects) {
+        if changed || !effects.history.is_empty() {
+            self.touched.insert(trade.trade_id);
         }
-        self.touched.insert(trade.trade_id);
         self.events
-            .extend(entries.into_iter().map(|entry| TradeEvent {
+            .extend(effects.history.into_iter().map(|entry| TradeEvent {
                 trade_id: trade.trade_id,
                 match_key: trade.match_key.clone(),
                 entry,
             }));
+        for request in effects.to_settlement {
+            self.instructions.extend(instructions_for(trade, request));
+        }
     }
 }
 
-/// Writes the touched trades and their new history; returns the events to publish.
+/// The `st.instructions` messages for one request to settlement.
+fn instructions_for(trade: &Trade, request: ToSettlement) -> Vec<SettlementInstruction> {
+    let match_key = &trade.match_key;
+    match request {
+        ToSettlement::Settle { allocations } => {
+            let Some(im) = trade.im_leg.as_ref().map(|leg| &leg.block) else {
+                return Vec::new(); // A trade matches only with both legs; nothing to settle.
+            };
+            allocations
+                .into_iter()
+                .map(|allocation| SettlementInstruction::Settle {
+                    trade_id: trade.trade_id,
+                    match_key: match_key.clone(),
+                    settlement_date: im.settlement_date,
+                    instruction: keel_ledger::Instruction {
+                        instruction_id: SettlementInstruction::instruction_id(
+                            trade.trade_id,
+                            &allocation.allocation_id,
+                        ),
+                        im_id: im.im_id.clone(),
+                        broker_id: im.broker_id.clone(),
+                        side: im.side,
+                        security: im.security.clone(),
+                        quantity: allocation.quantity,
+                        price: im.price,
+                        currency: im.currency.clone(),
+                        fund_account: allocation.account,
+                    },
+                    allocation_id: allocation.allocation_id,
+                })
+                .collect()
+        }
+        ToSettlement::Cancel { requested_by, at } => vec![SettlementInstruction::Cancel {
+            trade_id: trade.trade_id,
+            match_key: match_key.clone(),
+            requested_by,
+            at,
+        }],
+    }
+}
+
+/// Writes the touched trades and their new history; returns the events and instructions to publish.
 pub async fn save(
     conn: &mut PgConnection,
     trades: &HashMap<TradeId, Trade>,
@@ -93,5 +140,9 @@ pub async fn save(
         metrics::counter!("keel_trade_status_total", "status" => event.entry.status.as_str())
             .increment(1);
     }
-    Ok(events.iter().map(Outgoing::of).collect())
+    Ok(events
+        .iter()
+        .map(Outgoing::of)
+        .chain(changes.instructions.iter().map(Outgoing::of))
+        .collect())
 }

@@ -58,8 +58,8 @@ async fn sweep_once(pool: &PgPool, policy: &MatchPolicy) -> Result<usize, sqlx::
     let mut trades: HashMap<_, Trade> = rows.into_iter().map(|(t,)| (t.0.trade_id, t.0)).collect();
     let mut changes = store::Changes::default();
     for trade in trades.values_mut() {
-        let entries = trade.apply(Command::Expire { now }, policy);
-        changes.record(trade, entries);
+        let effects = trade.apply(Command::Expire { now }, policy);
+        changes.record(trade, !effects.history.is_empty(), effects);
     }
     let expired = trades.len();
     let events = store::save(&mut tx, &trades, &changes).await?;

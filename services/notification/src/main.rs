@@ -29,6 +29,7 @@ async fn main() -> anyhow::Result<()> {
         schema: "notification",
         topic: topics::EVENTS,
         dead_letter_topic: topics::TM_DEAD_LETTERS,
+        produces: &[],
         migrations: &MIGRATIONS,
     };
     let webhook_config = config.webhooks;
