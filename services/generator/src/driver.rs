@@ -61,6 +61,7 @@ pub fn percentile(samples: &[f64], p: f64) -> Option<f64> {
 fn kind_name(kind: LegKind) -> &'static str {
     match kind {
         LegKind::Matching => "matching",
+        LegKind::Failing => "failing",
         LegKind::Mismatching => "mismatching",
         LegKind::Unmatched => "unmatched",
         LegKind::Invalid => "invalid",

@@ -35,10 +35,11 @@ struct Args {
     batch: usize,
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
-    /// Shares of each kind of trade, e.g. matching=0.85,mismatching=0.07,unmatched=0.05,invalid=0.03
+    /// Shares of each kind of trade. `failing` trades match, then fail to settle for lack of cash or
+    /// securities (they go to the IM's unfunded fund, FUND-999).
     #[arg(
         long,
-        default_value = "matching=0.85,mismatching=0.07,unmatched=0.05,invalid=0.03"
+        default_value = "matching=0.83,failing=0.02,mismatching=0.07,unmatched=0.05,invalid=0.03"
     )]
     mix: Mix,
     /// Seed for the trade stream; random when absent.

@@ -8,6 +8,9 @@ use serde_json::{json, Value};
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Mix {
     pub matching: f64,
+    /// Matching trades allocated to the IM's unfunded fund (`{IM}-FUND-999`): they fail to settle for
+    /// lack of cash (a buy) or securities (a sell).
+    pub failing: f64,
     pub mismatching: f64,
     pub unmatched: f64,
     pub invalid: f64,
@@ -16,7 +19,8 @@ pub struct Mix {
 impl Default for Mix {
     fn default() -> Self {
         Self {
-            matching: 0.85,
+            matching: 0.83,
+            failing: 0.02,
             mismatching: 0.07,
             unmatched: 0.05,
             invalid: 0.03,
@@ -26,10 +30,11 @@ impl Default for Mix {
 
 impl std::str::FromStr for Mix {
     type Err = String;
-    /// `matching=0.8,mismatching=0.1,unmatched=0.05,invalid=0.05`
+    /// `matching=0.8,failing=0.02,mismatching=0.08,unmatched=0.05,invalid=0.05`; kinds not named get 0.
     fn from_str(raw: &str) -> Result<Self, String> {
         let mut mix = Mix {
             matching: 0.0,
+            failing: 0.0,
             mismatching: 0.0,
             unmatched: 0.0,
             invalid: 0.0,
@@ -46,22 +51,31 @@ impl std::str::FromStr for Mix {
             }
             match name {
                 "matching" => mix.matching = value,
+                "failing" => mix.failing = value,
                 "mismatching" => mix.mismatching = value,
                 "unmatched" => mix.unmatched = value,
                 "invalid" => mix.invalid = value,
                 other => return Err(format!("unknown kind {other:?}")),
             }
         }
-        if mix.matching + mix.mismatching + mix.unmatched + mix.invalid <= 0.0 {
+        if mix.total() <= 0.0 {
             return Err("at least one share must be positive".into());
         }
         Ok(mix)
     }
 }
 
+impl Mix {
+    fn total(&self) -> f64 {
+        self.matching + self.failing + self.mismatching + self.unmatched + self.invalid
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LegKind {
     Matching,
+    /// Matches, then fails to settle.
+    Failing,
     Mismatching,
     Unmatched,
     Invalid,
@@ -76,6 +90,9 @@ pub struct PlannedTrade {
     pub im_leg: Value,
     pub broker_leg: Option<Value>,
 }
+
+/// The fund every IM has in the local reference data with nothing in it.
+const UNFUNDED_FUND: usize = 999;
 
 const SECURITIES: [&str; 6] = [
     "US0378331005",
@@ -115,11 +132,10 @@ impl TradeFactory {
     }
 
     fn kind(&mut self) -> LegKind {
-        let total =
-            self.mix.matching + self.mix.mismatching + self.mix.unmatched + self.mix.invalid;
-        let mut pick = self.rng.random::<f64>() * total;
+        let mut pick = self.rng.random::<f64>() * self.mix.total();
         for (share, kind) in [
             (self.mix.matching, LegKind::Matching),
+            (self.mix.failing, LegKind::Failing),
             (self.mix.mismatching, LegKind::Mismatching),
             (self.mix.unmatched, LegKind::Unmatched),
         ] {
@@ -141,11 +157,20 @@ impl TradeFactory {
         let im = self.ims[self.rng.random_range(0..self.ims.len())].clone();
         let broker = self.brokers[self.rng.random_range(0..self.brokers.len())].clone();
         let quantity_lots: u64 = self.rng.random_range(1..=100);
-        let allocations_count = self.rng.random_range(1..=10usize);
+        let allocations_count = match kind {
+            LegKind::Failing => 1,
+            _ => self.rng.random_range(1..=10usize),
+        };
         let quantity = quantity_lots * 100 * allocations_count as u64;
         let per_allocation = quantity / allocations_count as u64;
         let allocations: Vec<Value> = (0..allocations_count)
-            .map(|i| json!({"allocation_id": (i + 1).to_string(), "account": format!("{im}-FUND-{:03}", i + 1), "quantity": per_allocation}))
+            .map(|i| {
+                let fund = match kind {
+                    LegKind::Failing => UNFUNDED_FUND,
+                    _ => i + 1,
+                };
+                json!({"allocation_id": (i + 1).to_string(), "account": format!("{im}-FUND-{fund:03}"), "quantity": per_allocation})
+            })
             .collect();
         let cents: u64 = self.rng.random_range(1_000..=50_000);
         let block = json!({
@@ -158,7 +183,8 @@ impl TradeFactory {
             "price": format!("{}.{:02}00", cents / 100, cents % 100),
             "currency": "USD",
             "trade_date": self.trade_date.to_string(),
-            "settlement_date": (self.trade_date + chrono::Duration::days(1)).to_string(),
+            // Same-day settlement, so the local stack settles what it matches while you watch.
+            "settlement_date": self.trade_date.to_string(),
             "allocations": allocations,
         });
         let mut broker_leg = block.clone();
@@ -167,7 +193,7 @@ impl TradeFactory {
             .expect("object")
             .remove("allocations");
         let (im_leg, broker_leg) = match kind {
-            LegKind::Matching => (block, Some(broker_leg)),
+            LegKind::Matching | LegKind::Failing => (block, Some(broker_leg)),
             LegKind::Mismatching => {
                 broker_leg["quantity"] = json!(quantity + 100);
                 (block, Some(broker_leg))
@@ -220,6 +246,59 @@ mod tests {
                 TradeBlock::parse(leg, &broker).unwrap();
             }
         }
+    }
+
+    /// The local reference data must fit what the generator sends: matching trades settle, failing
+    /// ones fail for lack of cash or securities.
+    #[test]
+    fn the_local_reference_data_settles_exactly_the_trades_meant_to_settle() {
+        use keel_ledger::{Instruction, Ledger, ReferenceData};
+
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/local/reference-data.json"
+        );
+        let reference = ReferenceData::from_json(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let mix: Mix = "matching=0.9,failing=0.1".parse().unwrap();
+        let mut factory = TradeFactory::new(
+            11,
+            mix,
+            vec!["IM-ALPHA".into(), "IM-BETA".into()],
+            vec!["BR-NORTH".into(), "BR-SOUTH".into()],
+            "T",
+        );
+        let mut ledger = Ledger::opened(&reference);
+        let (mut settled, mut failed) = (0, 0);
+        for _ in 0..2_000 {
+            let trade = factory.next_trade();
+            let im = ParticipantId::parse(&trade.im).unwrap();
+            let block = TradeBlock::parse(&trade.im_leg, &im).unwrap();
+            for allocation in &block.allocations {
+                let instruction = Instruction {
+                    instruction_id: uuid::Uuid::new_v4(),
+                    im_id: block.im_id.clone(),
+                    broker_id: block.broker_id.clone(),
+                    side: block.side,
+                    security: block.security.clone(),
+                    quantity: allocation.quantity,
+                    price: block.price,
+                    currency: block.currency.clone(),
+                    fund_account: allocation.account.clone(),
+                };
+                match (trade.kind, ledger.settle(&instruction, &reference)) {
+                    (LegKind::Matching, Ok(_)) => settled += 1,
+                    (LegKind::Failing, Err(error)) => {
+                        assert!(error.to_string().starts_with("insufficient"), "{error}");
+                        failed += 1;
+                    }
+                    (kind, outcome) => panic!("{kind:?} trade {trade:?}: {outcome:?}"),
+                }
+            }
+        }
+        assert!(
+            settled > 1_000 && failed > 50,
+            "settled {settled}, failed {failed}"
+        );
     }
 
     #[test]

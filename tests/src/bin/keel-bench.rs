@@ -124,6 +124,7 @@ async fn keel_step(stack: &Stack, step: usize, rate: f64) -> anyhow::Result<Step
         concurrency: 16,
         mix: Mix {
             matching: 1.0,
+            failing: 0.0,
             mismatching: 0.0,
             unmatched: 0.0,
             invalid: 0.0,

@@ -1,0 +1,133 @@
+//! The settlement cycle: settles instructions whose settlement date has come, which arrived before it
+//! (a trade matched today for settlement tomorrow waits here, and can be cancelled until then).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use keel_ledger::ReferenceData;
+use keel_lifecycle::AllocationOutcome;
+use keel_messages::{SettlementInstruction, SettlementResult};
+use keel_safestore::{Outgoing, PgPool};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::ledger_store::{self, Settler};
+
+const BATCH: i64 = 500;
+
+pub async fn run(
+    pool: PgPool,
+    reference: Arc<ReferenceData>,
+    every: Duration,
+    relay_wake: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        loop {
+            match settle_due(&pool, &reference).await {
+                Ok(0) => break,
+                Ok(decided) => {
+                    tracing::info!(decided, "settlement cycle decided instructions");
+                    relay_wake.notify_one();
+                    if (decided as i64) < BATCH {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "settlement cycle failed; retrying next round");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn settle_due(pool: &PgPool, reference: &ReferenceData) -> Result<usize, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    ledger_store::lock(&mut tx).await?;
+    let now = Utc::now();
+    let rows: Vec<(sqlx::types::Json<SettlementInstruction>,)> = sqlx::query_as(
+        "SELECT body FROM instructions
+         WHERE status = 'PENDING' AND settlement_date <= $1
+         ORDER BY received_at, instruction_id LIMIT $2 FOR UPDATE",
+    )
+    .bind(now.date_naive())
+    .bind(BATCH)
+    .fetch_all(&mut *tx)
+    .await?;
+    let due: Vec<SettlementInstruction> = rows.into_iter().map(|(body,)| body.0).collect();
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let instructions = due.iter().filter_map(|m| match m {
+        SettlementInstruction::Settle { instruction, .. } => Some(instruction),
+        SettlementInstruction::Cancel { .. } => None,
+    });
+    let mut settler = Settler::load(&mut tx, reference, instructions).await?;
+
+    let mut results = Vec::new();
+    let mut ids: Vec<Uuid> = Vec::new();
+    let mut statuses: Vec<&str> = Vec::new();
+    let mut reasons: Vec<Option<String>> = Vec::new();
+    for message in &due {
+        let SettlementInstruction::Settle {
+            trade_id,
+            match_key,
+            allocation_id,
+            instruction,
+            ..
+        } = message
+        else {
+            continue;
+        };
+        let outcome = match settler.settle(instruction) {
+            Ok(()) => AllocationOutcome::Settled,
+            Err(failure) => AllocationOutcome::Failed {
+                reason: failure.to_string(),
+            },
+        };
+        ids.push(instruction.instruction_id);
+        match &outcome {
+            AllocationOutcome::Settled => {
+                statuses.push("SETTLED");
+                reasons.push(None);
+            }
+            AllocationOutcome::Failed { reason } => {
+                statuses.push("FAILED");
+                reasons.push(Some(reason.clone()));
+            }
+        }
+        results.push(SettlementResult::Allocation {
+            trade_id: *trade_id,
+            match_key: match_key.clone(),
+            allocation_id: allocation_id.clone(),
+            instruction_id: instruction.instruction_id,
+            outcome,
+            at: now,
+        });
+    }
+    sqlx::query(
+        "UPDATE instructions AS i SET status = u.s, reason = u.r, decided_at = now()
+         FROM UNNEST($1::uuid[], $2::text[], $3::text[]) AS u(id, s, r)
+         WHERE i.instruction_id = u.id",
+    )
+    .bind(&ids)
+    .bind(&statuses)
+    .bind(&reasons)
+    .execute(&mut *tx)
+    .await?;
+    settler.save(&mut tx).await?;
+    for status in &statuses {
+        metrics::counter!("keel_settlement_instructions_total", "status" => *status).increment(1);
+    }
+    let outgoing: Vec<Outgoing> = results.iter().map(Outgoing::of).collect();
+    keel_safestore::enqueue(&mut tx, &outgoing).await?;
+    tx.commit().await?;
+    Ok(ids.len())
+}

@@ -1,0 +1,123 @@
+use std::sync::Arc;
+
+use chrono::Utc;
+use keel_ledger::ReferenceData;
+use keel_lifecycle::AllocationOutcome;
+use keel_messages::{SettlementInstruction, SettlementResult};
+use keel_safestore::Outgoing;
+use keel_streaming::{Handler, Inbound};
+use sqlx::PgConnection;
+
+use crate::book::{Book, Status};
+use crate::ledger_store::Settler;
+
+/// `st.instructions`: settles due instructions at once, keeps later-dated ones for the settlement
+/// cycle, and answers cancels.
+pub struct Settlement {
+    pub reference: Arc<ReferenceData>,
+}
+
+impl Handler for Settlement {
+    type Message = SettlementInstruction;
+
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        batch: &[&Inbound<SettlementInstruction>],
+    ) -> Result<Vec<Outgoing>, sqlx::Error> {
+        // The ledger lock first, then the instruction rows: the settlement cycle takes them in the
+        // same order.
+        let to_settle = batch.iter().filter_map(|m| match &m.body {
+            SettlementInstruction::Settle { instruction, .. } => Some(instruction),
+            SettlementInstruction::Cancel { .. } => None,
+        });
+        let mut settler = Settler::load(conn, &self.reference, to_settle).await?;
+        let trades: Vec<_> = batch.iter().map(|m| m.body.trade_id()).collect();
+        let mut book = Book::load(conn, &trades).await?;
+
+        let now = Utc::now();
+        let today = now.date_naive();
+        let mut results = Vec::new();
+        for message in batch {
+            match &message.body {
+                SettlementInstruction::Settle {
+                    trade_id,
+                    match_key,
+                    allocation_id,
+                    settlement_date,
+                    instruction,
+                } => {
+                    if book.knows(instruction.instruction_id) {
+                        continue;
+                    }
+                    let (status, outcome) = if book.is_cancelled(*trade_id) {
+                        (Status::Cancelled, None)
+                    } else if *settlement_date > today {
+                        (Status::Pending, None)
+                    } else {
+                        match settler.settle(instruction) {
+                            Ok(()) => (Status::Settled, Some(AllocationOutcome::Settled)),
+                            Err(failure) => (
+                                Status::Failed,
+                                Some(AllocationOutcome::Failed {
+                                    reason: failure.to_string(),
+                                }),
+                            ),
+                        }
+                    };
+                    let reason = match &outcome {
+                        Some(AllocationOutcome::Failed { reason }) => Some(reason.clone()),
+                        _ => None,
+                    };
+                    book.add(&message.body, status, reason);
+                    metrics::counter!("keel_settlement_instructions_total", "status" => status.as_str())
+                        .increment(1);
+                    if let Some(outcome) = outcome {
+                        results.push(SettlementResult::Allocation {
+                            trade_id: *trade_id,
+                            match_key: match_key.clone(),
+                            allocation_id: allocation_id.clone(),
+                            instruction_id: instruction.instruction_id,
+                            outcome,
+                            at: now,
+                        });
+                    }
+                }
+                SettlementInstruction::Cancel {
+                    trade_id,
+                    match_key,
+                    requested_by,
+                    at,
+                } => {
+                    if book.is_cancelled(*trade_id) {
+                        continue;
+                    }
+                    let decided = book.decided(*trade_id);
+                    if decided.is_empty() {
+                        book.cancel(*trade_id, requested_by.clone(), *at);
+                        results.push(SettlementResult::CancelConfirmed {
+                            trade_id: *trade_id,
+                            match_key: match_key.clone(),
+                            requested_by: requested_by.clone(),
+                            at: now,
+                        });
+                    } else {
+                        results.push(SettlementResult::CancelRefused {
+                            trade_id: *trade_id,
+                            match_key: match_key.clone(),
+                            requested_by: requested_by.clone(),
+                            reason: format!(
+                                "settlement has already decided {}",
+                                decided.join(", ")
+                            ),
+                            at: now,
+                        });
+                    }
+                }
+            }
+        }
+        book.save(conn).await?;
+        settler.save(conn).await?;
+        Ok(results.iter().map(Outgoing::of).collect())
+    }
+}

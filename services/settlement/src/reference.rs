@@ -1,0 +1,147 @@
+//! Loads the reference-data file into the ledger's tables. Accounts, brokers and participants follow
+//! the file; opening balances are set once and can never change, because conservation is checked
+//! against them. A new opening balance (a new account, or a new asset) is added to its position.
+
+use keel_ledger::{Asset, ReferenceData, Role};
+use rust_decimal::Decimal;
+use sqlx::PgConnection;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Invalid {
+        path: String,
+        source: keel_ledger::ReferenceError,
+    },
+    #[error(
+        "opening balance of {account} in {asset} is {stored} in the ledger but {file} in the \
+         reference data; opening balances cannot change once loaded"
+    )]
+    OpeningChanged {
+        account: String,
+        asset: Asset,
+        stored: Decimal,
+        file: Decimal,
+    },
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+pub fn read(path: &str) -> Result<ReferenceData, LoadError> {
+    let raw = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    ReferenceData::from_json(&raw).map_err(|source| LoadError::Invalid {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Writes `reference` into the ledger's tables, in the caller's transaction.
+pub async fn load(conn: &mut PgConnection, reference: &ReferenceData) -> Result<(), LoadError> {
+    crate::ledger_store::lock(conn).await?;
+    for participant in reference.participants() {
+        let role = match participant.role {
+            Role::Im => "im",
+            Role::Broker => "broker",
+        };
+        sqlx::query(
+            "INSERT INTO participants (participant_id, role) VALUES ($1, $2)
+             ON CONFLICT (participant_id) DO UPDATE SET role = EXCLUDED.role",
+        )
+        .bind(participant.participant_id.as_str())
+        .bind(role)
+        .execute(&mut *conn)
+        .await?;
+    }
+    for account in reference.accounts() {
+        sqlx::query(
+            "INSERT INTO accounts (account_id, owner, kind, allow_negative) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (account_id) DO UPDATE
+             SET owner = EXCLUDED.owner, kind = EXCLUDED.kind, allow_negative = EXCLUDED.allow_negative",
+        )
+        .bind(account.account.as_str())
+        .bind(account.owner.as_str())
+        .bind(account.kind.as_str())
+        .bind(account.allow_negative)
+        .execute(&mut *conn)
+        .await?;
+    }
+    for broker in reference.brokers() {
+        sqlx::query(
+            "INSERT INTO brokers (participant_id, commission_bps, settlement_account, fee_account)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (participant_id) DO UPDATE
+             SET commission_bps = EXCLUDED.commission_bps,
+                 settlement_account = EXCLUDED.settlement_account,
+                 fee_account = EXCLUDED.fee_account",
+        )
+        .bind(broker.participant_id.as_str())
+        .bind(broker.commission_bps)
+        .bind(broker.settlement_account.as_str())
+        .bind(broker.fee_account.as_str())
+        .execute(&mut *conn)
+        .await?;
+    }
+    let mut added = 0u32;
+    for (account, asset, amount) in reference.openings() {
+        let stored: Option<(Decimal,)> = sqlx::query_as(
+            "SELECT amount FROM opening_balances
+             WHERE account_id = $1 AND asset_kind = $2 AND asset_code = $3",
+        )
+        .bind(account.as_str())
+        .bind(asset.kind())
+        .bind(asset.code())
+        .fetch_optional(&mut *conn)
+        .await?;
+        match stored {
+            Some((stored,)) if stored == amount => {}
+            Some((stored,)) => {
+                return Err(LoadError::OpeningChanged {
+                    account: account.to_string(),
+                    asset,
+                    stored,
+                    file: amount,
+                })
+            }
+            None => {
+                sqlx::query(
+                    "INSERT INTO opening_balances (account_id, asset_kind, asset_code, amount)
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(account.as_str())
+                .bind(asset.kind())
+                .bind(asset.code())
+                .bind(amount)
+                .execute(&mut *conn)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO positions (account_id, asset_kind, asset_code, amount)
+                     VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (account_id, asset_kind, asset_code)
+                     DO UPDATE SET amount = positions.amount + EXCLUDED.amount, updated_at = now()",
+                )
+                .bind(account.as_str())
+                .bind(asset.kind())
+                .bind(asset.code())
+                .bind(amount)
+                .execute(&mut *conn)
+                .await?;
+                added += 1;
+            }
+        }
+    }
+    tracing::info!(
+        accounts = reference.accounts().len(),
+        brokers = reference.brokers().len(),
+        new_opening_balances = added,
+        "reference data loaded"
+    );
+    Ok(())
+}
