@@ -1,6 +1,7 @@
-//! Starts a real Keel trade-matching stack for a test: its own database in the test Postgres cluster
-//! (`KEEL_TEST_PG`, started by `make test`), its own tansu broker, and the service binaries as child
-//! processes on free loopback ports. Every process is killed when the [`Stack`] is dropped.
+//! Starts a real Keel stack for a test: the trade-matching and settlement applications, each with its
+//! own database in the test Postgres cluster (`KEEL_TEST_PG`, started by `make test`), one tansu
+//! broker, and the service binaries as child processes on free loopback ports. Every process is
+//! killed when the [`Stack`] is dropped.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -17,8 +18,14 @@ use sqlx::PgPool;
 
 pub use keel_generator::Client;
 
-/// The services of the trade-matching application, in start order.
-pub const SERVICES: [&str; 4] = ["ingress", "ingestion", "matching", "notification"];
+/// The services of both applications, in start order: trade matching, then settlement.
+pub const SERVICES: [&str; 5] = [
+    "ingress",
+    "ingestion",
+    "matching",
+    "notification",
+    "settlement",
+];
 
 /// Tunables a test may change.
 #[derive(Debug, Clone)]
@@ -41,7 +48,10 @@ impl Default for StackOptions {
 pub struct Stack {
     pub name: String,
     pub dir: PathBuf,
+    /// Trade matching's database.
     pub database_url: String,
+    /// Settlement's database.
+    pub st_database_url: String,
     pub kafka_brokers: String,
     pub ingress_url: String,
     kafka_port: u16,
@@ -50,6 +60,7 @@ pub struct Stack {
     services: BTreeMap<&'static str, Child>,
     broker: Option<Child>,
     pub db: PgPool,
+    pub st_db: PgPool,
 }
 
 fn free_port() -> u16 {
@@ -109,17 +120,25 @@ impl Stack {
             .connect(&admin_url)
             .await?;
         let database = format!("keel_{unique}").to_lowercase();
-        sqlx::query(&format!("CREATE DATABASE {database}"))
-            .execute(&admin)
-            .await?;
+        let st_database = format!("{database}_st");
+        for name in [&database, &st_database] {
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&admin)
+                .await?;
+        }
         admin.close().await;
-        let database_url = match admin_url.rsplit_once('/') {
-            Some((base, _)) => format!("{base}/{database}"),
-            None => bail!("KEEL_TEST_PG must end with /<database>"),
+        let Some((base, _)) = admin_url.rsplit_once('/') else {
+            bail!("KEEL_TEST_PG must end with /<database>");
         };
+        let database_url = format!("{base}/{database}");
+        let st_database_url = format!("{base}/{st_database}");
         let db = PgPoolOptions::new()
             .max_connections(4)
             .connect(&database_url)
+            .await?;
+        let st_db = PgPoolOptions::new()
+            .max_connections(2)
+            .connect(&st_database_url)
             .await?;
 
         let kafka_port = free_port();
@@ -141,6 +160,7 @@ impl Stack {
             name: name.to_owned(),
             dir,
             database_url,
+            st_database_url,
             kafka_brokers: format!("127.0.0.1:{kafka_port}"),
             ingress_url: format!("http://127.0.0.1:{ingress_port}"),
             kafka_port,
@@ -149,6 +169,7 @@ impl Stack {
             services: BTreeMap::new(),
             broker: None,
             db,
+            st_db,
         };
         stack.start_broker().await?;
         for service in SERVICES {
@@ -229,6 +250,12 @@ impl Stack {
                 self.options.match_window_seconds.to_string(),
             )
             .env("KEEL_MATCHING__SWEEP_INTERVAL_MS", "200")
+            .env("KEEL_SETTLEMENT__DATABASE_URL", &self.st_database_url)
+            .env(
+                "KEEL_SETTLEMENT__REFERENCE_DATA",
+                repo_root().join("deploy/local/reference-data.json"),
+            )
+            .env("KEEL_SETTLEMENT__CYCLE_INTERVAL_MS", "200")
             .env("KEEL_WEBHOOKS__INITIAL_BACKOFF_MS", "100")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -304,17 +331,42 @@ impl Stack {
         self.client().token(&credentials).await.expect("token")
     }
 
-    /// A count from the stack's database.
+    /// A count from trade matching's database.
     pub async fn count(&self, sql: &str) -> i64 {
-        sqlx::query_scalar::<_, i64>(sql)
-            .fetch_one(&self.db)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        count_in(&self.db, sql).await
     }
 
-    /// Waits until `sql` counts `expected`, or fails naming what it last saw.
+    /// A count from settlement's database.
+    pub async fn st_count(&self, sql: &str) -> i64 {
+        count_in(&self.st_db, sql).await
+    }
+
+    /// Waits until `sql` counts `expected` in trade matching's database, or fails naming what it
+    /// last saw.
     pub async fn wait_for_count(
         &self,
+        sql: &str,
+        expected: i64,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        self.wait_for_count_in(&self.db, sql, expected, timeout)
+            .await
+    }
+
+    /// As [`Stack::wait_for_count`], in settlement's database.
+    pub async fn wait_for_st_count(
+        &self,
+        sql: &str,
+        expected: i64,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        self.wait_for_count_in(&self.st_db, sql, expected, timeout)
+            .await
+    }
+
+    async fn wait_for_count_in(
+        &self,
+        db: &PgPool,
         sql: &str,
         expected: i64,
         timeout: Duration,
@@ -322,7 +374,7 @@ impl Stack {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let seen = sqlx::query_scalar::<_, i64>(sql)
-                .fetch_one(&self.db)
+                .fetch_one(db)
                 .await
                 .unwrap_or(-1);
             if seen == expected {
@@ -336,6 +388,52 @@ impl Stack {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+async fn count_in(db: &PgPool, sql: &str) -> i64 {
+    sqlx::query_scalar::<_, i64>(sql)
+        .fetch_one(db)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+impl Stack {
+    /// Waits (up to a minute) until the trade, as `token`'s participant reads it through the API, has
+    /// `status`; returns the trade.
+    pub async fn wait_for_trade_status(
+        &self,
+        token: &str,
+        trade_id: &str,
+        status: &str,
+    ) -> serde_json::Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let (code, body) = self
+                .client()
+                .get(&format!("/v1/trades/{trade_id}"), token)
+                .await
+                .expect("ingress reachable");
+            assert_eq!(code, 200, "{body}");
+            if body["status"] == status {
+                return body;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "trade {trade_id} never reached {status}: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Runs `keelctl` with these arguments against this stack's settlement database.
+    pub fn keelctl(&self, args: &[&str]) -> std::process::Output {
+        let binary = bin_dir(self.options.release).join("keelctl");
+        Command::new(&binary)
+            .args(args)
+            .env("KEEL_SETTLEMENT__DATABASE_URL", &self.st_database_url)
+            .output()
+            .unwrap_or_else(|e| panic!("running {}: {e}", binary.display()))
     }
 }
 
@@ -357,7 +455,14 @@ pub fn participants() -> Vec<keel_generator::Credentials> {
         .expect("participants file")
 }
 
-/// A valid block between IM-ALPHA and BR-NORTH (the example of DESIGN section 2).
+/// The UTC date `days` from today, as the API writes dates.
+pub fn days_from_today(days: i64) -> String {
+    (chrono::Utc::now().date_naive() + chrono::Duration::days(days)).to_string()
+}
+
+/// A valid block between IM-ALPHA and BR-NORTH (the example of DESIGN section 2), traded today for
+/// settlement tomorrow: once MATCHED, its instructions wait in settlement for their date, so nothing
+/// of it settles during a test. [`settling_block`] settles at once.
 pub fn sample_block(trade_ref: &str) -> serde_json::Value {
     serde_json::json!({
         "trade_ref": trade_ref,
@@ -368,17 +473,25 @@ pub fn sample_block(trade_ref: &str) -> serde_json::Value {
         "quantity": 1000,
         "price": "187.2500",
         "currency": "USD",
-        "trade_date": "2026-11-23",
-        "settlement_date": "2026-11-24",
+        "trade_date": days_from_today(0),
+        "settlement_date": days_from_today(1),
         "allocations": [
-            {"allocation_id": "1", "account": "FUND-001", "quantity": 600},
-            {"allocation_id": "2", "account": "FUND-002", "quantity": 400}
+            {"allocation_id": "1", "account": "IM-ALPHA-FUND-001", "quantity": 600},
+            {"allocation_id": "2", "account": "IM-ALPHA-FUND-002", "quantity": 400}
         ]
     })
 }
 
-/// Submits `pairs` matching trades between IM-ALPHA and BR-NORTH as a steady stream: each request
-/// carries `per_request` legs of one side, with `pause` between rounds. Panics on any refusal.
+/// [`sample_block`] for settlement today: it settles as soon as it matches.
+pub fn settling_block(trade_ref: &str) -> serde_json::Value {
+    let mut block = sample_block(trade_ref);
+    block["settlement_date"] = serde_json::json!(days_from_today(0));
+    block
+}
+
+/// Submits `pairs` matching trades ([`sample_block`]s) between IM-ALPHA and BR-NORTH as a steady
+/// stream: each request carries `per_request` legs of one side, with `pause` between rounds. Panics on
+/// any refusal.
 pub async fn stream_matching_pairs(
     client: Client,
     im: String,
@@ -388,8 +501,30 @@ pub async fn stream_matching_pairs(
     per_request: usize,
     pause: Duration,
 ) {
+    stream_pairs(
+        client,
+        [im, broker],
+        prefix,
+        pairs,
+        per_request,
+        pause,
+        sample_block,
+    )
+    .await
+}
+
+/// As [`stream_matching_pairs`], with each block made by `block` from its trade ref.
+pub async fn stream_pairs(
+    client: Client,
+    [im, broker]: [String; 2],
+    prefix: String,
+    pairs: usize,
+    per_request: usize,
+    pause: Duration,
+    block: fn(&str) -> serde_json::Value,
+) {
     let blocks: Vec<serde_json::Value> = (0..pairs)
-        .map(|i| sample_block(&format!("{prefix}-{i:06}")))
+        .map(|i| block(&format!("{prefix}-{i:06}")))
         .collect();
     for chunk in blocks.chunks(per_request) {
         for token in [&im, &broker] {
@@ -403,11 +538,21 @@ pub async fn stream_matching_pairs(
     }
 }
 
-/// Checks the trade-matching stores after `trades` matching pairs went through: every leg was
-/// processed once at every stage, every trade has exactly its four history entries, and each party got
-/// exactly one notification per entry.
+/// Checks every store after `trades` matching pairs of [`sample_block`]s went through: every leg was
+/// processed once at every stage, every trade has exactly its four history entries, each party got
+/// exactly one notification per entry, and settlement holds exactly the trades' two instructions each,
+/// waiting for their settlement date.
 pub async fn assert_exactly_once(stack: &Stack, trades: i64) {
     let legs = trades * 2;
+    let instructions = trades * 2;
+    stack
+        .wait_for_st_count(
+            "SELECT count(*) FROM settlement.instructions",
+            instructions,
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
     let checks = [
         ("SELECT count(*) FROM ingress.submissions", legs),
         ("SELECT count(*) FROM ingress.outbox", legs),
@@ -421,7 +566,8 @@ pub async fn assert_exactly_once(stack: &Stack, trades: i64) {
               HAVING array_agg(status ORDER BY seq) <> ARRAY['RECEIVED','UNMATCHED','RECEIVED','MATCHED']) odd",
             0,
         ),
-        ("SELECT count(*) FROM matching.outbox", trades * 4),
+        ("SELECT count(*) FROM matching.outbox WHERE topic = 'tm.events'", trades * 4),
+        ("SELECT count(*) FROM matching.outbox WHERE topic = 'st.instructions'", instructions),
         ("SELECT count(*) FROM notification.inbox", trades * 4),
         ("SELECT count(*) FROM notification.notifications", trades * 8),
         (
@@ -435,6 +581,18 @@ pub async fn assert_exactly_once(stack: &Stack, trades: i64) {
     ];
     for (sql, expected) in checks {
         assert_eq!(stack.count(sql).await, expected, "{sql}");
+    }
+    let settlement_checks = [
+        ("SELECT count(*) FROM settlement.inbox", instructions),
+        (
+            "SELECT count(*) FROM settlement.instructions WHERE status = 'PENDING'",
+            instructions,
+        ),
+        ("SELECT count(*) FROM settlement.postings", 0),
+        ("SELECT count(*) FROM settlement.dead_letters", 0),
+    ];
+    for (sql, expected) in settlement_checks {
+        assert_eq!(stack.st_count(sql).await, expected, "{sql}");
     }
 }
 

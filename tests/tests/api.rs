@@ -14,26 +14,6 @@ use tokio::sync::Mutex;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-async fn status_of(stack: &Stack, token: &str, trade_id: &str) -> String {
-    let (_, body) = stack
-        .client()
-        .get(&format!("/v1/trades/{trade_id}"), token)
-        .await
-        .unwrap();
-    body["status"].as_str().unwrap_or_default().to_owned()
-}
-
-async fn wait_status(stack: &Stack, token: &str, trade_id: &str, status: &str) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while status_of(stack, token, trade_id).await != status {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{trade_id} never became {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test]
 async fn participants_see_only_their_trades_and_can_cancel_until_final() {
     let stack = Stack::start("api_cancel", StackOptions::default())
@@ -49,7 +29,9 @@ async fn participants_see_only_their_trades_and_can_cancel_until_final() {
     let (_, receipt) = client.submit(&im, &block).await.unwrap();
     client.submit(&broker, &block).await.unwrap();
     let trade_id = receipt["trade_id"].as_str().unwrap();
-    wait_status(&stack, &broker, trade_id, "MATCHED").await;
+    stack
+        .wait_for_trade_status(&broker, trade_id, "MATCHED")
+        .await;
 
     let path = format!("/v1/trades/{trade_id}");
     assert_eq!(
@@ -68,7 +50,9 @@ async fn participants_see_only_their_trades_and_can_cancel_until_final() {
         (status, body["status"].as_str()),
         (202, Some("CANCEL_REQUESTED"))
     );
-    wait_status(&stack, &im, trade_id, "CANCELLED").await;
+    stack
+        .wait_for_trade_status(&im, trade_id, "CANCELLED")
+        .await;
     let (status, body) = client.delete(&path, &im).await.unwrap();
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], "trade_final");
@@ -247,6 +231,7 @@ async fn the_served_openapi_document_is_the_checked_in_one() {
         "/v1/trade-blocks/batch:",
         "/v1/trades/{trade_id}:",
         "/v1/notifications:",
+        "/v1/accounts/{account}/positions:",
     ] {
         assert!(served.contains(path), "{path} documented");
     }

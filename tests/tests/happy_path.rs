@@ -8,26 +8,6 @@ use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-async fn wait_for_status(stack: &Stack, token: &str, trade_id: &str, status: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let (code, body) = stack
-            .client()
-            .get(&format!("/v1/trades/{trade_id}"), token)
-            .await
-            .unwrap();
-        assert_eq!(code, 200, "{body}");
-        if body["status"] == status {
-            return body;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "trade {trade_id} never reached {status}: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn notifications_for(stack: &Stack, token: &str, trade_id: &str) -> Vec<Value> {
     let (code, body) = stack
         .client()
@@ -77,7 +57,7 @@ async fn two_matching_legs_give_one_matched_trade_and_one_notification_each() {
     assert_ne!(first["leg_id"], second["leg_id"]);
 
     let trade_id = first["trade_id"].as_str().unwrap();
-    let trade = wait_for_status(&stack, &im, trade_id, "MATCHED").await;
+    let trade = stack.wait_for_trade_status(&im, trade_id, "MATCHED").await;
     assert_eq!(trade["legs"].as_array().unwrap().len(), 2);
     let history: Vec<&str> = trade["history"]
         .as_array()
@@ -109,14 +89,16 @@ async fn differing_legs_are_mismatched_naming_every_field() {
     let mut theirs = block.clone();
     theirs["price"] = json!("187.3000");
     theirs["quantity"] = json!(900);
-    theirs["settlement_date"] = json!("2026-11-25");
+    theirs["settlement_date"] = json!(keel_system_tests::days_from_today(2));
     theirs.as_object_mut().unwrap().remove("allocations");
     let (_, receipt) = stack.client().submit(&im, &block).await.unwrap();
     let (code, _) = stack.client().submit(&broker, &theirs).await.unwrap();
     assert_eq!(code, 202);
 
     let trade_id = receipt["trade_id"].as_str().unwrap();
-    let trade = wait_for_status(&stack, &broker, trade_id, "MISMATCHED").await;
+    let trade = stack
+        .wait_for_trade_status(&broker, trade_id, "MISMATCHED")
+        .await;
     let last = trade["history"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(
         last["differing_fields"],
@@ -153,8 +135,10 @@ async fn a_lone_leg_is_unmatched_then_expires_after_the_window() {
         .await
         .unwrap();
     let trade_id = receipt["trade_id"].as_str().unwrap();
-    wait_for_status(&stack, &im, trade_id, "UNMATCHED").await;
-    let trade = wait_for_status(&stack, &im, trade_id, "EXPIRED").await;
+    stack
+        .wait_for_trade_status(&im, trade_id, "UNMATCHED")
+        .await;
+    let trade = stack.wait_for_trade_status(&im, trade_id, "EXPIRED").await;
 
     let history = trade["history"].as_array().unwrap();
     let unmatched_at: chrono::DateTime<chrono::Utc> =

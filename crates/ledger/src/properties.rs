@@ -65,6 +65,7 @@ fn instruction() -> impl Strategy<Value = Instruction> {
 fn run(reference: &ReferenceData, instructions: &[Instruction]) -> (Ledger, LedgerSnapshot) {
     let mut ledger = Ledger::opened(reference);
     let mut postings = Vec::new();
+    let mut settled = std::collections::HashSet::new();
     for instruction in instructions {
         let before = ledger.clone();
         match ledger.settle(instruction, reference) {
@@ -74,6 +75,7 @@ fn run(reference: &ReferenceData, instructions: &[Instruction]) -> (Ledger, Ledg
                     *net.entry(&posting.asset).or_default() += posting.amount;
                 }
                 assert!(net.values().all(Decimal::is_zero), "unbalanced: {posted:?}");
+                settled.insert(instruction.instruction_id);
                 postings.extend(posted.into_iter().map(|p| RecordedPosting {
                     instruction_id: instruction.instruction_id,
                     account: p.account,
@@ -99,6 +101,7 @@ fn run(reference: &ReferenceData, instructions: &[Instruction]) -> (Ledger, Ledg
             .positions()
             .map(|(account, asset, amount)| (account.clone(), asset.clone(), amount))
             .collect(),
+        settled: Some(settled),
     };
     (ledger, snapshot)
 }
@@ -161,5 +164,21 @@ proptest! {
             snapshot.postings.remove(i);
         }
         prop_assert!(verify(&snapshot).is_err());
+    }
+
+    #[test]
+    fn verify_catches_postings_of_an_instruction_not_recorded_as_settled(
+        instructions in prop::collection::vec(instruction(), 1..30),
+        pick in any::<prop::sample::Index>(),
+    ) {
+        let reference = reference();
+        let (_, mut snapshot) = run(&reference, &instructions);
+        prop_assume!(!snapshot.postings.is_empty());
+        let victim = snapshot.postings[pick.index(snapshot.postings.len())].instruction_id;
+        snapshot.settled.as_mut().unwrap().remove(&victim);
+        prop_assert_eq!(
+            verify(&snapshot),
+            Err(crate::Violation::PostedButNotSettled { instruction_id: victim })
+        );
     }
 }

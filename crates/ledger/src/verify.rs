@@ -1,4 +1,4 @@
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use keel_domain::AccountId;
 use rust_decimal::Decimal;
@@ -25,6 +25,9 @@ pub struct LedgerSnapshot {
     /// In the order they were posted.
     pub postings: Vec<RecordedPosting>,
     pub positions: Vec<(AccountId, Asset, Decimal)>,
+    /// The instructions recorded as settled, when known: then each must have postings, and no other
+    /// instruction may have any.
+    pub settled: Option<HashSet<Uuid>>,
 }
 
 /// A way the ledger is wrong. Its text names the place.
@@ -32,6 +35,10 @@ pub struct LedgerSnapshot {
 pub enum Violation {
     #[error("{place} names account {account}, which does not exist")]
     UnknownAccount { place: String, account: AccountId },
+    #[error("instruction {instruction_id} has postings but is not recorded as settled")]
+    PostedButNotSettled { instruction_id: Uuid },
+    #[error("instruction {instruction_id} is recorded as settled but has no postings")]
+    SettledWithoutPostings { instruction_id: Uuid },
     #[error("instruction {instruction_id} does not balance in {asset}: its postings net to {net}")]
     Unbalanced {
         instruction_id: Uuid,
@@ -71,10 +78,12 @@ pub struct Verified {
 
 /// Checks, in this order, and stops at the first violation:
 /// 1. every opening, posting and position names a known account;
-/// 2. every instruction's postings net to zero per asset;
-/// 3. every position equals its opening balance plus its postings;
-/// 4. every asset is conserved: positions total what the opening balances total;
-/// 5. no position is negative where its account does not allow it.
+/// 2. postings belong to settled instructions, and every settled instruction has postings (when the
+///    snapshot knows which settled);
+/// 3. every instruction's postings net to zero per asset;
+/// 4. every position equals its opening balance plus its postings;
+/// 5. every asset is conserved: positions total what the opening balances total;
+/// 6. no position is negative where its account does not allow it.
 pub fn verify(snapshot: &LedgerSnapshot) -> Result<Verified, Violation> {
     let known = |place: &str, account: &AccountId| {
         if snapshot.accounts.contains_key(account) {
@@ -108,6 +117,20 @@ pub fn verify(snapshot: &LedgerSnapshot) -> Result<Verified, Violation> {
             BTreeMap::new()
         });
         *net.entry(&posting.asset).or_default() += posting.amount;
+    }
+    if let Some(settled) = &snapshot.settled {
+        if let Some(instruction_id) = order.iter().find(|id| !settled.contains(id)) {
+            return Err(Violation::PostedButNotSettled {
+                instruction_id: *instruction_id,
+            });
+        }
+        let mut without: Vec<&Uuid> = settled.iter().filter(|id| !nets.contains_key(id)).collect();
+        without.sort();
+        if let Some(instruction_id) = without.first() {
+            return Err(Violation::SettledWithoutPostings {
+                instruction_id: **instruction_id,
+            });
+        }
     }
     for instruction_id in &order {
         if let Some((asset, net)) = nets[instruction_id].iter().find(|(_, net)| !net.is_zero()) {

@@ -6,7 +6,7 @@ source "$(dirname "$0")/env.sh"
 
 for dir in "$KEEL_STATE"/us-*; do
   [ -d "$dir" ] || continue
-  for name in generator ingress ingestion matching notification; do
+  for name in generator ingress ingestion matching notification settlement; do
     pidfile="$dir/pids/$name.pid"
     [ -f "$pidfile" ] || continue
     pid=$(cat "$pidfile")
@@ -18,5 +18,6 @@ for dir in "$KEEL_STATE"/us-*; do
   done
   bash "$(dirname "$0")/tansu.sh" stop "$dir/kafka" 0
   bash "$(dirname "$0")/postgres.sh" stop "$dir/tm-postgres" 0
+  bash "$(dirname "$0")/postgres.sh" stop "$dir/st-postgres" 0
   log "stopped $(basename "$dir")"
 done

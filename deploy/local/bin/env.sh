@@ -8,6 +8,11 @@ KEEL_TOOLS="${KEEL_TOOLS:-$KEEL_CACHE/tools}"
 # non-root Postgres user must be able to reach its data directory.
 KEEL_STATE="${KEEL_STATE:-/var/tmp/keel-$(id -un)}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$KEEL_CACHE/target}"
+# `target` in the clone points at the shared target dir, so binaries are where DESIGN section 8 says
+# (target/release/keelctl) while builds are reused across clones.
+if [ ! -e "$KEEL_ROOT/target" ] && [ "$CARGO_TARGET_DIR" != "$KEEL_ROOT/target" ]; then
+  mkdir -p "$CARGO_TARGET_DIR" && ln -s "$CARGO_TARGET_DIR" "$KEEL_ROOT/target"
+fi
 PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
 TANSU_BIN="${TANSU_BIN:-$KEEL_TOOLS/bin/tansu}"
 TANSU_VERSION="0.6.0"

@@ -28,6 +28,8 @@ pub enum ApiError {
     Conflict { code: &'static str, message: String },
     #[error("store: {0}")]
     Store(#[from] sqlx::Error),
+    #[error("settlement ledger: {0}")]
+    LedgerUnavailable(sqlx::Error),
 }
 
 impl ApiError {
@@ -98,6 +100,17 @@ impl IntoResponse for ApiError {
                     Json(body(
                         "store_unavailable",
                         "the safe-store could not commit; nothing was accepted, retry".into(),
+                    )),
+                )
+                    .into_response()
+            }
+            ApiError::LedgerUnavailable(error) => {
+                tracing::warn!(%error, "settlement ledger unreadable");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(body(
+                        "ledger_unavailable",
+                        "the settlement ledger cannot be read now; retry".into(),
                     )),
                 )
                     .into_response()

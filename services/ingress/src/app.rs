@@ -16,6 +16,9 @@ use crate::routes;
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
+    /// The settlement application's database, for positions; connected lazily so trade matching
+    /// serves while settlement's database is away.
+    pub ledger: PgPool,
     pub participants: Arc<Participants>,
     pub tokens: Arc<TokenIssuer>,
     /// Wakes the outbox relay after a commit, so accepted legs leave at once.
@@ -26,6 +29,7 @@ pub struct AppState {
 impl AppState {
     pub fn new(
         pool: PgPool,
+        ledger: PgPool,
         participants: Participants,
         tokens: TokenIssuer,
         relay_wake: Arc<Notify>,
@@ -33,6 +37,7 @@ impl AppState {
     ) -> Self {
         Self {
             pool,
+            ledger,
             participants: Arc::new(participants),
             tokens: Arc::new(tokens),
             relay_wake,
@@ -53,6 +58,10 @@ pub fn router(state: AppState, config: &Config) -> Router {
             get(routes::trades::get_trade).delete(routes::trades::cancel),
         )
         .route("/v1/notifications", get(routes::notifications::feed))
+        .route(
+            "/v1/accounts/{account}/positions",
+            get(routes::positions::positions),
+        )
         .route(
             "/v1/webhook",
             put(routes::webhook::register)

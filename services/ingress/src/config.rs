@@ -20,6 +20,25 @@ pub struct Config {
     /// Most blocks in one batch request.
     pub max_batch: usize,
     pub request_timeout_ms: u64,
+    /// The settlement application's settings; ingress reads positions from its ledger.
+    pub settlement: SettlementDatabase,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SettlementDatabase {
+    /// The settlement application's database (schema `settlement`), read only.
+    pub database_url: String,
+    pub max_connections: u32,
+}
+
+impl Default for SettlementDatabase {
+    fn default() -> Self {
+        Self {
+            database_url: "postgres://keel@127.0.0.1:54322/keel_st".to_owned(),
+            max_connections: 4,
+        }
+    }
 }
 
 impl Default for Config {
@@ -35,6 +54,7 @@ impl Default for Config {
             token_ttl_seconds: 3600,
             max_batch: 1000,
             request_timeout_ms: 30_000,
+            settlement: SettlementDatabase::default(),
         }
     }
 }

@@ -34,9 +34,20 @@ async fn main() -> anyhow::Result<()> {
     keel_streaming::admin::ensure_topics(&config.kafka, &[keel_messages::topics::SUBMISSIONS])
         .await?;
     let relay = OutboxRelay::new(config.kafka.clone(), pool.clone(), RelayOptions::default());
+    let ledger = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(config.settlement.max_connections)
+        .acquire_timeout(std::time::Duration::from_secs(3))
+        .connect_lazy(&config.settlement.database_url)?;
 
     let readiness = Readiness::default();
-    let state = app::AppState::new(pool.clone(), participants, tokens, relay.waker(), &config);
+    let state = app::AppState::new(
+        pool.clone(),
+        ledger,
+        participants,
+        tokens,
+        relay.waker(),
+        &config,
+    );
     let router = app::router(state, &config).merge(ops::router(readiness.clone(), metrics));
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     tracing::info!(listen = %listener.local_addr()?, region = config.region, "ingress up");

@@ -4,9 +4,11 @@
 //! 1. Postgres ceiling: a raw loop of batched transactions writing what a stage writes per message
 //!    (an inbox row, a state row, an outbox row, the offset), two writers, 100 messages per commit.
 //! 2. Broker ceiling: a raw idempotent produce + consume loop of 600-byte keyed messages on tansu.
-//! 3. Keel: the generator (matching trades, batches of 50) at increasing offered rates; for each, the
-//!    sustained legs/s to the last final notification, ingress ack p50/p99, and submission-to-final-
-//!    notification p50/p99 measured from the stores' own timestamps.
+//! 3. Keel, the full path through settlement: the generator (its default mix of trades, batches of
+//!    50) at increasing offered rates; for each, the sustained legs/s to the last settlement
+//!    notification, ingress ack p50/p99, submission-to-settlement-notification (SETTLED or
+//!    SETTLEMENT_FAILED) p50/p99 measured from the stores' own timestamps, and the share of generated
+//!    trades that settled.
 //!
 //! Per leg Keel commits at four stages (ingress, ingestion, matching, notification) and moves four
 //! broker messages (one submission, one trade command, two events), so the ceiling in legs/s is
@@ -67,15 +69,15 @@ async fn main() -> anyhow::Result<()> {
 
     println!();
     println!(
-        "Keel benchmark (trade matching, one region, everything on this {}-core machine)",
+        "Keel benchmark (trade matching and settlement, one region, everything on this {}-core machine)",
         num_cpus()
     );
     println!();
-    println!("| offered legs/s | accepted legs | drained | sustained legs/s | ack p50 ms | ack p99 ms | final-notification p50 ms | final-notification p99 ms | of ceiling |");
-    println!("|---:|---:|:---:|---:|---:|---:|---:|---:|---:|");
+    println!("| offered legs/s | accepted legs | drained | sustained legs/s | ack p50 ms | ack p99 ms | settlement-notification p50 ms | settlement-notification p99 ms | trades | settled | settlement failed | of ceiling |");
+    println!("|---:|---:|:---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (rate, row) in &rows {
         println!(
-            "| {rate:.0} | {} | {} | {:.0} | {:.1} | {:.1} | {:.0} | {:.0} | {:.0} % |",
+            "| {rate:.0} | {} | {} | {:.0} | {:.1} | {:.1} | {:.0} | {:.0} | {} | {} ({:.1} %) | {} | {:.0} % |",
             row.legs,
             if row.drained { "yes" } else { "no" },
             row.sustained,
@@ -83,6 +85,10 @@ async fn main() -> anyhow::Result<()> {
             row.ack_p99,
             row.e2e_p50,
             row.e2e_p99,
+            row.trades,
+            row.settled,
+            100.0 * row.settled as f64 / row.trades.max(1) as f64,
+            row.settlement_failed,
             100.0 * row.sustained / ceiling_legs
         );
     }
@@ -106,6 +112,9 @@ fn num_cpus() -> usize {
 #[derive(Debug)]
 struct StepResult {
     legs: u64,
+    trades: u64,
+    settled: i64,
+    settlement_failed: i64,
     /// Whether every accepted leg reached its final notification within the drain bound.
     drained: bool,
     sustained: f64,
@@ -122,13 +131,7 @@ async fn keel_step(stack: &Stack, step: usize, rate: f64) -> anyhow::Result<Step
         duration: Some(Duration::from_secs(STEP_SECONDS)),
         batch: 50,
         concurrency: 16,
-        mix: Mix {
-            matching: 1.0,
-            failing: 0.0,
-            mismatching: 0.0,
-            unmatched: 0.0,
-            invalid: 0.0,
-        },
+        mix: Mix::default(),
         seed: step as u64,
         prefix: prefix.clone(),
     };
@@ -139,41 +142,54 @@ async fn keel_step(stack: &Stack, step: usize, rate: f64) -> anyhow::Result<Step
         CancellationToken::new(),
     )
     .await?;
+    // Invalid legs are refused by ingress by design; nothing else may be.
+    let invalid = report.trades.get("invalid").copied().unwrap_or(0);
     anyhow::ensure!(
-        report.legs_failed == 0 && report.legs_refused == 0,
+        report.legs_failed == 0 && report.legs_refused == invalid,
         "submissions failed: {report:?}"
     );
-    let trades = (report.legs_accepted / 2) as i64;
+    let trades: u64 = report.trades.values().sum();
+    let to_settle = (report.trades.get("matching").copied().unwrap_or(0)
+        + report.trades.get("failing").copied().unwrap_or(0)) as i64;
     let pattern = format!("{prefix}-%");
-    // Wait for every trade's MATCHED notification to both parties, for a bounded time: a saturated
-    // step reports what completed instead.
-    let deadline = Instant::now() + Duration::from_secs(90);
+    // Wait for every matched trade's settlement notification (SETTLED or SETTLEMENT_FAILED) to both
+    // parties, for a bounded time: a saturated step reports what completed instead.
+    let deadline = Instant::now() + Duration::from_secs(120);
     let drained = loop {
         let done: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM notification.notifications WHERE status = 'MATCHED' AND body->>'trade_ref' LIKE $1",
+            "SELECT count(*) FROM notification.notifications
+             WHERE status IN ('SETTLED', 'SETTLEMENT_FAILED') AND body->>'trade_ref' LIKE $1",
         )
         .bind(&pattern)
         .fetch_one(&stack.db)
         .await?;
-        if done == trades * 2 {
+        if done == to_settle * 2 {
             break true;
         }
         if Instant::now() > deadline {
             eprintln!(
-                "step {step}: {done} of {} MATCHED notifications after the drain bound",
-                trades * 2
+                "step {step}: {done} of {} settlement notifications after the drain bound",
+                to_settle * 2
             );
             break false;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    let (settled, settlement_failed): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE status = 'SETTLED'), count(*) FILTER (WHERE status = 'SETTLEMENT_FAILED')
+         FROM matching.trades WHERE trade_ref LIKE $1",
+    )
+    .bind(&pattern)
+    .fetch_one(&stack.db)
+    .await?;
     let (seconds, p50, p99): (f64, f64, f64) = sqlx::query_as(
         "WITH legs AS (
              SELECT trade_id, max(received_at) AS last_leg, min(received_at) AS first_leg
              FROM ingress.submissions WHERE trade_ref LIKE $1 GROUP BY trade_id),
          done AS (
              SELECT trade_id, max(created_at) AS notified
-             FROM notification.notifications WHERE status = 'MATCHED' AND body->>'trade_ref' LIKE $1 GROUP BY trade_id)
+             FROM notification.notifications
+             WHERE status IN ('SETTLED', 'SETTLEMENT_FAILED') AND body->>'trade_ref' LIKE $1 GROUP BY trade_id)
          SELECT extract(epoch FROM max(d.notified) - min(l.first_leg))::float8,
                 (percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM d.notified - l.last_leg)) * 1000)::float8,
                 (percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM d.notified - l.last_leg)) * 1000)::float8
@@ -182,16 +198,13 @@ async fn keel_step(stack: &Stack, step: usize, rate: f64) -> anyhow::Result<Step
     .bind(&pattern)
     .fetch_one(&stack.db)
     .await?;
-    let completed_legs: i64 = sqlx::query_scalar(
-        "SELECT 2 * count(DISTINCT trade_id) FROM notification.notifications WHERE status = 'MATCHED' AND body->>'trade_ref' LIKE $1",
-    )
-    .bind(&pattern)
-    .fetch_one(&stack.db)
-    .await?;
     Ok(StepResult {
         legs: report.legs_accepted,
+        trades,
+        settled,
+        settlement_failed,
         drained,
-        sustained: completed_legs as f64 / seconds,
+        sustained: report.legs_accepted as f64 / seconds,
         ack_p50: report.percentile(0.5).unwrap_or(0.0),
         ack_p99: report.percentile(0.99).unwrap_or(0.0),
         e2e_p50: p50,
