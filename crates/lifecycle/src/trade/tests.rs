@@ -77,7 +77,7 @@ fn two_equal_legs_match() {
 fn mismatched_legs_name_every_differing_field() {
     let policy = MatchPolicy::default();
     let mut trade = new_trade();
-    trade.apply(Command::Leg(im_leg(t0())), &policy).history;
+    trade.apply(Command::Leg(im_leg(t0())), &policy);
     let mut raw = raw_block();
     raw["price"] = json!("187.2600");
     raw["settlement_date"] = json!("2026-11-25");
@@ -101,7 +101,7 @@ fn a_price_within_tolerance_matches() {
         ..MatchPolicy::default()
     };
     let mut trade = new_trade();
-    trade.apply(Command::Leg(im_leg(t0())), &policy).history;
+    trade.apply(Command::Leg(im_leg(t0())), &policy);
     let mut raw = raw_block();
     raw["price"] = json!("187.2600");
     let entries = trade
@@ -114,7 +114,7 @@ fn a_price_within_tolerance_matches() {
 fn a_broker_without_allocations_still_matches() {
     let policy = MatchPolicy::default();
     let mut trade = new_trade();
-    trade.apply(Command::Leg(im_leg(t0())), &policy).history;
+    trade.apply(Command::Leg(im_leg(t0())), &policy);
     let mut raw = raw_block();
     raw.as_object_mut().unwrap().remove("allocations");
     let entries = trade
@@ -130,7 +130,7 @@ fn a_lone_leg_expires_after_its_own_window() {
         ..MatchPolicy::default()
     };
     let mut trade = new_trade();
-    trade.apply(Command::Leg(im_leg(t0())), &policy).history;
+    trade.apply(Command::Leg(im_leg(t0())), &policy);
     assert!(trade
         .apply(
             Command::Expire {
@@ -174,7 +174,7 @@ fn an_amendment_restarts_the_window_and_can_fix_a_mismatch() {
         ..MatchPolicy::default()
     };
     let mut trade = new_trade();
-    trade.apply(Command::Leg(im_leg(t0())), &policy).history;
+    trade.apply(Command::Leg(im_leg(t0())), &policy);
     let mut amended = raw_block();
     amended["version"] = json!(2);
     trade
@@ -222,7 +222,7 @@ fn stale_versions_and_changes_after_matching_are_rejected_to_the_sender_only() {
     assert_eq!(statuses(&stale), [TradeStatus::Rejected]);
     assert!(stale[0].reason.as_deref().unwrap().contains("not newer"));
 
-    trade.apply(Command::Leg(broker_leg(t0())), &policy).history;
+    trade.apply(Command::Leg(broker_leg(t0())), &policy);
     let mut v3 = raw_block();
     v3["version"] = json!(3);
     let after_match = trade
@@ -240,7 +240,7 @@ fn stale_versions_and_changes_after_matching_are_rejected_to_the_sender_only() {
 fn a_redelivered_leg_changes_nothing() {
     let policy = MatchPolicy::default();
     let mut trade = new_trade();
-    trade.apply(Command::Leg(im_leg(t0())), &policy).history;
+    trade.apply(Command::Leg(im_leg(t0())), &policy);
     let before = trade.clone();
     assert!(trade
         .apply(Command::Leg(im_leg(t0())), &policy)
@@ -572,11 +572,11 @@ proptest! {
         }
         let broker = leg("BR-NORTH", raw, t0());
         let mut one = new_trade();
-        one.apply(Command::Leg(im_leg(t0())), &policy).history;
-        one.apply(Command::Leg(broker.clone()), &policy).history;
+        one.apply(Command::Leg(im_leg(t0())), &policy);
+        one.apply(Command::Leg(broker.clone()), &policy);
         let mut other = new_trade();
-        other.apply(Command::Leg(broker), &policy).history;
-        other.apply(Command::Leg(im_leg(t0())), &policy).history;
+        other.apply(Command::Leg(broker), &policy);
+        other.apply(Command::Leg(im_leg(t0())), &policy);
         prop_assert_eq!(one.status, other.status);
         let expected = if differs { TradeStatus::Mismatched } else { TradeStatus::Matched };
         prop_assert_eq!(one.status, Some(expected));
