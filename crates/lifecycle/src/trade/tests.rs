@@ -177,12 +177,10 @@ fn an_amendment_restarts_the_window_and_can_fix_a_mismatch() {
     trade.apply(Command::Leg(im_leg(t0())), &policy);
     let mut amended = raw_block();
     amended["version"] = json!(2);
-    trade
-        .apply(
-            Command::Leg(leg("IM-ALPHA", amended, t0() + Duration::seconds(20))),
-            &policy,
-        )
-        .history;
+    trade.apply(
+        Command::Leg(leg("IM-ALPHA", amended, t0() + Duration::seconds(20))),
+        &policy,
+    );
     assert_eq!(trade.expires_at, Some(t0() + Duration::seconds(50)));
 
     let mut wrong = raw_block();
@@ -215,9 +213,7 @@ fn stale_versions_and_changes_after_matching_are_rejected_to_the_sender_only() {
     let mut trade = new_trade();
     let mut v2 = raw_block();
     v2["version"] = json!(2);
-    trade
-        .apply(Command::Leg(leg("IM-ALPHA", v2, t0())), &policy)
-        .history;
+    trade.apply(Command::Leg(leg("IM-ALPHA", v2, t0())), &policy);
     let stale = trade.apply(Command::Leg(im_leg(t0())), &policy).history;
     assert_eq!(statuses(&stale), [TradeStatus::Rejected]);
     assert!(stale[0].reason.as_deref().unwrap().contains("not newer"));
@@ -471,9 +467,7 @@ fn a_rejected_first_leg_leaves_a_rejected_trade_that_a_valid_leg_revives() {
     assert_eq!(trade.status, Some(TradeStatus::Rejected));
     let mut v2 = raw_block();
     v2["version"] = json!(2);
-    trade
-        .apply(Command::Leg(leg("IM-ALPHA", v2, t0())), &policy)
-        .history;
+    trade.apply(Command::Leg(leg("IM-ALPHA", v2, t0())), &policy);
     assert_eq!(trade.status, Some(TradeStatus::Unmatched));
 }
 
