@@ -12,7 +12,8 @@
 //!
 //! Per leg Keel commits at four stages (ingress, ingestion, matching, notification) and moves four
 //! broker messages (one submission, one trade command, two events), so the ceiling in legs/s is
-//! min(Postgres messages/s, broker messages/s) / 4.
+//! min(Postgres messages/s, broker messages/s) / 4. That is trade matching's ceiling: settlement adds
+//! an instruction and a result per allocation on top, so the full path's ceiling is lower still.
 
 use std::time::{Duration, Instant};
 
