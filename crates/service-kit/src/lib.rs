@@ -117,6 +117,45 @@ pub struct Stage {
     pub migrations: &'static Migrator,
 }
 
+/// A stage's background job that commits work in bounded rounds (expiring legs, settling due
+/// instructions): every `every`, it runs `round` until a round does less than `batch` (so a backlog
+/// drains at once), waking the relay after each round that committed something. A failed round is
+/// logged and tried again next time.
+pub async fn run_in_rounds<F, Fut>(
+    job: &'static str,
+    every: Duration,
+    batch: usize,
+    relay_wake: Arc<Notify>,
+    shutdown: CancellationToken,
+    mut round: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<usize, sqlx::Error>>,
+{
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        loop {
+            match round().await {
+                Ok(0) => break,
+                Ok(done) => {
+                    tracing::info!(job, done, "round committed");
+                    relay_wake.notify_one();
+                    if done < batch {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(job, %error, "round failed; retrying next time");
+                    break;
+                }
+            }
+        }
+    }
+}
+
 /// Connects to the safe-store, retrying while the database is not up yet (bounded by shutdown).
 pub async fn connect_store(
     options: &StoreOptions,

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::store;
 
-const BATCH: i64 = 500;
+const BATCH: usize = 500;
 
 pub async fn run(
     pool: PgPool,
@@ -21,28 +21,10 @@ pub async fn run(
     relay_wake: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
-        }
-        loop {
-            match sweep_once(&pool, &policy).await {
-                Ok(0) => break,
-                Ok(expired) => {
-                    tracing::info!(expired, "expired lone legs");
-                    relay_wake.notify_one();
-                    if (expired as i64) < BATCH {
-                        break;
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "expiry sweep failed; retrying next round");
-                    break;
-                }
-            }
-        }
-    }
+    keel_service_kit::run_in_rounds("expiry sweep", every, BATCH, relay_wake, shutdown, || {
+        sweep_once(&pool, &policy)
+    })
+    .await
 }
 
 async fn sweep_once(pool: &PgPool, policy: &MatchPolicy) -> Result<usize, sqlx::Error> {
@@ -52,7 +34,7 @@ async fn sweep_once(pool: &PgPool, policy: &MatchPolicy) -> Result<usize, sqlx::
         "SELECT state FROM trades WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED",
     )
     .bind(now)
-    .bind(BATCH)
+    .bind(BATCH as i64)
     .fetch_all(&mut *tx)
     .await?;
     let mut trades: HashMap<_, Trade> = rows.into_iter().map(|(t,)| (t.0.trade_id, t.0)).collect();

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::ledger_store::{self, Settler};
 
-const BATCH: i64 = 500;
+const BATCH: usize = 500;
 
 pub async fn run(
     pool: PgPool,
@@ -24,28 +24,15 @@ pub async fn run(
     relay_wake: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
-        }
-        loop {
-            match settle_due(&pool, &reference).await {
-                Ok(0) => break,
-                Ok(decided) => {
-                    tracing::info!(decided, "settlement cycle decided instructions");
-                    relay_wake.notify_one();
-                    if (decided as i64) < BATCH {
-                        break;
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "settlement cycle failed; retrying next round");
-                    break;
-                }
-            }
-        }
-    }
+    keel_service_kit::run_in_rounds(
+        "settlement cycle",
+        every,
+        BATCH,
+        relay_wake,
+        shutdown,
+        || settle_due(&pool, &reference),
+    )
+    .await
 }
 
 async fn settle_due(pool: &PgPool, reference: &ReferenceData) -> Result<usize, sqlx::Error> {
@@ -58,7 +45,7 @@ async fn settle_due(pool: &PgPool, reference: &ReferenceData) -> Result<usize, s
          ORDER BY received_at, instruction_id LIMIT $2 FOR UPDATE",
     )
     .bind(now.date_naive())
-    .bind(BATCH)
+    .bind(BATCH as i64)
     .fetch_all(&mut *tx)
     .await?;
     let due: Vec<SettlementInstruction> = rows.into_iter().map(|(body,)| body.0).collect();
