@@ -196,6 +196,39 @@ impl SettlementInstruction {
             | SettlementInstruction::Cancel { trade_id, .. } => *trade_id,
         }
     }
+
+    /// The ledger instruction to settle, unless this is a cancel.
+    pub fn to_settle(&self) -> Option<&Instruction> {
+        match self {
+            SettlementInstruction::Settle { instruction, .. } => Some(instruction),
+            SettlementInstruction::Cancel { .. } => None,
+        }
+    }
+
+    /// Settlement's answer to this allocation's instruction, unless this is a cancel.
+    pub fn result(
+        &self,
+        outcome: AllocationOutcome,
+        at: DateTime<Utc>,
+    ) -> Option<SettlementResult> {
+        match self {
+            SettlementInstruction::Settle {
+                trade_id,
+                match_key,
+                allocation_id,
+                instruction,
+                ..
+            } => Some(SettlementResult::Allocation {
+                trade_id: *trade_id,
+                match_key: match_key.clone(),
+                allocation_id: allocation_id.clone(),
+                instruction_id: instruction.instruction_id,
+                outcome,
+                at,
+            }),
+            SettlementInstruction::Cancel { .. } => None,
+        }
+    }
 }
 
 impl Message for SettlementInstruction {

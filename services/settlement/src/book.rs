@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use keel_domain::{ParticipantId, TradeId};
+use keel_lifecycle::AllocationOutcome;
 use keel_messages::SettlementInstruction;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -39,6 +40,19 @@ impl Status {
                 ))
             }
         })
+    }
+
+    /// The status an outcome leaves its instruction in, with the failure's reason.
+    pub fn of(outcome: &AllocationOutcome) -> (Self, Option<String>) {
+        match outcome {
+            AllocationOutcome::Settled => (Status::Settled, None),
+            AllocationOutcome::Failed { reason } => (Status::Failed, Some(reason.clone())),
+        }
+    }
+
+    pub fn count(self) {
+        metrics::counter!("keel_settlement_instructions_total", "status" => self.as_str())
+            .increment(1);
     }
 
     /// Settled or failed: the ledger has decided, and a cancel comes too late.

@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use chrono::Utc;
 use keel_ledger::ReferenceData;
-use keel_lifecycle::AllocationOutcome;
-use keel_messages::{SettlementInstruction, SettlementResult};
+use keel_messages::SettlementInstruction;
 use keel_safestore::{Outgoing, PgPool};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::book::Status;
 use crate::ledger_store::{self, Settler};
 
 const BATCH: usize = 500;
@@ -52,52 +52,24 @@ async fn settle_due(pool: &PgPool, reference: &ReferenceData) -> Result<usize, s
     if due.is_empty() {
         return Ok(0);
     }
-    let instructions = due.iter().filter_map(|m| match m {
-        SettlementInstruction::Settle { instruction, .. } => Some(instruction),
-        SettlementInstruction::Cancel { .. } => None,
-    });
-    let mut settler = Settler::load(&mut tx, reference, instructions).await?;
+    let mut settler =
+        Settler::load(&mut tx, reference, due.iter().filter_map(|m| m.to_settle())).await?;
 
     let mut results = Vec::new();
     let mut ids: Vec<Uuid> = Vec::new();
     let mut statuses: Vec<&str> = Vec::new();
     let mut reasons: Vec<Option<String>> = Vec::new();
     for message in &due {
-        let SettlementInstruction::Settle {
-            trade_id,
-            match_key,
-            allocation_id,
-            instruction,
-            ..
-        } = message
-        else {
+        let Some(instruction) = message.to_settle() else {
             continue;
         };
-        let outcome = match settler.settle(instruction) {
-            Ok(()) => AllocationOutcome::Settled,
-            Err(failure) => AllocationOutcome::Failed {
-                reason: failure.to_string(),
-            },
-        };
+        let outcome = settler.settle(instruction);
+        let (status, reason) = Status::of(&outcome);
+        status.count();
         ids.push(instruction.instruction_id);
-        match &outcome {
-            AllocationOutcome::Settled => {
-                statuses.push("SETTLED");
-                reasons.push(None);
-            }
-            AllocationOutcome::Failed { reason } => {
-                statuses.push("FAILED");
-                reasons.push(Some(reason.clone()));
-            }
-        }
-        results.push(SettlementResult::Allocation {
-            trade_id: *trade_id,
-            match_key: match_key.clone(),
-            allocation_id: allocation_id.clone(),
-            instruction_id: instruction.instruction_id,
-            outcome,
-            at: now,
-        });
+        statuses.push(status.as_str());
+        reasons.push(reason);
+        results.extend(message.result(outcome, now));
     }
     sqlx::query(
         "UPDATE instructions AS i SET status = u.s, reason = u.r, decided_at = now()
@@ -110,9 +82,6 @@ async fn settle_due(pool: &PgPool, reference: &ReferenceData) -> Result<usize, s
     .execute(&mut *tx)
     .await?;
     settler.save(&mut tx).await?;
-    for status in &statuses {
-        metrics::counter!("keel_settlement_instructions_total", "status" => *status).increment(1);
-    }
     let outgoing: Vec<Outgoing> = results.iter().map(Outgoing::of).collect();
     keel_safestore::enqueue(&mut tx, &outgoing).await?;
     tx.commit().await?;

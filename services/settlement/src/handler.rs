@@ -2,7 +2,6 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use keel_ledger::ReferenceData;
-use keel_lifecycle::AllocationOutcome;
 use keel_messages::{SettlementInstruction, SettlementResult};
 use keel_safestore::Outgoing;
 use keel_streaming::{Handler, Inbound};
@@ -27,10 +26,7 @@ impl Handler for Settlement {
     ) -> Result<Vec<Outgoing>, sqlx::Error> {
         // The ledger lock first, then the instruction rows: the settlement cycle takes them in the
         // same order.
-        let to_settle = batch.iter().filter_map(|m| match &m.body {
-            SettlementInstruction::Settle { instruction, .. } => Some(instruction),
-            SettlementInstruction::Cancel { .. } => None,
-        });
+        let to_settle = batch.iter().filter_map(|m| m.body.to_settle());
         let mut settler = Settler::load(conn, &self.reference, to_settle).await?;
         let trades: Vec<_> = batch.iter().map(|m| m.body.trade_id()).collect();
         let mut book = Book::load(conn, &trades).await?;
@@ -42,46 +38,25 @@ impl Handler for Settlement {
             match &message.body {
                 SettlementInstruction::Settle {
                     trade_id,
-                    match_key,
-                    allocation_id,
                     settlement_date,
                     instruction,
+                    ..
                 } => {
                     if book.knows(instruction.instruction_id) {
                         continue;
                     }
-                    let (status, outcome) = if book.is_cancelled(*trade_id) {
+                    let (status, reason) = if book.is_cancelled(*trade_id) {
                         (Status::Cancelled, None)
                     } else if *settlement_date > today {
                         (Status::Pending, None)
                     } else {
-                        match settler.settle(instruction) {
-                            Ok(()) => (Status::Settled, Some(AllocationOutcome::Settled)),
-                            Err(failure) => (
-                                Status::Failed,
-                                Some(AllocationOutcome::Failed {
-                                    reason: failure.to_string(),
-                                }),
-                            ),
-                        }
-                    };
-                    let reason = match &outcome {
-                        Some(AllocationOutcome::Failed { reason }) => Some(reason.clone()),
-                        _ => None,
+                        let outcome = settler.settle(instruction);
+                        let decided = Status::of(&outcome);
+                        results.extend(message.body.result(outcome, now));
+                        decided
                     };
                     book.add(&message.body, status, reason);
-                    metrics::counter!("keel_settlement_instructions_total", "status" => status.as_str())
-                        .increment(1);
-                    if let Some(outcome) = outcome {
-                        results.push(SettlementResult::Allocation {
-                            trade_id: *trade_id,
-                            match_key: match_key.clone(),
-                            allocation_id: allocation_id.clone(),
-                            instruction_id: instruction.instruction_id,
-                            outcome,
-                            at: now,
-                        });
-                    }
+                    status.count();
                 }
                 SettlementInstruction::Cancel {
                     trade_id,

@@ -5,7 +5,8 @@
 use std::collections::BTreeSet;
 
 use keel_domain::AccountId;
-use keel_ledger::{Asset, Instruction, Ledger, Posting, ReferenceData, SettlementFailure};
+use keel_ledger::{Asset, Instruction, Ledger, Posting, ReferenceData};
+use keel_lifecycle::AllocationOutcome;
 use rust_decimal::Decimal;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -67,14 +68,21 @@ impl<'r> Settler<'r> {
         })
     }
 
-    pub fn settle(&mut self, instruction: &Instruction) -> Result<(), SettlementFailure> {
-        let postings = self.ledger.settle(instruction, self.reference)?;
-        for posting in postings {
-            self.touched
-                .insert((posting.account.clone(), posting.asset.clone()));
-            self.postings.push((instruction.instruction_id, posting));
+    /// Settles one instruction, or says why it cannot, as matching is told.
+    pub fn settle(&mut self, instruction: &Instruction) -> AllocationOutcome {
+        match self.ledger.settle(instruction, self.reference) {
+            Ok(postings) => {
+                for posting in postings {
+                    self.touched
+                        .insert((posting.account.clone(), posting.asset.clone()));
+                    self.postings.push((instruction.instruction_id, posting));
+                }
+                AllocationOutcome::Settled
+            }
+            Err(failure) => AllocationOutcome::Failed {
+                reason: failure.to_string(),
+            },
         }
-        Ok(())
     }
 
     /// Inserts the postings and writes the new value of every position they moved. Call after the

@@ -2,6 +2,8 @@
 //! the file; opening balances are set once and can never change, because conservation is checked
 //! against them. A new opening balance (a new account, or a new asset) is added to its position.
 
+use std::collections::HashMap;
+
 use keel_ledger::{Asset, ReferenceData, Role};
 use rust_decimal::Decimal;
 use sqlx::PgConnection;
@@ -60,19 +62,19 @@ pub async fn load(conn: &mut PgConnection, reference: &ReferenceData) -> Result<
         .execute(&mut *conn)
         .await?;
     }
-    for account in reference.accounts() {
-        sqlx::query(
-            "INSERT INTO accounts (account_id, owner, kind, allow_negative) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (account_id) DO UPDATE
-             SET owner = EXCLUDED.owner, kind = EXCLUDED.kind, allow_negative = EXCLUDED.allow_negative",
-        )
-        .bind(account.account.as_str())
-        .bind(account.owner.as_str())
-        .bind(account.kind.as_str())
-        .bind(account.allow_negative)
-        .execute(&mut *conn)
-        .await?;
-    }
+    let accounts = reference.accounts();
+    sqlx::query(
+        "INSERT INTO accounts (account_id, owner, kind, allow_negative)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[])
+         ON CONFLICT (account_id) DO UPDATE
+         SET owner = EXCLUDED.owner, kind = EXCLUDED.kind, allow_negative = EXCLUDED.allow_negative",
+    )
+    .bind(accounts.iter().map(|a| a.account.to_string()).collect::<Vec<_>>())
+    .bind(accounts.iter().map(|a| a.owner.to_string()).collect::<Vec<_>>())
+    .bind(accounts.iter().map(|a| a.kind.as_str()).collect::<Vec<_>>())
+    .bind(accounts.iter().map(|a| a.allow_negative).collect::<Vec<_>>())
+    .execute(&mut *conn)
+    .await?;
     for broker in reference.brokers() {
         sqlx::query(
             "INSERT INTO brokers (participant_id, commission_bps, settlement_account, fee_account)
@@ -89,58 +91,69 @@ pub async fn load(conn: &mut PgConnection, reference: &ReferenceData) -> Result<
         .execute(&mut *conn)
         .await?;
     }
-    let mut added = 0u32;
+    let stored: HashMap<(String, String, String), Decimal> =
+        sqlx::query_as("SELECT account_id, asset_kind, asset_code, amount FROM opening_balances")
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .map(|(account, kind, code, amount)| ((account, kind, code), amount))
+            .collect();
+    let mut added: Vec<(String, Asset, Decimal)> = Vec::new();
     for (account, asset, amount) in reference.openings() {
-        let stored: Option<(Decimal,)> = sqlx::query_as(
-            "SELECT amount FROM opening_balances
-             WHERE account_id = $1 AND asset_kind = $2 AND asset_code = $3",
-        )
-        .bind(account.as_str())
-        .bind(asset.kind())
-        .bind(asset.code())
-        .fetch_optional(&mut *conn)
-        .await?;
-        match stored {
-            Some((stored,)) if stored == amount => {}
-            Some((stored,)) => {
+        let key = (
+            account.to_string(),
+            asset.kind().to_owned(),
+            asset.code().to_owned(),
+        );
+        match stored.get(&key) {
+            Some(stored) if *stored == amount => {}
+            Some(stored) => {
                 return Err(LoadError::OpeningChanged {
                     account: account.to_string(),
                     asset,
-                    stored,
+                    stored: *stored,
                     file: amount,
                 })
             }
-            None => {
-                sqlx::query(
-                    "INSERT INTO opening_balances (account_id, asset_kind, asset_code, amount)
-                     VALUES ($1, $2, $3, $4)",
-                )
-                .bind(account.as_str())
-                .bind(asset.kind())
-                .bind(asset.code())
-                .bind(amount)
-                .execute(&mut *conn)
-                .await?;
-                sqlx::query(
-                    "INSERT INTO positions (account_id, asset_kind, asset_code, amount)
-                     VALUES ($1, $2, $3, $4)
-                     ON CONFLICT (account_id, asset_kind, asset_code)
-                     DO UPDATE SET amount = positions.amount + EXCLUDED.amount, updated_at = now()",
-                )
-                .bind(account.as_str())
-                .bind(asset.kind())
-                .bind(asset.code())
-                .bind(amount)
-                .execute(&mut *conn)
-                .await?;
-                added += 1;
-            }
+            None => added.push((account.to_string(), asset, amount)),
         }
     }
+    // A new opening balance is added to its position, which may already hold postings.
+    sqlx::query(
+        "WITH added AS (
+             INSERT INTO opening_balances (account_id, asset_kind, asset_code, amount)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::numeric[])
+             RETURNING account_id, asset_kind, asset_code, amount)
+         INSERT INTO positions (account_id, asset_kind, asset_code, amount)
+         SELECT * FROM added
+         ON CONFLICT (account_id, asset_kind, asset_code)
+         DO UPDATE SET amount = positions.amount + EXCLUDED.amount, updated_at = now()",
+    )
+    .bind(added.iter().map(|(a, _, _)| a.clone()).collect::<Vec<_>>())
+    .bind(
+        added
+            .iter()
+            .map(|(_, asset, _)| asset.kind())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        added
+            .iter()
+            .map(|(_, asset, _)| asset.code().to_owned())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        added
+            .iter()
+            .map(|(_, _, amount)| *amount)
+            .collect::<Vec<_>>(),
+    )
+    .execute(&mut *conn)
+    .await?;
     tracing::info!(
         accounts = reference.accounts().len(),
         brokers = reference.brokers().len(),
-        new_opening_balances = added,
+        new_opening_balances = added.len(),
         "reference data loaded"
     );
     Ok(())
