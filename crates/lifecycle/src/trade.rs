@@ -105,6 +105,9 @@ pub enum ToSettlement {
 pub struct Effects {
     pub history: Vec<HistoryEntry>,
     pub to_settlement: Vec<ToSettlement>,
+    /// The trade's state changed and must be saved. True whenever history or requests came out, and
+    /// also when one allocation's result arrived before the others (recorded, not yet announced).
+    pub changed: bool,
 }
 
 /// One appended line of a trade's status history. `recipients` are told of it, once each.
@@ -203,14 +206,7 @@ impl Trade {
                 if self.status.is_none() {
                     self.status = Some(TradeStatus::Rejected);
                 }
-                self.record(
-                    entries,
-                    TradeStatus::Rejected,
-                    at,
-                    Some(reasons.join("; ")),
-                    vec![sender],
-                    Some(leg_id),
-                );
+                self.reject(entries, at, reasons.join("; "), sender, Some(leg_id));
             }
             Command::Cancel { requested_by, at } => {
                 if let Some(request) = self.cancel(requested_by, at, entries) {
@@ -238,14 +234,17 @@ impl Trade {
                 allocation_id,
                 outcome,
                 at,
-            } => self.settlement_result(allocation_id, outcome, at, entries),
+            } => {
+                effects.changed = self.settlement_result(allocation_id, outcome, at, entries);
+            }
             Command::CancelConfirmed { requested_by, at } => {
+                if self.status != Some(TradeStatus::Matched) {
+                    return effects;
+                }
                 let Some(progress) = self.settlement.as_mut() else {
                     return effects;
                 };
-                if progress.cancel_requested_by.take().is_none()
-                    || self.status != Some(TradeStatus::Matched)
-                {
+                if progress.cancel_requested_by.take().is_none() {
                     return effects; // Already answered.
                 }
                 for state in progress.allocations.values_mut() {
@@ -274,17 +273,12 @@ impl Trade {
                     .as_mut()
                     .and_then(|progress| progress.cancel_requested_by.take());
                 if pending.is_some() {
-                    self.record(
-                        entries,
-                        TradeStatus::Rejected,
-                        at,
-                        Some(format!("cannot cancel: {reason}")),
-                        vec![requested_by],
-                        None,
-                    );
+                    let reason = format!("cannot cancel: {reason}");
+                    self.reject(entries, at, reason, requested_by, None);
                 }
             }
         }
+        effects.changed |= !effects.history.is_empty() || !effects.to_settlement.is_empty();
         effects
     }
 
@@ -311,14 +305,7 @@ impl Trade {
             _ => None,
         };
         if let Some(reason) = refusal {
-            self.record(
-                entries,
-                TradeStatus::Rejected,
-                at,
-                Some(reason),
-                vec![requested_by],
-                None,
-            );
+            self.reject(entries, at, reason, requested_by, None);
             return None;
         }
         if self.status == Some(TradeStatus::Matched) {
@@ -342,22 +329,23 @@ impl Trade {
     }
 
     /// Records one allocation's result; once every allocation has one, the trade is SETTLED (all
-    /// settled) or SETTLEMENT_FAILED (naming each allocation that failed).
+    /// settled) or SETTLEMENT_FAILED (naming each allocation that failed). Returns whether the
+    /// result was new.
     fn settlement_result(
         &mut self,
         allocation_id: String,
         outcome: AllocationOutcome,
         at: DateTime<Utc>,
         entries: &mut Vec<HistoryEntry>,
-    ) {
+    ) -> bool {
         let Some(progress) = self.settlement.as_mut() else {
-            return;
+            return false;
         };
         let Some(state) = progress.allocations.get_mut(&allocation_id) else {
-            return;
+            return false;
         };
         if *state != AllocationState::Pending {
-            return; // Already recorded.
+            return false; // Already recorded.
         }
         *state = match outcome {
             AllocationOutcome::Settled => AllocationState::Settled,
@@ -369,7 +357,7 @@ impl Trade {
                 .values()
                 .any(|s| *s == AllocationState::Pending)
         {
-            return;
+            return true;
         }
         let failures: Vec<String> = progress
             .allocations
@@ -398,6 +386,7 @@ impl Trade {
         };
         self.status = Some(status);
         self.record(entries, status, at, Some(reason), self.parties(), None);
+        true
     }
 
     /// Returns whether the trade became MATCHED.
@@ -419,14 +408,7 @@ impl Trade {
                     leg.block.version.get(),
                     current.block.version.get()
                 );
-                self.record(
-                    entries,
-                    TradeStatus::Rejected,
-                    at,
-                    Some(reason),
-                    vec![leg.sender],
-                    Some(leg.leg_id),
-                );
+                self.reject(entries, at, reason, leg.sender, Some(leg.leg_id));
                 return false;
             }
         }
@@ -438,14 +420,7 @@ impl Trade {
                 TradeStatus::Matched => "trade is MATCHED; cancel it to change it".to_owned(),
                 other => format!("trade is {other}"),
             };
-            self.record(
-                entries,
-                TradeStatus::Rejected,
-                at,
-                Some(reason),
-                vec![leg.sender],
-                Some(leg.leg_id),
-            );
+            self.reject(entries, at, reason, leg.sender, Some(leg.leg_id));
             return false;
         }
 
@@ -518,6 +493,25 @@ impl Trade {
                 false
             }
         }
+    }
+
+    /// Tells one participant that its leg or request was refused.
+    fn reject(
+        &mut self,
+        entries: &mut Vec<HistoryEntry>,
+        at: DateTime<Utc>,
+        reason: String,
+        to: ParticipantId,
+        leg_id: Option<LegId>,
+    ) {
+        self.record(
+            entries,
+            TradeStatus::Rejected,
+            at,
+            Some(reason),
+            vec![to],
+            leg_id,
+        );
     }
 
     fn record<'a>(

@@ -64,9 +64,8 @@ async fn apply_all(
         let trade = trades
             .entry(key.trade_id())
             .or_insert_with(|| Trade::new(key));
-        let before = trade.clone();
         let effects = trade.apply(command, policy);
-        changes.record(trade, *trade != before, effects);
+        changes.record(trade, effects);
     }
     store::save(conn, &trades, &changes).await
 }

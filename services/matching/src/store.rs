@@ -37,10 +37,9 @@ pub struct Changes {
 }
 
 impl Changes {
-    /// Records what applying one command did to `trade`; `changed` says whether its state moved
-    /// (settlement progress can change without a history entry).
-    pub fn record(&mut self, trade: &Trade, changed: bool, effects: Effects) {
-        if changed || !effects.history.is_empty() {
+    /// Records what applying one command did to `trade`.
+    pub fn record(&mut self, trade: &Trade, effects: Effects) {
+        if effects.changed {
             self.touched.insert(trade.trade_id);
         }
         self.events

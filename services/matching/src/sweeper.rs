@@ -41,7 +41,7 @@ async fn sweep_once(pool: &PgPool, policy: &MatchPolicy) -> Result<usize, sqlx::
     let mut changes = store::Changes::default();
     for trade in trades.values_mut() {
         let effects = trade.apply(Command::Expire { now }, policy);
-        changes.record(trade, !effects.history.is_empty(), effects);
+        changes.record(trade, effects);
     }
     let expired = trades.len();
     let events = store::save(&mut tx, &trades, &changes).await?;

@@ -527,9 +527,10 @@ proptest! {
         let mut history = Vec::new();
         let mut settle_requests = 0;
         for command in commands {
-            let before = trade.status;
+            let before = trade.clone();
             let effects = trade.apply(command, &policy);
-            if let Some(final_status) = before.filter(|s| s.is_final()) {
+            prop_assert_eq!(effects.changed, trade != before, "changed says whether the state moved");
+            if let Some(final_status) = before.status.filter(|s| s.is_final()) {
                 prop_assert_eq!(trade.status, Some(final_status), "a final status never changes");
             }
             settle_requests += effects
