@@ -67,6 +67,15 @@ async fn submit_pair(stack: &Stack, im: &str, broker: &str, block: &Value) -> St
     receipt["trade_id"].as_str().unwrap().to_owned()
 }
 
+async fn request_cancel(stack: &Stack, token: &str, trade_id: &str) {
+    let (code, body) = stack
+        .client()
+        .delete(&format!("/v1/trades/{trade_id}"), token)
+        .await
+        .unwrap();
+    assert_eq!(code, 202, "{body}");
+}
+
 #[tokio::test]
 async fn a_trade_settles_with_the_right_positions_and_fees() {
     let stack = Stack::start("settle", StackOptions::default())
@@ -387,12 +396,7 @@ async fn a_matched_trade_cancelled_before_settlement_settles_nothing() {
         )
         .await
         .unwrap();
-    let (code, body) = stack
-        .client()
-        .delete(&format!("/v1/trades/{trade_id}"), &broker)
-        .await
-        .unwrap();
-    assert_eq!(code, 202, "{body}");
+    request_cancel(&stack, &broker, &trade_id).await;
     stack
         .wait_for_trade_status(&im, &trade_id, "CANCELLED")
         .await;
@@ -431,12 +435,7 @@ async fn a_matched_trade_cancelled_before_settlement_settles_nothing() {
         )
         .await
         .unwrap();
-    let (code, body) = stack
-        .client()
-        .delete(&format!("/v1/trades/{late}"), &im)
-        .await
-        .unwrap();
-    assert_eq!(code, 202, "{body}");
+    request_cancel(&stack, &im, &late).await;
     stack.start_service("matching").unwrap();
     stack.wait_for_trade_status(&broker, &late, "SETTLED").await;
     let rejected = format!(
