@@ -1,13 +1,18 @@
-//! Starts a real Keel stack for a test: the trade-matching and settlement applications, each with its
-//! own database in the test Postgres cluster (`KEEL_TEST_PG`, started by `make test`), one tansu
-//! broker, and the service binaries as child processes on free loopback ports. Every process is
-//! killed when the [`Stack`] is dropped.
+//! Starts a real Keel stack for a test: the trade-matching and settlement applications in one or
+//! more regions, each region with its own tansu broker and every service as child processes on free
+//! loopback ports, plus the local ARC cluster (one or more `keel-arc-endpoint` processes sharing a
+//! state file). Databases are either databases in the test Postgres cluster (`KEEL_TEST_PG`, started
+//! by `make test`) shared by every region, or, with [`StackOptions::replicated`], per application a
+//! Postgres primary in its active region and a streaming standby in the other, in clusters of the
+//! stack's own. Every process is stopped when the [`Stack`] is dropped.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+pub use keel_arc::ArcClient;
+pub use keel_routing::{control_name, App, Gate};
 pub use rand;
 
 use anyhow::{bail, Context};
@@ -27,12 +32,23 @@ pub const SERVICES: [&str; 5] = [
     "settlement",
 ];
 
+pub const EAST: &str = "us-east-1";
+pub const WEST: &str = "us-west-2";
+
 /// Tunables a test may change.
 #[derive(Debug, Clone)]
 pub struct StackOptions {
     pub match_window_seconds: i64,
     pub release: bool,
     pub extra_env: Vec<(String, String)>,
+    /// The regions; the first is where both applications start active unless `active` says else.
+    pub regions: Vec<&'static str>,
+    pub active: BTreeMap<App, &'static str>,
+    /// Per application, a primary cluster in its active region and a streaming standby in each
+    /// other region (otherwise one database per application, shared by every region).
+    pub replicated: bool,
+    pub arc_endpoints: usize,
+    pub fence_after_ms: u64,
 }
 
 impl Default for StackOptions {
@@ -41,24 +57,64 @@ impl Default for StackOptions {
             match_window_seconds: 3600,
             release: false,
             extra_env: Vec::new(),
+            regions: vec![EAST],
+            active: BTreeMap::new(),
+            replicated: false,
+            arc_endpoints: 1,
+            fence_after_ms: 5_000,
         }
     }
+}
+
+impl StackOptions {
+    pub fn two_regions() -> Self {
+        Self {
+            regions: vec![EAST, WEST],
+            ..Self::default()
+        }
+    }
+
+    pub fn active_region(&self, app: App) -> &'static str {
+        self.active.get(&app).copied().unwrap_or(self.regions[0])
+    }
+}
+
+/// One region's processes and ports.
+pub struct Region {
+    pub kafka_brokers: String,
+    pub ingress_url: String,
+    kafka_port: u16,
+    ops_ports: BTreeMap<&'static str, u16>,
+    services: BTreeMap<&'static str, Child>,
+    broker: Option<Child>,
+    /// Database URL per application, in this region.
+    pub databases: BTreeMap<App, String>,
+}
+
+/// A Postgres cluster the stack made (replicated stacks only).
+pub struct Cluster {
+    pub app: App,
+    pub region: &'static str,
+    pub dir: PathBuf,
+    pub port: u16,
 }
 
 pub struct Stack {
     pub name: String,
     pub dir: PathBuf,
-    /// Trade matching's database.
+    /// Trade matching's database in its active region.
     pub database_url: String,
-    /// Settlement's database.
+    /// Settlement's database in its active region.
     pub st_database_url: String,
+    /// The first region's broker and ingress.
     pub kafka_brokers: String,
     pub ingress_url: String,
-    kafka_port: u16,
-    ops_ports: BTreeMap<&'static str, u16>,
+    pub regions: BTreeMap<&'static str, Region>,
+    pub clusters: Vec<Cluster>,
+    arc_ports: Vec<u16>,
+    arc: BTreeMap<usize, Child>,
+    config_file: PathBuf,
     options: StackOptions,
-    services: BTreeMap<&'static str, Child>,
-    broker: Option<Child>,
     pub db: PgPool,
     pub st_db: PgPool,
 }
@@ -105,33 +161,110 @@ async fn wait_until_port(port: u16, timeout: Duration) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs `deploy/local/bin/postgres.sh` with these arguments (small clusters, for tests).
+pub fn postgres_sh(args: &[&str]) -> anyhow::Result<()> {
+    let status = Command::new("bash")
+        .arg(repo_root().join("deploy/local/bin/postgres.sh"))
+        .args(args)
+        .env("PG_SHARED_BUFFERS", "32MB")
+        .status()?;
+    anyhow::ensure!(status.success(), "postgres.sh {args:?} failed");
+    Ok(())
+}
+
+fn db_name(app: App) -> &'static str {
+    match app {
+        App::TradeMatching => "keel_tm",
+        App::Settlement => "keel_st",
+    }
+}
+
 impl Stack {
-    /// Starts a fresh stack; `name` names its database and folder.
+    /// Starts a fresh stack; `name` names its databases and folder.
     pub async fn start(name: &str, options: StackOptions) -> anyhow::Result<Stack> {
-        let admin_url = std::env::var("KEEL_TEST_PG").context(
-            "KEEL_TEST_PG is not set: run the system tests through `make test`, which starts their Postgres",
-        )?;
         let unique = format!("{name}_{}_{}", std::process::id(), rand::random::<u32>());
         let dir = std::env::temp_dir().join("keel-tests").join(&unique);
         std::fs::create_dir_all(dir.join("logs"))?;
 
-        let admin = PgPoolOptions::new()
-            .max_connections(1)
-            .connect(&admin_url)
-            .await?;
-        let database = format!("keel_{unique}").to_lowercase();
-        let st_database = format!("{database}_st");
-        for name in [&database, &st_database] {
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&admin)
+        let mut clusters = Vec::new();
+        let mut databases: BTreeMap<&'static str, BTreeMap<App, String>> = BTreeMap::new();
+        if options.replicated {
+            for app in App::ALL {
+                let active = options.active_region(app);
+                let primary = Cluster {
+                    app,
+                    region: active,
+                    dir: dir.join(format!("pg-{app}-{active}")),
+                    port: free_port(),
+                };
+                postgres_sh(&[
+                    "start",
+                    primary.dir.to_str().unwrap(),
+                    &primary.port.to_string(),
+                    db_name(app),
+                ])?;
+                for region in options.regions.iter().filter(|r| **r != active) {
+                    let standby = Cluster {
+                        app,
+                        region,
+                        dir: dir.join(format!("pg-{app}-{region}")),
+                        port: free_port(),
+                    };
+                    let name = format!("{}_{}", db_name(app), region.replace('-', "_"));
+                    postgres_sh(&[
+                        "standby",
+                        standby.dir.to_str().unwrap(),
+                        &standby.port.to_string(),
+                        &primary.port.to_string(),
+                        &name,
+                    ])?;
+                    clusters.push(standby);
+                }
+                clusters.push(primary);
+            }
+            for cluster in &clusters {
+                databases.entry(cluster.region).or_default().insert(
+                    cluster.app,
+                    format!(
+                        "postgres://keel@127.0.0.1:{}/{}",
+                        cluster.port,
+                        db_name(cluster.app)
+                    ),
+                );
+            }
+        } else {
+            let admin_url = std::env::var("KEEL_TEST_PG").context(
+                "KEEL_TEST_PG is not set: run the system tests through `make test`, which starts their Postgres",
+            )?;
+            let admin = PgPoolOptions::new()
+                .max_connections(1)
+                .connect(&admin_url)
                 .await?;
+            let Some((base, _)) = admin_url.rsplit_once('/') else {
+                bail!("KEEL_TEST_PG must end with /<database>");
+            };
+            let tm = format!("keel_{unique}").to_lowercase();
+            for app in App::ALL {
+                let database = match app {
+                    App::TradeMatching => tm.clone(),
+                    App::Settlement => format!("{tm}_st"),
+                };
+                sqlx::query(&format!("CREATE DATABASE {database}"))
+                    .execute(&admin)
+                    .await?;
+                for region in &options.regions {
+                    databases
+                        .entry(region)
+                        .or_default()
+                        .insert(app, format!("{base}/{database}"));
+                }
+            }
+            admin.close().await;
         }
-        admin.close().await;
-        let Some((base, _)) = admin_url.rsplit_once('/') else {
-            bail!("KEEL_TEST_PG must end with /<database>");
-        };
-        let database_url = format!("{base}/{database}");
-        let st_database_url = format!("{base}/{st_database}");
+        let database_url =
+            databases[options.active_region(App::TradeMatching)][&App::TradeMatching].clone();
+        let st_database_url =
+            databases[options.active_region(App::Settlement)][&App::Settlement].clone();
         let db = PgPoolOptions::new()
             .max_connections(4)
             .connect(&database_url)
@@ -141,56 +274,195 @@ impl Stack {
             .connect(&st_database_url)
             .await?;
 
-        let kafka_port = free_port();
-        let ingress_port = free_port();
-        let ops_ports = SERVICES
+        let regions: BTreeMap<&'static str, Region> = options
+            .regions
             .iter()
-            .map(|s| {
+            .map(|name| {
+                let kafka_port = free_port();
+                let ingress_port = free_port();
+                let ops_ports = SERVICES
+                    .iter()
+                    .map(|s| {
+                        (
+                            *s,
+                            if *s == "ingress" {
+                                ingress_port
+                            } else {
+                                free_port()
+                            },
+                        )
+                    })
+                    .collect();
                 (
-                    *s,
-                    if *s == "ingress" {
-                        ingress_port
-                    } else {
-                        free_port()
+                    *name,
+                    Region {
+                        kafka_brokers: format!("127.0.0.1:{kafka_port}"),
+                        ingress_url: format!("http://127.0.0.1:{ingress_port}"),
+                        kafka_port,
+                        ops_ports,
+                        services: BTreeMap::new(),
+                        broker: None,
+                        databases: databases.remove(name).unwrap_or_default(),
                     },
                 )
             })
             .collect();
+        let first = &regions[options.regions[0]];
         let mut stack = Stack {
             name: name.to_owned(),
+            kafka_brokers: first.kafka_brokers.clone(),
+            ingress_url: first.ingress_url.clone(),
+            config_file: dir.join("keel.toml"),
             dir,
             database_url,
             st_database_url,
-            kafka_brokers: format!("127.0.0.1:{kafka_port}"),
-            ingress_url: format!("http://127.0.0.1:{ingress_port}"),
-            kafka_port,
-            ops_ports,
+            regions,
+            clusters,
+            arc_ports: (0..options.arc_endpoints.max(1))
+                .map(|_| free_port())
+                .collect(),
+            arc: BTreeMap::new(),
             options,
-            services: BTreeMap::new(),
-            broker: None,
             db,
             st_db,
         };
-        stack.start_broker().await?;
-        for service in SERVICES {
-            stack.start_service(service)?;
+        stack.write_config()?;
+        for index in 0..stack.arc_ports.len() {
+            stack.start_arc(index).await?;
         }
-        for service in SERVICES {
-            stack.wait_ready(service, Duration::from_secs(60)).await?;
+        let names: Vec<&'static str> = stack.regions.keys().copied().collect();
+        for region in &names {
+            stack.start_broker_in(region).await?;
+        }
+        for region in &names {
+            for service in SERVICES {
+                stack.start_service_in(region, service)?;
+            }
+        }
+        for region in &names {
+            for service in SERVICES {
+                stack
+                    .wait_ready_in(region, service, Duration::from_secs(60))
+                    .await?;
+            }
         }
         Ok(stack)
     }
 
+    /// The local stack's configuration (`deploy/local/config/keel.toml`) with this stack's regions,
+    /// ARC cluster and test timings in place of the local ones.
+    fn write_config(&self) -> anyhow::Result<()> {
+        let base = std::fs::read_to_string(repo_root().join("deploy/local/config/keel.toml"))?;
+        let mut config: toml::Table = base.parse()?;
+        let mut regions = toml::Table::new();
+        for (name, region) in &self.regions {
+            let mut table = toml::Table::new();
+            table.insert("kafka".into(), region.kafka_brokers.clone().into());
+            table.insert("ingress_url".into(), region.ingress_url.clone().into());
+            let databases: toml::Table = region
+                .databases
+                .iter()
+                .map(|(app, url)| (app.name().to_owned(), url.clone().into()))
+                .collect();
+            table.insert("databases".into(), databases.into());
+            let services: toml::Table = region
+                .ops_ports
+                .iter()
+                .map(|(service, port)| {
+                    (
+                        (*service).to_owned(),
+                        format!("http://127.0.0.1:{port}").into(),
+                    )
+                })
+                .collect();
+            table.insert("services".into(), services.into());
+            regions.insert((*name).to_owned(), table.into());
+        }
+        config.insert("regions".into(), regions.into());
+        let mut control = toml::Table::new();
+        control.insert(
+            "endpoints".into(),
+            self.arc_ports
+                .iter()
+                .map(|port| toml::Value::from(format!("http://127.0.0.1:{port}")))
+                .collect::<Vec<_>>()
+                .into(),
+        );
+        control.insert("poll_interval_ms".into(), 200.into());
+        control.insert("request_timeout_ms".into(), 500.into());
+        control.insert(
+            "fence_after_ms".into(),
+            (self.options.fence_after_ms as i64).into(),
+        );
+        config.insert("control".into(), control.into());
+        std::fs::write(&self.config_file, toml::to_string(&config)?)?;
+        Ok(())
+    }
+
+    /// Starts ARC endpoint `index` (again) on its port, sharing the stack's state file.
+    pub async fn start_arc(&mut self, index: usize) -> anyhow::Result<()> {
+        let port = self.arc_ports[index];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("logs/arc-{index}.log")))?;
+        let mut command = Command::new(bin_dir(self.options.release).join("keel-arc-endpoint"));
+        command
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--state", self.dir.join("arc/state.json").to_str().unwrap()])
+            .args(["--regions", &self.options.regions.join(",")]);
+        for app in App::ALL {
+            command.args([
+                "--active",
+                &format!("{app}={}", self.options.active_region(app)),
+            ]);
+        }
+        let child = command
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting keel-arc-endpoint")?;
+        self.arc.insert(index, child);
+        wait_until_port(port, Duration::from_secs(30)).await
+    }
+
+    /// SIGKILL of ARC endpoint `index`.
+    pub fn kill_arc(&mut self, index: usize) {
+        if let Some(mut child) = self.arc.remove(&index) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The ARC client every service uses, pointed at this stack's endpoints.
+    pub fn arc_client(&self) -> ArcClient {
+        ArcClient::new(&keel_arc::ControlConfig {
+            endpoints: self
+                .arc_ports
+                .iter()
+                .map(|port| format!("http://127.0.0.1:{port}"))
+                .collect(),
+            request_timeout_ms: 500,
+            ..keel_arc::ControlConfig::default()
+        })
+    }
+
     pub async fn start_broker(&mut self) -> anyhow::Result<()> {
+        let first = self.options.regions[0];
+        self.start_broker_in(first).await
+    }
+
+    pub async fn start_broker_in(&mut self, region: &str) -> anyhow::Result<()> {
         let tansu = std::env::var("KEEL_TANSU_BIN")
             .context("KEEL_TANSU_BIN is not set (make test sets it)")?;
-        let broker_dir = self.dir.join("tansu");
+        let broker_dir = self.dir.join(format!("tansu-{region}"));
         std::fs::create_dir_all(broker_dir.join("data"))?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.join("logs/tansu.log"))?;
-        let url = format!("tcp://127.0.0.1:{}", self.kafka_port);
+            .open(self.dir.join(format!("logs/tansu-{region}.log")))?;
+        let port = self.regions[region].kafka_port;
+        let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(tansu)
             .current_dir(&broker_dir)
             .args([
@@ -205,13 +477,14 @@ impl Stack {
             .stderr(log)
             .spawn()
             .context("starting tansu")?;
-        self.broker = Some(child);
-        wait_until_port(self.kafka_port, Duration::from_secs(30)).await
+        self.regions.get_mut(region).expect("known region").broker = Some(child);
+        wait_until_port(port, Duration::from_secs(30)).await
     }
 
-    /// Stops the broker (SIGTERM, then SIGKILL) and starts it again on the same log.
+    /// Stops the first region's broker (SIGTERM, then SIGKILL) and starts it again on the same log.
     pub async fn restart_broker(&mut self, down_for: Duration) -> anyhow::Result<()> {
-        if let Some(mut broker) = self.broker.take() {
+        let first = self.options.regions[0];
+        if let Some(mut broker) = self.regions.get_mut(first).and_then(|r| r.broker.take()) {
             let _ = kill(Pid::from_raw(broker.id() as i32), Signal::SIGTERM);
             let deadline = std::time::Instant::now() + Duration::from_secs(5);
             while broker.try_wait()?.is_none() && std::time::Instant::now() < deadline {
@@ -225,22 +498,23 @@ impl Stack {
     }
 
     pub fn start_service(&mut self, service: &'static str) -> anyhow::Result<()> {
+        let first = self.options.regions[0];
+        self.start_service_in(first, service)
+    }
+
+    pub fn start_service_in(&mut self, region: &str, service: &'static str) -> anyhow::Result<()> {
         let binary = bin_dir(self.options.release).join(format!("keel-{service}"));
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.join(format!("logs/{service}.log")))?;
-        let port = self.ops_ports[service];
+            .open(self.dir.join(format!("logs/{service}-{region}.log")))?;
+        let port = self.regions[region].ops_ports[service];
         let mut command = Command::new(&binary);
         command
             .current_dir(repo_root())
-            // The local stack's configuration, with this stack's own database, broker and ports.
-            .env(
-                "KEEL_CONFIG",
-                repo_root().join("deploy/local/config/us-east-1.toml"),
-            )
-            .env("KEEL_DATABASE_URL", &self.database_url)
-            .env("KEEL_KAFKA__BROKERS", &self.kafka_brokers)
+            // The local stack's configuration, with this stack's databases, brokers and ports.
+            .env("KEEL_CONFIG", &self.config_file)
+            .env("KEEL_REGION", region)
             .env(
                 "KEEL_PARTICIPANTS_FILE",
                 repo_root().join("deploy/local/participants.json"),
@@ -250,7 +524,6 @@ impl Stack {
                 self.options.match_window_seconds.to_string(),
             )
             .env("KEEL_MATCHING__SWEEP_INTERVAL_MS", "200")
-            .env("KEEL_SETTLEMENT__DATABASE_URL", &self.st_database_url)
             .env(
                 "KEEL_SETTLEMENT__REFERENCE_DATA",
                 repo_root().join("deploy/local/reference-data.json"),
@@ -272,20 +545,46 @@ impl Stack {
         let child = command
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
-        self.services.insert(service, child);
+        self.regions
+            .get_mut(region)
+            .expect("known region")
+            .services
+            .insert(service, child);
         Ok(())
     }
 
     /// SIGKILL: no drain, no flush, exactly as a crash.
     pub fn kill(&mut self, service: &'static str) {
-        if let Some(mut child) = self.services.remove(service) {
+        let first = self.options.regions[0];
+        self.kill_in(first, service);
+    }
+
+    pub fn kill_in(&mut self, region: &str, service: &'static str) {
+        if let Some(mut child) = self
+            .regions
+            .get_mut(region)
+            .and_then(|r| r.services.remove(service))
+        {
             let _ = child.kill();
             let _ = child.wait();
         }
     }
 
     pub async fn wait_ready(&self, service: &str, timeout: Duration) -> anyhow::Result<()> {
-        let url = format!("http://127.0.0.1:{}/readyz", self.ops_ports[service]);
+        self.wait_ready_in(self.options.regions[0], service, timeout)
+            .await
+    }
+
+    pub async fn wait_ready_in(
+        &self,
+        region: &str,
+        service: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let url = format!(
+            "http://127.0.0.1:{}/readyz",
+            self.regions[region].ops_ports[service]
+        );
         let client = reqwest::Client::new();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -296,7 +595,7 @@ impl Stack {
             }
             if tokio::time::Instant::now() > deadline {
                 bail!(
-                    "{service} not ready after {timeout:?}; see {}",
+                    "{service} in {region} not ready after {timeout:?}; see {}",
                     self.dir.join("logs").display()
                 );
             }
@@ -304,22 +603,77 @@ impl Stack {
         }
     }
 
-    /// The body of a service's `/readyz`.
+    /// The body of a service's `/readyz` in `region`.
+    pub async fn readiness_in(
+        &self,
+        region: &str,
+        service: &str,
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
+        let url = format!(
+            "http://127.0.0.1:{}/readyz",
+            self.regions[region].ops_ports[service]
+        );
+        let response = reqwest::get(&url).await?;
+        Ok((response.status().as_u16(), response.json().await?))
+    }
+
+    /// Promotes `app`'s standby in `region` to primary (what the database switch does).
+    pub fn promote(&self, app: App, region: &str) -> anyhow::Result<()> {
+        let cluster = self
+            .clusters
+            .iter()
+            .find(|c| c.app == app && c.region == region)
+            .context("no such cluster (is the stack replicated?)")?;
+        postgres_sh(&["promote", cluster.dir.to_str().unwrap()])
+    }
+
+    /// SIGKILL of every process of `app`'s cluster in `region`: the database is lost as in a crash.
+    pub fn kill_database(&self, app: App, region: &str) -> anyhow::Result<()> {
+        let cluster = self
+            .clusters
+            .iter()
+            .find(|c| c.app == app && c.region == region)
+            .context("no such cluster (is the stack replicated?)")?;
+        let pid: i32 = std::fs::read_to_string(cluster.dir.join("data/postmaster.pid"))?
+            .lines()
+            .next()
+            .context("empty postmaster.pid")?
+            .trim()
+            .parse()?;
+        // The postmaster first, so it cannot restart its children, then every child.
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-P", &pid.to_string()])
+            .status();
+        Ok(())
+    }
+
+    /// The body of a service's `/readyz` in the first region.
     pub async fn readiness(&self, service: &str) -> anyhow::Result<(u16, String)> {
-        let url = format!("http://127.0.0.1:{}/readyz", self.ops_ports[service]);
+        let url = format!(
+            "http://127.0.0.1:{}/readyz",
+            self.regions[self.options.regions[0]].ops_ports[service]
+        );
         let response = reqwest::get(&url).await?;
         Ok((response.status().as_u16(), response.text().await?))
     }
 
-    /// Whether the service's process is still running.
+    /// Whether the service's process (in the first region) is still running.
     pub fn is_running(&mut self, service: &str) -> bool {
-        self.services
-            .get_mut(service)
+        let first = self.options.regions[0];
+        self.regions
+            .get_mut(first)
+            .and_then(|r| r.services.get_mut(service))
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
+    /// The first region's ingress.
     pub fn client(&self) -> Client {
         Client::new(&self.ingress_url)
+    }
+
+    pub fn client_in(&self, region: &str) -> Client {
+        Client::new(&self.regions[region].ingress_url)
     }
 
     /// A bearer token for the participant with this client id (from `deploy/local/participants.json`).
@@ -432,6 +786,7 @@ impl Stack {
         Command::new(&binary)
             .args(args)
             .env("KEEL_SETTLEMENT__DATABASE_URL", &self.st_database_url)
+            .env("KEEL_CONFIG", &self.config_file)
             .output()
             .unwrap_or_else(|e| panic!("running {}: {e}", binary.display()))
     }
@@ -439,13 +794,22 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        for (_, mut child) in std::mem::take(&mut self.services) {
+        for region in self.regions.values_mut() {
+            for (_, mut child) in std::mem::take(&mut region.services) {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            if let Some(mut broker) = region.broker.take() {
+                let _ = broker.kill();
+                let _ = broker.wait();
+            }
+        }
+        for (_, mut child) in std::mem::take(&mut self.arc) {
             let _ = child.kill();
             let _ = child.wait();
         }
-        if let Some(mut broker) = self.broker.take() {
-            let _ = broker.kill();
-            let _ = broker.wait();
+        for cluster in &self.clusters {
+            let _ = postgres_sh(&["stop", cluster.dir.to_str().unwrap()]);
         }
     }
 }

@@ -16,6 +16,8 @@ use tokio_util::sync::CancellationToken;
 #[derive(Clone, Default)]
 pub struct Readiness {
     checks: Arc<Mutex<BTreeMap<&'static str, Result<(), String>>>>,
+    /// Facts shown on `/readyz` that do not make the service unready (such as its processing role).
+    notes: Arc<Mutex<BTreeMap<&'static str, String>>>,
 }
 
 impl Readiness {
@@ -30,6 +32,19 @@ impl Readiness {
             .lock()
             .expect("readiness lock")
             .insert(check, Err(why.into()));
+    }
+    /// Drops a check (its task is gone on purpose, such as a consumer while the region is standby).
+    pub fn remove(&self, check: &'static str) {
+        self.checks.lock().expect("readiness lock").remove(check);
+    }
+    pub fn note(&self, key: &'static str, value: impl Into<String>) {
+        self.notes
+            .lock()
+            .expect("readiness lock")
+            .insert(key, value.into());
+    }
+    pub fn notes(&self) -> BTreeMap<&'static str, String> {
+        self.notes.lock().expect("readiness lock").clone()
     }
     /// Not ready until the first `set_ready`.
     pub fn register(&self, check: &'static str) {
@@ -73,12 +88,16 @@ pub fn router(readiness: Readiness, metrics: PrometheusHandle) -> Router {
 
 async fn ready(State(state): State<OpsState>) -> impl IntoResponse {
     let failing = state.readiness.failing();
+    let notes = state.readiness.notes();
     if failing.is_empty() {
-        (StatusCode::OK, Json(serde_json::json!({"ready": true})))
+        (
+            StatusCode::OK,
+            Json(serde_json::json!({"ready": true, "notes": notes})),
+        )
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({"ready": false, "failing": failing})),
+            Json(serde_json::json!({"ready": false, "failing": failing, "notes": notes})),
         )
     }
 }

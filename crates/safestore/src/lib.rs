@@ -80,6 +80,18 @@ pub async fn connect(options: &StoreOptions, migrations: &Migrator) -> Result<Pg
         .map_err(StoreError::Connect)
 }
 
+/// A pool for a schema that someone else migrates, connecting only when first used: for a process
+/// that must start while its database is a read-only standby or away.
+pub fn lazy_pool(options: &StoreOptions) -> Result<PgPool, StoreError> {
+    let connect = PgConnectOptions::from_str(&options.url)
+        .map_err(StoreError::InvalidUrl)?
+        .options([("search_path", options.schema.as_str())]);
+    Ok(PgPoolOptions::new()
+        .max_connections(options.max_connections)
+        .acquire_timeout(Duration::from_secs(3))
+        .connect_lazy_with(connect))
+}
+
 fn clone_migrator(migrator: &Migrator) -> Migrator {
     Migrator {
         migrations: migrator.migrations.clone(),
@@ -194,33 +206,42 @@ pub async fn claim_inbox(
     Ok(fresh.into_iter().collect())
 }
 
-/// The next offset to consume per partition of `topic`, as last committed with its effects.
-pub async fn load_offsets(pool: &PgPool, topic: &str) -> Result<HashMap<i32, i64>, sqlx::Error> {
-    let rows: Vec<(i32, i64)> =
-        sqlx::query_as("SELECT partition, next_offset FROM consumer_offsets WHERE topic = $1")
-            .bind(topic)
-            .fetch_all(pool)
-            .await?;
+/// The next offset to consume per partition of `topic` in the Kafka `cluster`, as last committed
+/// with its effects.
+pub async fn load_offsets(
+    pool: &PgPool,
+    cluster: &str,
+    topic: &str,
+) -> Result<HashMap<i32, i64>, sqlx::Error> {
+    let rows: Vec<(i32, i64)> = sqlx::query_as(
+        "SELECT partition, next_offset FROM consumer_offsets WHERE cluster = $1 AND topic = $2",
+    )
+    .bind(cluster)
+    .bind(topic)
+    .fetch_all(pool)
+    .await?;
     Ok(rows.into_iter().collect())
 }
 
 /// Stores the consumer's position; a position never moves backwards.
 pub async fn save_offsets(
     conn: &mut PgConnection,
+    cluster: &str,
     topic: &str,
     next: &[(i32, i64)],
 ) -> Result<(), sqlx::Error> {
     let partitions: Vec<i32> = next.iter().map(|(p, _)| *p).collect();
     let offsets: Vec<i64> = next.iter().map(|(_, o)| *o).collect();
     sqlx::query(
-        "INSERT INTO consumer_offsets (topic, partition, next_offset)
-         SELECT $1, * FROM UNNEST($2::int[], $3::bigint[])
-         ON CONFLICT (topic, partition) DO UPDATE
+        "INSERT INTO consumer_offsets (cluster, topic, partition, next_offset)
+         SELECT $4, $1, * FROM UNNEST($2::int[], $3::bigint[])
+         ON CONFLICT (cluster, topic, partition) DO UPDATE
          SET next_offset = GREATEST(consumer_offsets.next_offset, EXCLUDED.next_offset), updated_at = now()",
     )
     .bind(topic)
     .bind(&partitions)
     .bind(&offsets)
+    .bind(cluster)
     .execute(conn)
     .await?;
     Ok(())
@@ -270,12 +291,19 @@ pub struct PendingMessage {
 }
 
 /// The oldest unpublished outbox rows, in the order they were written.
-pub async fn unpublished(pool: &PgPool, limit: i64) -> Result<Vec<PendingMessage>, sqlx::Error> {
+/// The oldest unpublished rows of `topics`. Rows of other topics (whose destination is not known
+/// now) keep their place and go out, in order, once their topic is asked for again.
+pub async fn unpublished(
+    pool: &PgPool,
+    limit: i64,
+    topics: &[String],
+) -> Result<Vec<PendingMessage>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, message_id, topic, key, payload::text AS payload
-         FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1",
+         FROM outbox WHERE published_at IS NULL AND topic = ANY($2) ORDER BY id LIMIT $1",
     )
     .bind(limit)
+    .bind(topics)
     .fetch_all(pool)
     .await
 }

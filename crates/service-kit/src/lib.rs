@@ -1,14 +1,22 @@
 //! How a Keel service process is put together, written once:
-//! config → telemetry → safe-store (migrated) → outbox relay → consumer → ops endpoints → run until
-//! the shutdown signal, then drain.
+//! config → telemetry → ops endpoints → routing controls; then, each time the service's processing
+//! control opens: safe-store (migrated) → outbox relay → consumers, until the control closes (or
+//! cannot be read for longer than the bound); on the shutdown signal, drain.
 
+mod regional;
+
+pub use regional::{clusters, Regional};
+
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use keel_arc::ControlConfig;
 use keel_platform::ops::{self, Readiness};
+use keel_routing::{App, RegionConfig};
 use keel_safestore::{PgPool, StoreOptions};
 use keel_streaming::{
     consumer::BatchConsumer, ConsumerOptions, Handler, KafkaOptions, OutboxRelay, RelayOptions,
@@ -18,14 +26,18 @@ use sqlx::migrate::Migrator;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// What every pipeline stage is configured with.
+/// What every service is configured with.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct StageConfig {
+    /// The region this process runs in; one of `regions`.
     pub region: String,
-    /// The application's database (the primary in the active region).
-    pub database_url: String,
+    /// Every region's Kafka, ingress, databases and ops endpoints.
+    pub regions: BTreeMap<String, RegionConfig>,
+    /// The ARC cluster and how the routing controls are read.
+    pub control: ControlConfig,
     pub db_max_connections: u32,
+    /// Kafka tuning; the brokers come from `regions`.
     pub kafka: KafkaOptions,
     /// Where `/healthz`, `/readyz` and `/metrics` are served.
     pub ops_listen: SocketAddr,
@@ -38,7 +50,8 @@ impl Default for StageConfig {
     fn default() -> Self {
         Self {
             region: "us-east-1".to_owned(),
-            database_url: "postgres://keel@127.0.0.1:54321/keel_tm".to_owned(),
+            regions: BTreeMap::new(),
+            control: ControlConfig::default(),
             db_max_connections: 8,
             kafka: KafkaOptions::default(),
             ops_listen: "127.0.0.1:0".parse().expect("literal address"),
@@ -48,8 +61,44 @@ impl Default for StageConfig {
     }
 }
 
+impl StageConfig {
+    /// This process's region.
+    pub fn local(&self) -> Result<&RegionConfig, StageError> {
+        self.regions.get(&self.region).ok_or_else(|| {
+            StageError::Config(format!(
+                "region {:?} is not among the configured regions ({})",
+                self.region,
+                self.regions.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })
+    }
+
+    /// `app`'s database in this process's region.
+    pub fn database_url(&self, app: App) -> Result<String, StageError> {
+        self.local()?
+            .databases
+            .get(app.name())
+            .cloned()
+            .ok_or_else(|| {
+                StageError::Config(format!(
+                    "no database for {app} in region {} (regions.{}.databases.{app})",
+                    self.region, self.region
+                ))
+            })
+    }
+
+    /// The Kafka cluster of this process's region.
+    pub fn local_kafka(&self) -> Result<KafkaOptions, StageError> {
+        let mut kafka = self.kafka.clone();
+        kafka.brokers = self.local()?.kafka.clone();
+        Ok(kafka)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {
+    #[error("configuration: {0}")]
+    Config(String),
     #[error(transparent)]
     Store(#[from] keel_safestore::StoreError),
     #[error("creating topics: {0}")]
@@ -61,9 +110,10 @@ pub enum StageError {
     },
 }
 
-/// What a stage's handler and background tasks get to work with.
+/// What a stage's handler and background tasks get to work with, for one processing session.
 pub struct StageContext {
     pub pool: PgPool,
+    /// Cancelled when the session ends: shutdown, or the processing gate closed.
     pub shutdown: CancellationToken,
     /// Wake the outbox relay after committing outbox rows outside the consumer.
     pub relay_wake: Arc<Notify>,
@@ -73,6 +123,9 @@ pub struct StageContext {
 }
 
 pub type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Why a stage could not set up a session (such as reference data that does not load).
+pub type BuildError = Box<dyn std::error::Error + Send + Sync>;
 
 impl StageContext {
     /// Consumes one more topic into `handler`, with the same exactly-once protocol, dead-letter topic
@@ -97,17 +150,20 @@ impl StageContext {
                 tracing::warn!(%error, topic, "cannot create the topic; the consumer waits for it");
             }
             readiness.set_ready(topic);
-            if let Err(error) = consumer.run(shutdown).await {
+            if let Err(error) = consumer.run(shutdown.clone()).await {
                 // Stays up, unready, so the alarm is visible and nothing is skipped silently.
                 tracing::error!(%error, topic, "consumer stopped");
                 readiness.set_unready(topic, error.to_string());
+                shutdown.cancelled().await;
             }
+            readiness.remove(topic);
         })
     }
 }
 
-/// One stage: consumes `topic` into `handler`, owns `schema`.
+/// One stage: consumes `topic` into `handler`, owns `schema` in its application's database.
 pub struct Stage {
+    pub app: App,
     pub name: &'static str,
     pub schema: &'static str,
     pub topic: &'static str,
@@ -179,9 +235,48 @@ pub async fn connect_store(
     }
 }
 
+/// Serves `/healthz`, `/readyz` and `/metrics` on `listen` until `shutdown`.
+pub async fn serve_ops(
+    name: &'static str,
+    region: &str,
+    listen: SocketAddr,
+    readiness: &Readiness,
+    shutdown: &CancellationToken,
+) -> Result<tokio::task::JoinHandle<std::io::Result<()>>, StageError> {
+    let metrics = ops::install_metrics(name, region);
+    let listen_error = |source| StageError::Listen {
+        addr: listen,
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(listen_error)?;
+    tracing::info!(ops = %listener.local_addr().map_err(listen_error)?, "ops endpoints up");
+    Ok(tokio::spawn(ops::serve(
+        listener,
+        ops::router(readiness.clone(), metrics),
+        shutdown.clone(),
+    )))
+}
+
+/// Waits for tasks to end, for at most 10 s.
+pub async fn drain(tasks: Vec<tokio::task::JoinHandle<()>>) {
+    let all = async {
+        for task in tasks {
+            let _ = task.await;
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(10), all)
+        .await
+        .is_err()
+    {
+        tracing::warn!("drain took longer than 10 s; going on anyway");
+    }
+}
+
 impl Stage {
-    /// Runs the stage until `shutdown`. `build` makes the handler and any background tasks (such as
-    /// a sweeper) from the connected context.
+    /// Runs the stage until `shutdown`. Each time its processing control opens, `build` makes the
+    /// handler and any background tasks (such as a sweeper) from the connected context.
     pub async fn run<H, B>(
         self,
         config: StageConfig,
@@ -190,74 +285,128 @@ impl Stage {
     ) -> Result<(), StageError>
     where
         H: Handler,
-        B: FnOnce(&StageContext) -> (H, Vec<Task>),
+        B: AsyncFn(&StageContext) -> Result<(H, Vec<Task>), BuildError>,
     {
-        let metrics = ops::install_metrics(self.name, &config.region);
         let readiness = Readiness::default();
-        let listener = tokio::net::TcpListener::bind(config.ops_listen)
-            .await
-            .map_err(|source| StageError::Listen {
-                addr: config.ops_listen,
-                source,
-            })?;
-        tracing::info!(ops = %listener.local_addr().map_err(|source| StageError::Listen { addr: config.ops_listen, source })?, "ops endpoints up");
-        let ops_server = tokio::spawn(ops::serve(
-            listener,
-            ops::router(readiness.clone(), metrics),
-            shutdown.clone(),
-        ));
-
         let store = StoreOptions {
-            url: config.database_url.clone(),
+            url: config.database_url(self.app)?,
             schema: self.schema.to_owned(),
             max_connections: config.db_max_connections,
         };
-        let Some(pool) = connect_store(&store, self.migrations, &shutdown).await? else {
+        let kafka = config.local_kafka()?;
+        let ops_server = serve_ops(
+            self.name,
+            &config.region,
+            config.ops_listen,
+            &readiness,
+            &shutdown,
+        )
+        .await?;
+        let regional = Regional::start(
+            self.app,
+            &config.region,
+            &config.regions,
+            &config.control,
+            shutdown.clone(),
+        );
+        let clusters = clusters(&config.regions, &config.kafka);
+        let this = &self;
+        regional
+            .run_while_processing(&readiness, &shutdown, |session| {
+                let (store, kafka, clusters, readiness, regional) = (
+                    store.clone(),
+                    kafka.clone(),
+                    clusters.clone(),
+                    readiness.clone(),
+                    regional.clone(),
+                );
+                let build = &build;
+                let config = &config;
+                async move {
+                    this.session(
+                        config, store, kafka, clusters, regional, readiness, session, build,
+                    )
+                    .await
+                    .map_err(|e| e.to_string())
+                }
+            })
+            .await;
+        let _ = ops_server.await;
+        Ok(())
+    }
+
+    /// One processing session: connect and migrate, then relay and consume until `session` ends.
+    #[allow(clippy::too_many_arguments)]
+    async fn session<H, B>(
+        &self,
+        config: &StageConfig,
+        store: StoreOptions,
+        kafka: KafkaOptions,
+        clusters: BTreeMap<String, KafkaOptions>,
+        regional: Regional,
+        readiness: Readiness,
+        session: CancellationToken,
+        build: &B,
+    ) -> Result<(), BuildError>
+    where
+        H: Handler,
+        B: AsyncFn(&StageContext) -> Result<(H, Vec<Task>), BuildError>,
+    {
+        let Some(pool) = connect_store(&store, self.migrations, &session).await? else {
             return Ok(());
         };
         let topics: Vec<&str> = [self.topic, self.dead_letter_topic]
             .into_iter()
             .chain(self.produces.iter().copied())
             .collect();
-        keel_streaming::admin::ensure_topics(&config.kafka, &topics).await?;
+        keel_streaming::admin::ensure_topics(&kafka, &topics).await?;
 
-        let relay = OutboxRelay::new(config.kafka.clone(), pool.clone(), RelayOptions::default());
+        let relay = OutboxRelay::new(
+            clusters,
+            Arc::new(regional),
+            self.produces
+                .iter()
+                .chain([&self.dead_letter_topic])
+                .map(|t| (*t).to_owned())
+                .collect(),
+            pool.clone(),
+            RelayOptions::default(),
+        );
         let mut consumer_options = ConsumerOptions::new(self.name, self.topic);
+        consumer_options.cluster = config.region.clone();
         consumer_options.dead_letter_topic = Some(self.dead_letter_topic.to_owned());
         consumer_options.max_batch = config.max_batch;
         consumer_options.linger = Duration::from_millis(config.batch_linger_ms);
         let context = StageContext {
             pool: pool.clone(),
-            shutdown: shutdown.clone(),
+            shutdown: session.clone(),
             relay_wake: relay.waker(),
-            readiness: readiness.clone(),
-            kafka: config.kafka.clone(),
+            readiness,
+            kafka,
             consumer_options,
         };
-        let (handler, tasks) = build(&context);
-        let main_consumer = context.consume(self.topic, handler);
-
-        let relay_task = tokio::spawn(relay.run(shutdown.clone()));
-        let consumer_task = tokio::spawn(main_consumer);
-        let background: Vec<_> = tasks.into_iter().map(tokio::spawn).collect();
-
-        context.shutdown.cancelled().await;
-        let drain = async {
-            let _ = consumer_task.await;
-            for task in background {
-                let _ = task.await;
+        let built = build(&context).await;
+        let (handler, tasks) = match built {
+            Ok(built) => built,
+            Err(error) => {
+                pool.close().await;
+                return Err(error);
             }
-            if let Ok(Err(error)) = relay_task.await {
-                tracing::warn!(%error, "outbox relay ended with an error");
-            }
-            let _ = ops_server.await;
         };
-        if tokio::time::timeout(Duration::from_secs(10), drain)
-            .await
-            .is_err()
-        {
-            tracing::warn!("drain took longer than 10 s; exiting anyway");
-        }
+        let main_consumer = context.consume(self.topic, handler);
+        let relay_session = session.clone();
+        let mut running = vec![
+            tokio::spawn(main_consumer),
+            tokio::spawn(async move {
+                if let Err(error) = relay.run(relay_session).await {
+                    tracing::warn!(%error, "outbox relay ended with an error");
+                }
+            }),
+        ];
+        running.extend(tasks.into_iter().map(tokio::spawn));
+        context.readiness.set_ready("session");
+        session.cancelled().await;
+        drain(running).await;
         pool.close().await;
         Ok(())
     }

@@ -99,6 +99,8 @@ impl PoisonBudget {
 pub struct ConsumerOptions {
     /// Consumer group, used only for advisory offset commits (lag dashboards).
     pub group_id: String,
+    /// The Kafka cluster read from (the region's name): stored offsets are per cluster.
+    pub cluster: String,
     pub topic: String,
     /// Where poison messages are published, besides the service's dead-letter table.
     pub dead_letter_topic: Option<String>,
@@ -116,6 +118,7 @@ impl ConsumerOptions {
     pub fn new(group_id: &str, topic: &str) -> Self {
         Self {
             group_id: group_id.to_owned(),
+            cluster: String::new(),
             topic: topic.to_owned(),
             dead_letter_topic: None,
             max_batch: 500,
@@ -208,7 +211,7 @@ impl<H: Handler> BatchConsumer<H> {
         };
         let Some(stored) = self
             .with_retry(&shutdown, || {
-                keel_safestore::load_offsets(&self.pool, &topic)
+                keel_safestore::load_offsets(&self.pool, &self.options.cluster, &topic)
             })
             .await
         else {
@@ -540,7 +543,7 @@ impl<H: Handler> BatchConsumer<H> {
             .await
             .map_err(classify)?;
         let positions: Vec<(i32, i64)> = next_offsets.iter().map(|(p, o)| (*p, *o)).collect();
-        keel_safestore::save_offsets(&mut tx, topic, &positions)
+        keel_safestore::save_offsets(&mut tx, &self.options.cluster, topic, &positions)
             .await
             .map_err(classify)?;
         tx.commit().await.map_err(classify)?;

@@ -1,3 +1,4 @@
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +31,23 @@ impl Default for RelayOptions {
     }
 }
 
+/// Which Kafka cluster each topic goes to now. Topics are region-local, and a topic's messages go to
+/// the cluster of the region where its receiving application is active; `None` while that is not
+/// known (the application is between regions, or the controls cannot be read), and then the
+/// topic's rows wait in the outbox, in order.
+pub trait Destinations: Send + Sync + 'static {
+    fn cluster_for(&self, topic: &str) -> Option<String>;
+}
+
+/// Everything goes to one cluster.
+pub struct SingleCluster(pub String);
+
+impl Destinations for SingleCluster {
+    fn cluster_for(&self, _topic: &str) -> Option<String> {
+        Some(self.0.clone())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 enum RelayError {
     #[error("reading the outbox: {0}")]
@@ -41,20 +59,39 @@ enum RelayError {
 /// Publishes a service's outbox, in order, with the idempotent producer; a row is marked published only
 /// after the broker acknowledged it. A crash in between re-publishes it, and consumers dedup by id.
 pub struct OutboxRelay {
-    kafka: KafkaOptions,
+    /// The Kafka cluster of each region, by region name.
+    clusters: BTreeMap<String, KafkaOptions>,
+    destinations: Arc<dyn Destinations>,
+    /// The topics this relay publishes (rows of other topics are left alone).
+    topics: Vec<String>,
     pool: PgPool,
     options: RelayOptions,
     wake: Arc<Notify>,
 }
 
 impl OutboxRelay {
-    pub fn new(kafka: KafkaOptions, pool: PgPool, options: RelayOptions) -> Self {
+    pub fn new(
+        clusters: BTreeMap<String, KafkaOptions>,
+        destinations: Arc<dyn Destinations>,
+        topics: Vec<String>,
+        pool: PgPool,
+        options: RelayOptions,
+    ) -> Self {
         Self {
-            kafka,
+            clusters,
+            destinations,
+            topics,
             pool,
             options,
             wake: Arc::new(Notify::new()),
         }
+    }
+
+    /// Uses `wake` as the waker: for a relay that is made anew per session while the code that
+    /// commits rows holds the waker for good.
+    pub fn with_waker(mut self, wake: Arc<Notify>) -> Self {
+        self.wake = wake;
+        self
     }
 
     /// Notify this after committing outbox rows, so they go out without waiting for the next poll.
@@ -62,13 +99,13 @@ impl OutboxRelay {
         self.wake.clone()
     }
 
-    fn producer(&self) -> Result<FutureProducer, KafkaError> {
-        let mut config = self.kafka.client_config();
+    fn producer(kafka: &KafkaOptions) -> Result<FutureProducer, KafkaError> {
+        let mut config = kafka.client_config();
         config
             .set("acks", "all")
-            .set("linger.ms", self.kafka.linger_ms.to_string())
+            .set("linger.ms", kafka.linger_ms.to_string())
             .set("message.timeout.ms", "30000");
-        if self.kafka.idempotent_producer {
+        if kafka.idempotent_producer {
             config.set("enable.idempotence", "true");
         } else {
             config
@@ -79,7 +116,8 @@ impl OutboxRelay {
     }
 
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), KafkaError> {
-        let mut producer = self.producer()?;
+        // One producer per cluster, made when first needed.
+        let mut producers: BTreeMap<String, FutureProducer> = BTreeMap::new();
         let mut delays = retry::backoff();
         let mut depth_checked = Instant::now();
         while !shutdown.is_cancelled() {
@@ -89,7 +127,7 @@ impl OutboxRelay {
                 }
                 depth_checked = Instant::now();
             }
-            match self.publish_round(&producer).await {
+            match self.publish_round(&mut producers).await {
                 Ok(0) => {
                     tokio::select! {
                         _ = shutdown.cancelled() => {}
@@ -101,13 +139,17 @@ impl OutboxRelay {
                 Err(error) => {
                     let delay = delays.next().unwrap_or(Duration::from_secs(5));
                     tracing::warn!(%error, ?delay, "outbox relay round failed; retrying");
-                    if let Some(fatal) = producer.client().fatal_error() {
-                        tracing::warn!(
-                            ?fatal,
-                            "idempotent producer hit a fatal error; replacing it"
-                        );
-                        producer = self.producer()?;
-                    }
+                    producers.retain(|cluster, producer| match producer.client().fatal_error() {
+                        Some(fatal) => {
+                            tracing::warn!(
+                                cluster,
+                                ?fatal,
+                                "producer hit a fatal error; replacing it"
+                            );
+                            false
+                        }
+                        None => true,
+                    });
                     tokio::select! {
                         _ = shutdown.cancelled() => {}
                         _ = tokio::time::sleep(delay) => {}
@@ -115,19 +157,51 @@ impl OutboxRelay {
                 }
             }
         }
-        let _ = producer.flush(Timeout::After(Duration::from_secs(5)));
+        for producer in producers.values() {
+            let _ = producer.flush(Timeout::After(Duration::from_secs(5)));
+        }
         Ok(())
     }
 
     /// Publishes one round of rows; returns how many were published.
-    async fn publish_round(&self, producer: &FutureProducer) -> Result<usize, RelayError> {
-        let rows = keel_safestore::unpublished(&self.pool, self.options.batch).await?;
+    async fn publish_round(
+        &self,
+        producers: &mut BTreeMap<String, FutureProducer>,
+    ) -> Result<usize, RelayError> {
+        let mut routes = BTreeMap::new();
+        let mut held = Vec::new();
+        for topic in &self.topics {
+            match self.destinations.cluster_for(topic) {
+                Some(cluster) if self.clusters.contains_key(&cluster) => {
+                    routes.insert(topic.as_str(), cluster);
+                }
+                destination => {
+                    if let Some(cluster) = destination {
+                        tracing::warn!(
+                            topic,
+                            cluster,
+                            "no Kafka cluster configured for this region; holding the topic"
+                        );
+                    }
+                    held.push(topic.clone());
+                }
+            }
+        }
+        metrics::gauge!("keel_outbox_held_topics").set(held.len() as f64);
+        let routed: Vec<String> = routes.keys().map(|t| (*t).to_owned()).collect();
+        let rows = keel_safestore::unpublished(&self.pool, self.options.batch, &routed).await?;
         if rows.is_empty() {
             return Ok(0);
+        }
+        for cluster in routes.values() {
+            if !producers.contains_key(cluster) {
+                producers.insert(cluster.clone(), Self::producer(&self.clusters[cluster])?);
+            }
         }
         let mut deliveries = Vec::with_capacity(rows.len());
         let mut enqueue_error = None;
         for row in &rows {
+            let producer = &producers[&routes[row.topic.as_str()]];
             let id = row.message_id.to_string();
             let record = FutureRecord::to(&row.topic)
                 .key(&row.key)

@@ -1,23 +1,37 @@
 #!/usr/bin/env bash
-# make down: stops everything `make up` started (services first, so they drain, then the broker and
-# the database). State stays in $KEEL_STATE for the next `make up`.
+# make down: stops everything `make up` started (the generator and services first, so they drain,
+# then the brokers, the databases and the ARC cluster). State stays in $KEEL_STATE for the next
+# `make up`.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 
+stop_pidfile() {
+  local pidfile=$1 pid
+  [ -f "$pidfile" ] || return 0
+  pid=$(cat "$pidfile")
+  if kill -TERM "$pid" 2>/dev/null; then
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$pidfile"
+}
+
+stop_pidfile "$KEEL_STATE/arc/pids/generator.pid"
 for dir in "$KEEL_STATE"/us-*; do
   [ -d "$dir" ] || continue
   for name in generator ingress ingestion matching notification settlement; do
-    pidfile="$dir/pids/$name.pid"
-    [ -f "$pidfile" ] || continue
-    pid=$(cat "$pidfile")
-    if kill -TERM "$pid" 2>/dev/null; then
-      for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
-    rm -f "$pidfile"
+    stop_pidfile "$dir/pids/$name.pid"
   done
+done
+for dir in "$KEEL_STATE"/us-*; do
+  [ -d "$dir" ] || continue
   bash "$(dirname "$0")/tansu.sh" stop "$dir/kafka" 0
-  bash "$(dirname "$0")/postgres.sh" stop "$dir/tm-postgres" 0
-  bash "$(dirname "$0")/postgres.sh" stop "$dir/st-postgres" 0
+  for app in tm st; do
+    bash "$(dirname "$0")/postgres.sh" stop "$dir/$app-postgres"
+  done
   log "stopped $(basename "$dir")"
 done
+for pidfile in "$KEEL_STATE"/arc/pids/endpoint-*.pid; do
+  stop_pidfile "$pidfile"
+done
+log "stopped the ARC cluster"

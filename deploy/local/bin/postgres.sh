@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# postgres.sh start|stop DIR PORT [DATABASE...]: one Postgres 15 cluster in DIR on 127.0.0.1:PORT,
-# owned by a non-root user, with the given databases created.
+# postgres.sh start DIR PORT [DATABASE...]: one Postgres 15 primary in DIR on 127.0.0.1:PORT, owned by
+#   a non-root user, with the given databases created.
+# postgres.sh standby DIR PORT PRIMARY_PORT NAME: a physical streaming standby of the primary on
+#   PRIMARY_PORT, cloned with pg_basebackup, replicating as NAME; the primary lists NAME in
+#   synchronous_standby_names, so a transaction that sets synchronous_commit=on waits for it (others
+#   commit locally: synchronous_commit=local is the clusters' default).
+# postgres.sh promote DIR: makes a standby a primary.
+# postgres.sh stop DIR: stops the cluster (fast shutdown).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
-action=$1 dir=$2 port=$3
-shift 3
+action=$1 dir=$2 port=${3:-}
+shift $(($# < 3 ? $# : 3))
 
 case "$action" in
 start)
@@ -18,14 +24,16 @@ listen_addresses = '127.0.0.1'
 port = $port
 unix_socket_directories = '$dir/run'
 max_connections = 300
-shared_buffers = 512MB
+shared_buffers = ${PG_SHARED_BUFFERS:-512MB}
 max_wal_size = 4GB
 checkpoint_timeout = 15min
 wal_compression = on
 wal_level = replica
 max_wal_senders = 10
 fsync = on
-synchronous_commit = on
+synchronous_commit = local
+hot_standby = on
+wal_keep_size = 1GB
 logging_collector = off
 CONF
   fi
@@ -38,10 +46,32 @@ CONF
       as_pg_user "$PG_BIN/createdb" -h 127.0.0.1 -p "$port" -U keel "$db"
   done
   ;;
+standby)
+  primary_port=$1 name=$2
+  mkdir -p "$dir"
+  [ "$(id -u)" = 0 ] && chown "$PG_USER" "$dir"
+  if [ ! -f "$dir/data/PG_VERSION" ]; then
+    as_pg_user "$PG_BIN/pg_basebackup" -h 127.0.0.1 -p "$primary_port" -U keel -D "$dir/data" \
+      -X stream --checkpoint=fast -R -d "application_name=$name" >"$dir/basebackup.log" 2>&1
+    mkdir -p "$dir/run" && [ "$(id -u)" = 0 ] && chown "$PG_USER" "$dir/run"
+    cat >>"$dir/data/postgresql.conf" <<CONF
+port = $port
+unix_socket_directories = '$dir/run'
+CONF
+  fi
+  if ! as_pg_user "$PG_BIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
+    as_pg_user "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 start >/dev/null
+  fi
+  as_pg_user "$PG_BIN/psql" -h 127.0.0.1 -p "$primary_port" -U keel -d postgres -qtA \
+    -c "ALTER SYSTEM SET synchronous_standby_names = '\"$name\"'" -c "SELECT pg_reload_conf()" >/dev/null
+  ;;
+promote)
+  as_pg_user "$PG_BIN/pg_ctl" -D "$dir/data" -w -t 60 promote >/dev/null
+  ;;
 stop)
   if [ -f "$dir/data/postmaster.pid" ]; then
     as_pg_user "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w -t 60 stop >/dev/null || true
   fi
   ;;
-*) echo "usage: postgres.sh start|stop DIR PORT [DATABASE...]" >&2; exit 2 ;;
+*) echo "usage: postgres.sh start DIR PORT [DATABASE...] | standby DIR PORT PRIMARY_PORT NAME | promote DIR | stop DIR" >&2; exit 2 ;;
 esac

@@ -15,6 +15,8 @@ cleanup() {
   # Service processes of a test that was itself killed: nothing may outlive the run.
   pkill -KILL -f "$CARGO_TARGET_DIR/debug/keel-" 2>/dev/null || true
   pkill -KILL -f "tansu broker --cluster-id keel-test" 2>/dev/null || true
+  # Primary and standby clusters of the two-region tests.
+  pkill -KILL -f "postgres -D ${TMPDIR:-/tmp}/keel-tests" 2>/dev/null || true
 }
 trap cleanup EXIT
 

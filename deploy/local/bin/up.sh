@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
-# make up: installs what is missing, then runs both applications in us-east-1 on this machine:
-# trade matching (its Postgres, ingress, ingestion, matching, notification), settlement (its own
-# Postgres and the settlement service), a tansu broker and the generator.
+# make up: installs what is missing, then runs the two-region system on this machine
+# (DESIGN section 8):
+#   - the local ARC cluster: three keel-arc-endpoint processes sharing one state file;
+#   - per application, a Postgres primary in its active region and a streaming standby in the other
+#     (trade matching and settlement are active in KEEL_TM_ACTIVE and KEEL_ST_ACTIVE, us-east-1 by
+#     default; they may differ);
+#   - per region, a tansu broker and every service (warm: a service whose processing control is Off
+#     waits, and a standby region's ingress answers 503 naming the active one);
+#   - the trade generator, which follows the active region.
+# KEEL_REPLICATION__SYNCHRONOUS=true makes ingress acknowledge only what the standby has flushed.
 # Safe to run again: what already runs is left running.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -11,62 +18,90 @@ bash deploy/local/bin/install.sh
 log "building release binaries"
 cargo build --release --workspace --bins --quiet
 bin="$CARGO_TARGET_DIR/release"
+export KEEL_CONFIG="$KEEL_ROOT/deploy/local/config/keel.toml"
+regions=(us-east-1 us-west-2)
+tm_active="${KEEL_TM_ACTIVE:-us-east-1}"
+st_active="${KEEL_ST_ACTIVE:-us-east-1}"
+declare -A kafka_port=([us-east-1]=19092 [us-west-2]=29092)
+declare -A ingress_port=([us-east-1]=8081 [us-west-2]=8082)
+declare -A ops_base=([us-east-1]=91 [us-west-2]=92)
+declare -A tm_pg=([us-east-1]=54321 [us-west-2]=54331)
+declare -A st_pg=([us-east-1]=54322 [us-west-2]=54332)
 
-region=us-east-1
-dir="$KEEL_STATE/$region"
-mkdir -p "$dir/logs" "$dir/pids"
-export KEEL_CONFIG="$KEEL_ROOT/deploy/local/config/$region.toml"
-
-log "starting Postgres (trade matching, $region) on 127.0.0.1:54321"
-bash deploy/local/bin/postgres.sh start "$dir/tm-postgres" 54321 keel_tm
-log "starting Postgres (settlement, $region) on 127.0.0.1:54322"
-bash deploy/local/bin/postgres.sh start "$dir/st-postgres" 54322 keel_st
-log "starting tansu ($region) on 127.0.0.1:19092"
-bash deploy/local/bin/tansu.sh start "$dir/kafka" 19092
-
-running() { [ -f "$dir/pids/$1.pid" ] && kill -0 "$(cat "$dir/pids/$1.pid")" 2>/dev/null; }
+running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# start PIDFILE LOG COMMAND...: runs COMMAND in the background unless it already runs.
 start() {
-  local name=$1; shift
-  if running "$name"; then return; fi
-  env "$@" setsid "$bin/keel-$name" >>"$dir/logs/$name.log" 2>&1 </dev/null &
-  echo $! >"$dir/pids/$name.pid"
+  local pidfile=$1 logfile=$2; shift 2
+  if running "$pidfile"; then return; fi
+  setsid "$@" >>"$logfile" 2>&1 </dev/null &
+  echo $! >"$pidfile"
 }
-start ingress KEEL_LISTEN=127.0.0.1:8081
-start ingestion KEEL_OPS_LISTEN=127.0.0.1:9111
-start matching KEEL_OPS_LISTEN=127.0.0.1:9112
-start notification KEEL_OPS_LISTEN=127.0.0.1:9113
-start settlement KEEL_OPS_LISTEN=127.0.0.1:9121
 
-for port in 8081 9111 9112 9113 9121; do
+arc="$KEEL_STATE/arc"
+mkdir -p "$arc/logs" "$arc/pids"
+log "starting the ARC cluster on 127.0.0.1:18301-18303 (trade matching active in $tm_active, settlement in $st_active)"
+for i in 1 2 3; do
+  start "$arc/pids/endpoint-$i.pid" "$arc/logs/endpoint-$i.log" "$bin/keel-arc-endpoint" \
+    --listen "127.0.0.1:1830$i" --state "$arc/state.json" --regions us-east-1,us-west-2 \
+    --active "trade-matching=$tm_active" --active "settlement=$st_active"
+done
+for i in 1 2 3; do wait_for_port "1830$i" 30; done
+
+# database APP DB PORTS-ARRAY ACTIVE: the primary in ACTIVE, a standby in every other region.
+database() {
+  local app=$1 db=$2 active=$3; local -n ports=$4
+  log "starting Postgres ($app primary, $active) on 127.0.0.1:${ports[$active]}"
+  bash deploy/local/bin/postgres.sh start "$KEEL_STATE/$active/$app-postgres" "${ports[$active]}" "$db"
+  for region in "${regions[@]}"; do
+    [ "$region" = "$active" ] && continue
+    log "starting Postgres ($app standby, $region) on 127.0.0.1:${ports[$region]}"
+    bash deploy/local/bin/postgres.sh standby "$KEEL_STATE/$region/$app-postgres" "${ports[$region]}" \
+      "${ports[$active]}" "${db}_${region//-/_}"
+  done
+}
+database tm keel_tm "$tm_active" tm_pg
+database st keel_st "$st_active" st_pg
+
+for region in "${regions[@]}"; do
+  dir="$KEEL_STATE/$region"
+  mkdir -p "$dir/logs" "$dir/pids"
+  log "starting tansu ($region) on 127.0.0.1:${kafka_port[$region]}"
+  bash deploy/local/bin/tansu.sh start "$dir/kafka" "${kafka_port[$region]}"
+  b=${ops_base[$region]}
+  start "$dir/pids/ingress.pid" "$dir/logs/ingress.log" env KEEL_REGION="$region" KEEL_LISTEN="127.0.0.1:${ingress_port[$region]}" "$bin/keel-ingress"
+  start "$dir/pids/ingestion.pid" "$dir/logs/ingestion.log" env KEEL_REGION="$region" KEEL_OPS_LISTEN="127.0.0.1:${b}11" "$bin/keel-ingestion"
+  start "$dir/pids/matching.pid" "$dir/logs/matching.log" env KEEL_REGION="$region" KEEL_OPS_LISTEN="127.0.0.1:${b}12" "$bin/keel-matching"
+  start "$dir/pids/notification.pid" "$dir/logs/notification.log" env KEEL_REGION="$region" KEEL_OPS_LISTEN="127.0.0.1:${b}13" "$bin/keel-notification"
+  start "$dir/pids/settlement.pid" "$dir/logs/settlement.log" env KEEL_REGION="$region" KEEL_OPS_LISTEN="127.0.0.1:${b}21" "$bin/keel-settlement"
+done
+
+for port in 8081 9111 9112 9113 9121 8082 9211 9212 9213 9221; do
   for _ in $(seq 300); do
     curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
     sleep 0.1
   done
-  curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null || { log "a service on $port is not ready; see $dir/logs"; exit 1; }
+  curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null || { log "a service on $port is not ready; see $KEEL_STATE/*/logs"; exit 1; }
 done
 
-if ! running generator; then
-  setsid "$bin/keel-generator" --ingress http://127.0.0.1:8081 --rate "${KEEL_GENERATOR_RATE:-5}" \
-    >>"$dir/logs/generator.log" 2>&1 </dev/null &
-  echo $! >"$dir/pids/generator.pid"
-fi
+start "$arc/pids/generator.pid" "$KEEL_STATE/generator.log" "$bin/keel-generator" \
+  --ingress "http://127.0.0.1:${ingress_port[$tm_active]}" --rate "${KEEL_GENERATOR_RATE:-5}"
 
 cat <<INFO
 
-Keel is up (trade matching and settlement, $region). State and logs: $dir
+Keel is up in two regions. State and logs: $KEEL_STATE
+  trade matching active in $tm_active, settlement active in $st_active (standby databases in the other region)
 
-  ingress API       http://127.0.0.1:8081   (OpenAPI: /openapi.yaml; credentials: deploy/local/participants.json)
-  ingestion ops     http://127.0.0.1:9111   (/healthz /readyz /metrics)
-  matching ops      http://127.0.0.1:9112
-  notification ops  http://127.0.0.1:9113
-  settlement ops    http://127.0.0.1:9121
-  Postgres (TM)     postgres://keel@127.0.0.1:54321/keel_tm  (schemas ingress, ingestion, matching, notification)
-  Postgres (ST)     postgres://keel@127.0.0.1:54322/keel_st  (schema settlement: the ledger)
-  tansu (Kafka)     127.0.0.1:19092
-  generator         ${KEEL_GENERATOR_RATE:-5} legs/s (KEEL_GENERATOR_RATE to change; logs/generator.log)
+  region      ingress                 ops: ingestion matching notification settlement   Kafka
+  us-east-1   http://127.0.0.1:8081   9111 9112 9113 9121                                127.0.0.1:19092
+  us-west-2   http://127.0.0.1:8082   9211 9212 9213 9221                                127.0.0.1:29092
 
-Try:  curl -s -X POST http://127.0.0.1:8081/oauth2/token -d 'grant_type=client_credentials&client_id=im-alpha&client_secret=im-alpha-local-secret'
-      then GET /v1/accounts/IM-ALPHA-FUND-001/positions with the token
-Check the ledger: target/release/keelctl ledger verify
-Stop: make down
+  Postgres    trade matching 54321 (us-east-1) / 54331 (us-west-2), db keel_tm
+              settlement     54322 (us-east-1) / 54332 (us-west-2), db keel_st
+  ARC         http://127.0.0.1:18301 18302 18303 (state: $arc/state.json)
+  generator   ${KEEL_GENERATOR_RATE:-5} legs/s ($KEEL_STATE/generator.log)
+
+Status:   target/release/keelctl status
+Controls: target/release/keelctl controls set generator=Off
+Ledger:   target/release/keelctl ledger verify
+Stop:     make down
 INFO

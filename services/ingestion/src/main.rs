@@ -3,6 +3,7 @@
 mod handler;
 
 use keel_messages::topics;
+use keel_routing::App;
 use keel_service_kit::{Stage, StageConfig};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -13,6 +14,7 @@ async fn main() -> anyhow::Result<()> {
     let _telemetry = keel_platform::telemetry::init("ingestion");
     let shutdown = keel_platform::shutdown::on_signal();
     let stage = Stage {
+        app: App::TradeMatching,
         name: "ingestion",
         schema: "ingestion",
         topic: topics::SUBMISSIONS,
@@ -21,7 +23,9 @@ async fn main() -> anyhow::Result<()> {
         migrations: &MIGRATIONS,
     };
     stage
-        .run(config, shutdown, |_| (handler::Ingestion, Vec::new()))
+        .run(config, shutdown, async |_| {
+            Ok((handler::Ingestion, Vec::new()))
+        })
         .await?;
     Ok(())
 }

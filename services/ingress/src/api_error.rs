@@ -30,6 +30,14 @@ pub enum ApiError {
     Store(#[from] sqlx::Error),
     #[error("settlement ledger: {0}")]
     LedgerUnavailable(sqlx::Error),
+    /// This region does not take trade matching's traffic now.
+    #[error("region {region} is not active: {why}")]
+    RegionNotActive {
+        region: String,
+        why: String,
+        active_region: Option<String>,
+        active_url: Option<String>,
+    },
 }
 
 impl ApiError {
@@ -103,6 +111,28 @@ impl IntoResponse for ApiError {
                     )),
                 )
                     .into_response()
+            }
+            ApiError::RegionNotActive {
+                region,
+                why,
+                active_region,
+                active_url,
+            } => {
+                let mut payload = body(
+                    "region_not_active",
+                    match &active_url {
+                        Some(url) => format!("region {region} does not take trade matching's traffic ({why}); use {url}"),
+                        None => format!("region {region} does not take trade matching's traffic ({why}), and no region does now; retry shortly"),
+                    },
+                );
+                payload["error"]["region"] = json!(region);
+                payload["error"]["active_region"] = json!(active_region);
+                payload["error"]["active_url"] = json!(active_url);
+                let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(payload)).into_response();
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+                response
             }
             ApiError::LedgerUnavailable(error) => {
                 tracing::warn!(%error, "settlement ledger unreadable");

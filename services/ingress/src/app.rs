@@ -1,17 +1,24 @@
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
 use axum::routing::{get, post, put};
 use axum::Router;
+use keel_routing::{App, Gate, RegionConfig};
 use keel_safestore::PgPool;
+use keel_service_kit::Regional;
 use tokio::sync::Notify;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::api_error::ApiError;
 use crate::auth::{Participants, TokenIssuer};
 use crate::config::Config;
 use crate::routes;
+use crate::store::Durability;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -24,6 +31,10 @@ pub struct AppState {
     /// Wakes the outbox relay after a commit, so accepted legs leave at once.
     pub relay_wake: Arc<Notify>,
     pub max_batch: usize,
+    pub durability: Durability,
+    /// The routing controls: `traffic` gates every `/v1` call.
+    pub regional: Regional,
+    pub regions: Arc<BTreeMap<String, RegionConfig>>,
 }
 
 impl AppState {
@@ -33,6 +44,7 @@ impl AppState {
         participants: Participants,
         tokens: TokenIssuer,
         relay_wake: Arc<Notify>,
+        regional: Regional,
         config: &Config,
     ) -> Self {
         Self {
@@ -42,15 +54,44 @@ impl AppState {
             tokens: Arc::new(tokens),
             relay_wake,
             max_batch: config.max_batch,
+            durability: if config.replication.synchronous {
+                Durability::Replicated
+            } else {
+                Durability::Local
+            },
+            regional,
+            regions: Arc::new(config.regions.clone()),
         }
     }
 }
 
 pub const OPENAPI: &str = include_str!("../openapi.yaml");
 
+/// Lets a `/v1` call through only while this region takes trade matching's traffic; otherwise
+/// answers 503 with the region that does, so clients can follow.
+async fn traffic_gate(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    match app.regional.check(Gate::Traffic) {
+        Ok(()) => next.run(request).await,
+        Err(fence) => {
+            let active = app
+                .regional
+                .active_region(App::TradeMatching, Gate::Traffic);
+            let active_url = active
+                .as_ref()
+                .and_then(|region| app.regions.get(region))
+                .map(|region| region.ingress_url.clone());
+            axum::response::IntoResponse::into_response(ApiError::RegionNotActive {
+                region: app.regional.region.clone(),
+                why: fence.to_string(),
+                active_region: active,
+                active_url,
+            })
+        }
+    }
+}
+
 pub fn router(state: AppState, config: &Config) -> Router {
-    Router::new()
-        .route("/oauth2/token", post(routes::token::issue))
+    let api = Router::new()
         .route("/v1/trade-blocks", post(routes::submit::one))
         .route("/v1/trade-blocks/batch", post(routes::submit::batch))
         .route(
@@ -68,6 +109,10 @@ pub fn router(state: AppState, config: &Config) -> Router {
                 .get(routes::webhook::show)
                 .delete(routes::webhook::remove),
         )
+        .route_layer(middleware::from_fn_with_state(state.clone(), traffic_gate));
+    Router::new()
+        .route("/oauth2/token", post(routes::token::issue))
+        .merge(api)
         .route(
             "/openapi.yaml",
             get(|| async { ([("content-type", "application/yaml")], OPENAPI) }),

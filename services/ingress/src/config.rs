@@ -1,16 +1,25 @@
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use keel_arc::ControlConfig;
+use keel_routing::RegionConfig;
 use keel_streaming::KafkaOptions;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Config {
+    /// The region this ingress serves; one of `regions`.
     pub region: String,
+    /// Every region's Kafka, ingress URL and databases (trade matching's for submissions,
+    /// settlement's for positions).
+    pub regions: BTreeMap<String, RegionConfig>,
+    /// The ARC cluster: the `traffic` control gates the API, `processing` the relay.
+    pub control: ControlConfig,
     pub listen: SocketAddr,
-    pub database_url: String,
     pub db_max_connections: u32,
+    /// Kafka tuning; the brokers come from `regions`.
     pub kafka: KafkaOptions,
     /// `[{"participant_id", "role": "im"|"broker", "client_id", "client_secret"}]`
     pub participants_file: PathBuf,
@@ -20,33 +29,28 @@ pub struct Config {
     /// Most blocks in one batch request.
     pub max_batch: usize,
     pub request_timeout_ms: u64,
-    /// The settlement application's settings; ingress reads positions from its ledger.
-    pub settlement: SettlementDatabase,
+    /// Connections to the settlement ledger (read only, for positions).
+    pub ledger_max_connections: u32,
+    pub replication: Replication,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `[replication]`: whether an acknowledgement waits for the other region's standby.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
-pub struct SettlementDatabase {
-    /// The settlement application's database (schema `settlement`), read only.
-    pub database_url: String,
-    pub max_connections: u32,
-}
-
-impl Default for SettlementDatabase {
-    fn default() -> Self {
-        Self {
-            database_url: "postgres://keel@127.0.0.1:54322/keel_st".to_owned(),
-            max_connections: 4,
-        }
-    }
+pub struct Replication {
+    /// Acknowledge a submission only once the standby has flushed it (RPO 0 for acknowledged
+    /// trades). Needs `synchronous_standby_names` on the primary. Off: asynchronous, faster, and a
+    /// lost region can take the last acknowledged submissions with it.
+    pub synchronous: bool,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
             region: "us-east-1".to_owned(),
+            regions: BTreeMap::new(),
+            control: ControlConfig::default(),
             listen: "127.0.0.1:8081".parse().expect("literal address"),
-            database_url: "postgres://keel@127.0.0.1:54321/keel_tm".to_owned(),
             db_max_connections: 16,
             kafka: KafkaOptions::default(),
             participants_file: PathBuf::from("deploy/local/participants.json"),
@@ -54,7 +58,8 @@ impl Default for Config {
             token_ttl_seconds: 3600,
             max_batch: 1000,
             request_timeout_ms: 30_000,
-            settlement: SettlementDatabase::default(),
+            ledger_max_connections: 4,
+            replication: Replication::default(),
         }
     }
 }

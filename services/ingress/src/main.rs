@@ -1,5 +1,9 @@
 //! ingress: the participants' HTTP API (DESIGN section 3). Every accepted submission is committed to
 //! the safe-store (with its outbox row for `tm.submissions`) before it is acknowledged.
+//!
+//! It runs warm in every region. The API answers while trade matching's `traffic` control for this
+//! region is On (503 naming the active region otherwise); the outbox relay runs, and the schema is
+//! migrated, while the `processing` control is On.
 
 mod api_error;
 mod app;
@@ -8,9 +12,15 @@ mod config;
 mod routes;
 mod store;
 
+use std::sync::Arc;
+
+use keel_messages::topics;
 use keel_platform::ops::{self, Readiness};
+use keel_routing::App;
 use keel_safestore::StoreOptions;
+use keel_service_kit::{Regional, StageConfig};
 use keel_streaming::{OutboxRelay, RelayOptions};
+use tokio::sync::Notify;
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -22,40 +32,86 @@ async fn main() -> anyhow::Result<()> {
     let metrics = ops::install_metrics("ingress", &config.region);
     let participants = auth::Participants::load(&config.participants_file)?;
     let tokens = auth::TokenIssuer::new(&config.token_secret, config.token_ttl_seconds);
+    // The region plumbing is the stages'; ingress reads it from the same tables.
+    let regions = StageConfig {
+        region: config.region.clone(),
+        regions: config.regions.clone(),
+        kafka: config.kafka.clone(),
+        ..StageConfig::default()
+    };
 
     let store = StoreOptions {
-        url: config.database_url.clone(),
+        url: regions.database_url(App::TradeMatching)?,
         schema: "ingress".to_owned(),
         max_connections: config.db_max_connections,
     };
-    let Some(pool) = keel_service_kit::connect_store(&store, &MIGRATIONS, &shutdown).await? else {
-        return Ok(());
-    };
-    keel_streaming::admin::ensure_topics(&config.kafka, &[keel_messages::topics::SUBMISSIONS])
-        .await?;
-    let relay = OutboxRelay::new(config.kafka.clone(), pool.clone(), RelayOptions::default());
+    // Lazy: in a standby region the database is a read-only replica, and nothing is served anyway.
+    let pool = keel_safestore::lazy_pool(&store)?;
     let ledger = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(config.settlement.max_connections)
+        .max_connections(config.ledger_max_connections)
         .acquire_timeout(std::time::Duration::from_secs(3))
-        .connect_lazy(&config.settlement.database_url)?;
+        .connect_lazy(&regions.database_url(App::Settlement)?)?;
+    let regional = Regional::start(
+        App::TradeMatching,
+        &config.region,
+        &config.regions,
+        &config.control,
+        shutdown.clone(),
+    );
 
     let readiness = Readiness::default();
+    let relay_wake = Arc::new(Notify::new());
     let state = app::AppState::new(
         pool.clone(),
         ledger,
         participants,
         tokens,
-        relay.waker(),
+        relay_wake.clone(),
+        regional.clone(),
         &config,
     );
     let router = app::router(state, &config).merge(ops::router(readiness.clone(), metrics));
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     tracing::info!(listen = %listener.local_addr()?, region = config.region, "ingress up");
-    readiness.set_ready("database");
 
-    let relay_task = tokio::spawn(relay.run(shutdown.clone()));
-    ops::serve(listener, router, shutdown.clone()).await?;
-    relay_task.await??;
+    let clusters = keel_service_kit::clusters(&config.regions, &config.kafka);
+    let kafka = regions.local_kafka()?;
+    let sessions = regional.run_while_processing(&readiness, &shutdown, |session| {
+        let (store, kafka, clusters, regional, relay_wake, readiness) = (
+            store.clone(),
+            kafka.clone(),
+            clusters.clone(),
+            regional.clone(),
+            relay_wake.clone(),
+            readiness.clone(),
+        );
+        async move {
+            // Migrates the schema (only a primary can), then relays accepted submissions.
+            let Some(migrated) = keel_service_kit::connect_store(&store, &MIGRATIONS, &session)
+                .await
+                .map_err(|e| e.to_string())?
+            else {
+                return Ok(());
+            };
+            keel_streaming::admin::ensure_topics(&kafka, &[topics::SUBMISSIONS])
+                .await
+                .map_err(|e| e.to_string())?;
+            let relay = OutboxRelay::new(
+                clusters,
+                Arc::new(regional),
+                vec![topics::SUBMISSIONS.to_owned()],
+                migrated.clone(),
+                RelayOptions::default(),
+            )
+            .with_waker(relay_wake);
+            readiness.set_ready("session");
+            let outcome = relay.run(session).await.map_err(|e| e.to_string());
+            migrated.close().await;
+            outcome
+        }
+    });
+    let (served, ()) = tokio::join!(ops::serve(listener, router, shutdown.clone()), sessions);
+    served?;
     pool.close().await;
     Ok(())
 }

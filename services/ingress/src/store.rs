@@ -13,17 +13,43 @@ use uuid::Uuid;
 use crate::api_error::ApiError;
 use crate::routes::submit::AcceptedLeg;
 
+/// How far an acknowledged submission's commit must have gone (DESIGN section 5): to the local disk
+/// only, or also to the standby's, so that losing the primary's region loses no acknowledged trade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    Local,
+    /// Waits for the synchronous standby (`synchronous_standby_names` on the primary) to flush.
+    Replicated,
+}
+
+impl Durability {
+    /// Sets this transaction's `synchronous_commit`.
+    async fn apply(self, tx: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+        let setting = match self {
+            Durability::Local => "local",
+            Durability::Replicated => "on",
+        };
+        sqlx::query("SELECT set_config('synchronous_commit', $1, true)")
+            .bind(setting)
+            .execute(tx)
+            .await?;
+        Ok(())
+    }
+}
+
 /// Records accepted legs and their outbox rows in one transaction, and answers `response` (or, for a
 /// replayed idempotency key, the answer first given). A leg already recorded with the same content is
 /// acknowledged again; with other content it is a conflict and nothing is recorded.
 pub async fn record_legs(
     pool: &PgPool,
+    durability: Durability,
     sender: &ParticipantId,
     legs: &[AcceptedLeg],
     idempotency: Option<(&str, &str)>,
     response: Value,
 ) -> Result<Value, ApiError> {
     let mut tx = pool.begin().await?;
+    durability.apply(&mut tx).await?;
     if let Some((key, digest)) = idempotency {
         let claimed: Option<i32> = sqlx::query_scalar(
             "INSERT INTO idempotency_keys (participant_id, key, request_digest) VALUES ($1, $2, $3)
@@ -226,11 +252,13 @@ pub async fn load_trade(
 /// Records a cancel request and its outbox row; matching decides whether it still can be cancelled.
 pub async fn request_cancel(
     pool: &PgPool,
+    durability: Durability,
     trade_id: TradeId,
     match_key: MatchKey,
     by: &ParticipantId,
 ) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
+    durability.apply(&mut tx).await?;
     let requested_at = Utc::now();
     let fresh: Option<i32> = sqlx::query_scalar(
         "INSERT INTO cancel_requests (trade_id, requested_by, requested_at) VALUES ($1, $2, $3)

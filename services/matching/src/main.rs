@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use keel_lifecycle::MatchPolicy;
 use keel_messages::topics;
-use keel_service_kit::{Stage, StageConfig};
+use keel_routing::App;
+use keel_service_kit::{Stage, StageConfig, Task};
 use serde::{Deserialize, Serialize};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -55,6 +56,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let sweep_every = Duration::from_millis(config.matching.sweep_interval_ms);
     let stage = Stage {
+        app: App::TradeMatching,
         name: "matching",
         schema: "matching",
         topic: topics::TRADES,
@@ -63,7 +65,7 @@ async fn main() -> anyhow::Result<()> {
         migrations: &MIGRATIONS,
     };
     stage
-        .run(config.stage, shutdown, |context| {
+        .run(config.stage, shutdown, async |context| {
             let sweeper = sweeper::run(
                 context.pool.clone(),
                 policy.clone(),
@@ -77,10 +79,13 @@ async fn main() -> anyhow::Result<()> {
                     policy: policy.clone(),
                 },
             );
-            (
-                handler::Matching { policy },
-                vec![Box::pin(sweeper), results],
-            )
+            let tasks: Vec<Task> = vec![Box::pin(sweeper), results];
+            Ok((
+                handler::Matching {
+                    policy: policy.clone(),
+                },
+                tasks,
+            ))
         })
         .await?;
     Ok(())

@@ -6,7 +6,8 @@ mod webhooks;
 use std::time::Duration;
 
 use keel_messages::topics;
-use keel_service_kit::{Stage, StageConfig};
+use keel_routing::App;
+use keel_service_kit::{Stage, StageConfig, Task};
 use serde::{Deserialize, Serialize};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -25,6 +26,7 @@ async fn main() -> anyhow::Result<()> {
     let _telemetry = keel_platform::telemetry::init("notification");
     let shutdown = keel_platform::shutdown::on_signal();
     let stage = Stage {
+        app: App::TradeMatching,
         name: "notification",
         schema: "notification",
         topic: topics::EVENTS,
@@ -34,16 +36,14 @@ async fn main() -> anyhow::Result<()> {
     };
     let webhook_config = config.webhooks;
     stage
-        .run(config.stage, shutdown, |context| {
+        .run(config.stage, shutdown, async |context| {
             let worker = webhooks::Worker::new(
                 context.pool.clone(),
-                webhook_config,
+                webhook_config.clone(),
                 Duration::from_millis(200),
             );
-            (
-                handler::Notification,
-                vec![Box::pin(worker.run(context.shutdown.clone()))],
-            )
+            let tasks: Vec<Task> = vec![Box::pin(worker.run(context.shutdown.clone()))];
+            Ok((handler::Notification, tasks))
         })
         .await?;
     Ok(())

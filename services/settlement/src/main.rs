@@ -13,10 +13,9 @@ mod reference;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use keel_messages::topics;
-use keel_safestore::StoreOptions;
-use keel_service_kit::{Stage, StageConfig};
+use keel_routing::App;
+use keel_service_kit::{Stage, StageConfig, Task};
 use serde::{Deserialize, Serialize};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -33,8 +32,6 @@ struct Config {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 struct SettlementConfig {
-    /// The settlement application's database; the top-level `database_url` is trade matching's.
-    database_url: String,
     /// Participants, accounts, brokers' commission and opening balances (JSON).
     reference_data: String,
     /// How often the settlement cycle looks for instructions whose settlement date has come.
@@ -44,7 +41,6 @@ struct SettlementConfig {
 impl Default for SettlementConfig {
     fn default() -> Self {
         Self {
-            database_url: "postgres://keel@127.0.0.1:54322/keel_st".to_owned(),
             reference_data: "deploy/local/reference-data.json".to_owned(),
             cycle_interval_ms: 1_000,
         }
@@ -53,28 +49,12 @@ impl Default for SettlementConfig {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut config: Config = keel_platform::config::load()?;
+    let config: Config = keel_platform::config::load()?;
     let _telemetry = keel_platform::telemetry::init("settlement");
     let shutdown = keel_platform::shutdown::on_signal();
-    config.stage.database_url = config.settlement.database_url.clone();
-
     let reference = Arc::new(reference::read(&config.settlement.reference_data)?);
-    let store = StoreOptions {
-        url: config.stage.database_url.clone(),
-        schema: "settlement".to_owned(),
-        max_connections: 1,
-    };
-    let Some(pool) = keel_service_kit::connect_store(&store, &MIGRATIONS, &shutdown).await? else {
-        return Ok(());
-    };
-    let mut tx = pool.begin().await?;
-    reference::load(&mut tx, &reference)
-        .await
-        .context("loading reference data")?;
-    tx.commit().await?;
-    pool.close().await;
-
     let stage = Stage {
+        app: App::Settlement,
         name: "settlement",
         schema: "settlement",
         topic: topics::INSTRUCTIONS,
@@ -84,7 +64,14 @@ async fn main() -> anyhow::Result<()> {
     };
     let cycle_every = Duration::from_millis(config.settlement.cycle_interval_ms);
     stage
-        .run(config.stage, shutdown, |context| {
+        .run(config.stage, shutdown, async |context| {
+            // The reference data is loaded in the session: only the primary can take it, and a
+            // standby region's process waits warm without touching its database.
+            let mut tx = context.pool.begin().await?;
+            reference::load(&mut tx, &reference)
+                .await
+                .map_err(|error| format!("loading reference data: {error}"))?;
+            tx.commit().await?;
             let cycle = cycle::run(
                 context.pool.clone(),
                 reference.clone(),
@@ -92,7 +79,13 @@ async fn main() -> anyhow::Result<()> {
                 context.relay_wake.clone(),
                 context.shutdown.clone(),
             );
-            (handler::Settlement { reference }, vec![Box::pin(cycle)])
+            let tasks: Vec<Task> = vec![Box::pin(cycle)];
+            Ok((
+                handler::Settlement {
+                    reference: reference.clone(),
+                },
+                tasks,
+            ))
         })
         .await?;
     Ok(())

@@ -153,7 +153,15 @@ async fn commit(
     started: Instant,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let idempotency = idempotency(headers, digest)?;
-    let answer = store::record_legs(&app.pool, &caller.id, legs, idempotency, response).await?;
+    let answer = store::record_legs(
+        &app.pool,
+        app.durability,
+        &caller.id,
+        legs,
+        idempotency,
+        response,
+    )
+    .await?;
     app.relay_wake.notify_one();
     metrics::histogram!("keel_ingress_ack_seconds").record(started.elapsed().as_secs_f64());
     Ok((StatusCode::ACCEPTED, Json(answer)))

@@ -97,7 +97,7 @@ pub async fn cancel(
         });
     }
     let match_key = view.match_key().ok_or(ApiError::NotFound)?;
-    store::request_cancel(&app.pool, trade_id, match_key, &caller.id).await?;
+    store::request_cancel(&app.pool, app.durability, trade_id, match_key, &caller.id).await?;
     app.relay_wake.notify_one();
     Ok((
         StatusCode::ACCEPTED,

@@ -1,0 +1,361 @@
+//! `keelctl status` and `keelctl controls`: per application and region, the routing controls, the
+//! services' health, the database's role and replication lag, consumer lag and outbox depth.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use keel_arc::ArcClient;
+use keel_routing::{App, Gate};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use serde::Serialize;
+use serde_json::json;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+
+use crate::Config;
+
+/// Each application's services; each owns the schema of its name in the application's database.
+fn services_of(app: App) -> &'static [&'static str] {
+    match app {
+        App::TradeMatching => &["ingress", "ingestion", "matching", "notification"],
+        App::Settlement => &["settlement"],
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Row {
+    app: &'static str,
+    region: String,
+    traffic: Option<bool>,
+    processing: Option<bool>,
+    /// Service name → "active", "standby (...)", "fenced", or why it is not ready.
+    services: BTreeMap<&'static str, String>,
+    database: Database,
+    /// Messages in this region's Kafka not yet consumed, per topic (primary only).
+    consumer_lag: BTreeMap<String, i64>,
+    /// Outbox rows not yet published (primary only).
+    outbox_depth: Option<i64>,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct Database {
+    role: String,
+    /// Primary: bytes of WAL each standby has yet to replay. Standby: bytes received but not replayed.
+    replication_lag_bytes: Option<i64>,
+    /// Primary: the standby's replay lag as Postgres measures it. Standby: time since the last
+    /// replayed transaction was committed on the primary.
+    replication_lag_seconds: Option<f64>,
+    synchronous_standby: Option<String>,
+    error: Option<String>,
+}
+
+pub async fn status(config: &Config, json_out: bool) -> ExitCode {
+    let arc = ArcClient::new(&config.control);
+    let controls = arc.states().await;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .expect("http client");
+    let mut rows = Vec::new();
+    for app in App::ALL {
+        for (region, topology) in &config.regions {
+            let state = |gate| controls.as_ref().ok().map(|c| c.allows(app, gate, region));
+            let mut services = BTreeMap::new();
+            for service in services_of(app) {
+                let health = match topology.services.get(*service) {
+                    None => "not configured".to_owned(),
+                    Some(base) => match http.get(format!("{base}/readyz")).send().await {
+                        Err(error) => format!("down ({})", error.without_url()),
+                        Ok(response) => {
+                            let ready = response.status().is_success();
+                            let body: serde_json::Value = response.json().await.unwrap_or_default();
+                            let role = body["notes"]["processing"]
+                                .as_str()
+                                .unwrap_or("")
+                                .to_owned();
+                            if ready {
+                                role
+                            } else {
+                                format!("unready: {}", body["failing"])
+                            }
+                        }
+                    },
+                };
+                services.insert(*service, health);
+            }
+            let mut row = Row {
+                app: app.name(),
+                region: region.clone(),
+                traffic: state(Gate::Traffic),
+                processing: state(Gate::Processing),
+                services,
+                database: Database::default(),
+                consumer_lag: BTreeMap::new(),
+                outbox_depth: None,
+            };
+            match topology.databases.get(app.name()) {
+                None => row.database.error = Some("not configured".to_owned()),
+                Some(url) => match PgPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(Duration::from_secs(2))
+                    .connect(url)
+                    .await
+                {
+                    Err(error) => {
+                        row.database.role = "unreachable".to_owned();
+                        row.database.error = Some(error.to_string());
+                    }
+                    Ok(pool) => {
+                        if let Err(error) = inspect(&pool, app, &topology.kafka, &mut row).await {
+                            row.database.error = Some(error.to_string());
+                        }
+                        pool.close().await;
+                    }
+                },
+            }
+            rows.push(row);
+        }
+    }
+    if json_out {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "controls": controls.as_ref().map(|c| &c.states).map_err(|e| e.to_string()),
+                "applications": rows,
+            }))
+            .expect("json")
+        );
+    } else {
+        if let Err(error) = &controls {
+            println!("routing controls unreadable: {error}\n");
+        } else if let Ok(c) = &controls {
+            println!(
+                "generator: {}\n",
+                on_off(Some(c.is_on(keel_routing::GENERATOR)))
+            );
+        }
+        println!(
+            "{:<15} {:<10} {:<8} {:<10} {:<9} {:>12} {:>8} {:>8}  services",
+            "application",
+            "region",
+            "traffic",
+            "processing",
+            "database",
+            "repl lag",
+            "cons lag",
+            "outbox"
+        );
+        for row in &rows {
+            let lag = match (
+                row.database.replication_lag_bytes,
+                row.database.replication_lag_seconds,
+            ) {
+                (Some(bytes), Some(seconds)) => format!("{bytes} B/{seconds:.1}s"),
+                (Some(bytes), None) => format!("{bytes} B"),
+                (None, Some(seconds)) => format!("{seconds:.1}s"),
+                _ => "-".to_owned(),
+            };
+            let consumer_lag: i64 = row.consumer_lag.values().sum();
+            println!(
+                "{:<15} {:<10} {:<8} {:<10} {:<9} {:>12} {:>8} {:>8}  {}",
+                row.app,
+                row.region,
+                on_off(row.traffic),
+                on_off(row.processing),
+                row.database.role,
+                lag,
+                if row.consumer_lag.is_empty() {
+                    "-".to_owned()
+                } else {
+                    consumer_lag.to_string()
+                },
+                row.outbox_depth.map_or("-".to_owned(), |d| d.to_string()),
+                row.services
+                    .iter()
+                    .map(|(s, h)| format!("{s}: {h}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            if let Some(error) = &row.database.error {
+                println!("{:<26} database: {error}", "");
+            }
+        }
+    }
+    if controls.is_err() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn on_off(state: Option<bool>) -> &'static str {
+    match state {
+        Some(true) => "On",
+        Some(false) => "Off",
+        None => "?",
+    }
+}
+
+async fn inspect(pool: &PgPool, app: App, kafka: &str, row: &mut Row) -> Result<(), sqlx::Error> {
+    let standby: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+        .fetch_one(pool)
+        .await?;
+    if standby {
+        row.database.role = "standby".to_owned();
+        let (bytes, seconds): (Option<i64>, Option<f64>) = sqlx::query_as(
+            "SELECT pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::bigint,
+                    CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+                         ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 END",
+        )
+        .fetch_one(pool)
+        .await?;
+        row.database.replication_lag_bytes = bytes;
+        row.database.replication_lag_seconds = seconds;
+        return Ok(());
+    }
+    row.database.role = "primary".to_owned();
+    let standbys: Vec<(String, Option<i64>, Option<f64>, String)> = sqlx::query_as(
+        "SELECT application_name, pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint,
+                extract(epoch FROM replay_lag)::float8, sync_state
+         FROM pg_stat_replication",
+    )
+    .fetch_all(pool)
+    .await?;
+    row.database.replication_lag_bytes = standbys.iter().filter_map(|s| s.1).max();
+    row.database.replication_lag_seconds =
+        Some(standbys.iter().filter_map(|s| s.2).fold(0.0_f64, f64::max));
+    row.database.synchronous_standby = standbys.iter().find(|s| s.3 == "sync").map(|s| s.0.clone());
+    if standbys.is_empty() {
+        row.database.replication_lag_seconds = None;
+        row.database.error = Some("no standby is connected".to_owned());
+    }
+    let mut depth = 0;
+    let mut offsets: Vec<(String, i32, i64)> = Vec::new();
+    for schema in services_of(app) {
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(format!("{schema}.outbox"))
+            .fetch_one(pool)
+            .await?;
+        if !exists {
+            continue;
+        }
+        depth += sqlx::query_scalar::<_, i64>(&format!(
+            "SELECT count(*) FROM {schema}.outbox WHERE published_at IS NULL"
+        ))
+        .fetch_one(pool)
+        .await?;
+        offsets.extend(
+            sqlx::query_as::<_, (String, i32, i64)>(&format!(
+                "SELECT topic, partition, next_offset FROM {schema}.consumer_offsets WHERE cluster = $1"
+            ))
+            .bind(&row.region)
+            .fetch_all(pool)
+            .await?,
+        );
+    }
+    row.outbox_depth = Some(depth);
+    row.consumer_lag = consumer_lag(kafka, &offsets).await;
+    Ok(())
+}
+
+/// Per topic: the broker's high watermark minus the offset the consumer stored in Postgres.
+async fn consumer_lag(kafka: &str, offsets: &[(String, i32, i64)]) -> BTreeMap<String, i64> {
+    let kafka = kafka.to_owned();
+    let offsets = offsets.to_vec();
+    tokio::task::spawn_blocking(move || {
+        let mut lag = BTreeMap::new();
+        let Ok(consumer) = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &kafka)
+            .set("broker.address.family", "v4")
+            .create::<BaseConsumer>()
+        else {
+            return lag;
+        };
+        for (topic, partition, next) in offsets {
+            if let Ok((_, high)) =
+                consumer.fetch_watermarks(&topic, partition, Duration::from_secs(2))
+            {
+                *lag.entry(topic).or_insert(0) += (high - next).max(0);
+            }
+        }
+        lag
+    })
+    .await
+    .unwrap_or_default()
+}
+
+/// `keelctl controls set NAME=On|Off ...`: all at once, or nothing (the cluster checks its safety
+/// rules against the result).
+pub async fn set_controls(
+    config: &Config,
+    changes: &[String],
+    overrides: &[String],
+    json_out: bool,
+) -> ExitCode {
+    let mut parsed = Vec::new();
+    for change in changes {
+        let Some((name, state)) = change.split_once('=') else {
+            eprintln!("error: {change:?} is not NAME=On or NAME=Off");
+            return ExitCode::from(2);
+        };
+        let on = match state.to_ascii_lowercase().as_str() {
+            "on" => true,
+            "off" => false,
+            _ => {
+                eprintln!("error: {change:?}: the state must be On or Off");
+                return ExitCode::from(2);
+            }
+        };
+        parsed.push((name, on));
+    }
+    let arc = ArcClient::new(&config.control);
+    match arc.set(&parsed, overrides).await {
+        Ok(()) => {
+            if json_out {
+                println!("{}", json!({"updated": changes}));
+            } else {
+                println!("updated: {}", changes.join(", "));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            if json_out {
+                println!("{}", json!({"error": error.to_string()}));
+            } else {
+                eprintln!("error: {error}");
+            }
+            match error {
+                keel_arc::ArcError::Refused(_) => ExitCode::from(1),
+                _ => ExitCode::from(2),
+            }
+        }
+    }
+}
+
+/// `keelctl controls list`.
+pub async fn list_controls(config: &Config, json_out: bool) -> ExitCode {
+    let arc = ArcClient::new(&config.control);
+    match arc.list().await {
+        Ok(controls) => {
+            if json_out {
+                let map: BTreeMap<_, _> = controls.iter().map(|c| (c.name.clone(), c.on)).collect();
+                println!("{}", serde_json::to_string_pretty(&map).expect("json"));
+            } else {
+                for c in controls {
+                    println!(
+                        "{:<40} {:<4} {}",
+                        c.name,
+                        on_off(Some(c.on)),
+                        c.control_panel
+                    );
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
