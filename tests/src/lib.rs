@@ -718,7 +718,8 @@ impl Stack {
             .await
     }
 
-    async fn wait_for_count_in(
+    /// As [`Stack::wait_for_count`], in any database (such as another region's).
+    pub async fn wait_for_count_in(
         &self,
         db: &PgPool,
         sql: &str,
@@ -745,7 +746,8 @@ impl Stack {
     }
 }
 
-async fn count_in(db: &PgPool, sql: &str) -> i64 {
+/// A count from any database; panics naming the query if it fails.
+pub async fn count_in(db: &PgPool, sql: &str) -> i64 {
     sqlx::query_scalar::<_, i64>(sql)
         .fetch_one(db)
         .await

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use keel_arc::ArcError;
 use keel_system_tests::{
-    control_name, settling_block, stream_pairs, App, Gate, Stack, StackOptions, EAST, WEST,
+    control_name, count_in, settling_block, stream_pairs, App, Gate, Stack, StackOptions, EAST,
+    WEST,
 };
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
@@ -45,25 +46,6 @@ async fn wait_caught_up(primary: &PgPool, standby: &PgPool) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-async fn wait_for(db: &PgPool, sql: &str, expected: i64) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let seen: i64 = sqlx::query_scalar(sql).fetch_one(db).await.unwrap_or(-1);
-        if seen == expected {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "`{sql}` is {seen}, expected {expected}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn count(db: &PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(db).await.unwrap()
 }
 
 async fn tokens(stack: &Stack) -> [String; 2] {
@@ -259,18 +241,24 @@ async fn manual_handover_moves_processing_between_regions_with_nothing_lost() {
         settling_block,
     )
     .await;
-    wait_for(
-        &tm_east,
-        "SELECT count(*) FROM matching.trades WHERE status = 'SETTLED'",
-        before as i64,
-    )
-    .await;
-    wait_for(
-        &tm_east,
-        "SELECT count(*) FROM notification.notifications",
-        before as i64 * 10,
-    )
-    .await;
+    stack
+        .wait_for_count_in(
+            &tm_east,
+            "SELECT count(*) FROM matching.trades WHERE status = 'SETTLED'",
+            before as i64,
+            WAIT,
+        )
+        .await
+        .unwrap();
+    stack
+        .wait_for_count_in(
+            &tm_east,
+            "SELECT count(*) FROM notification.notifications",
+            before as i64 * 10,
+            WAIT,
+        )
+        .await
+        .unwrap();
 
     // Handover by hand: traffic off, drain, processing off, standby caught up, promote, on in west.
     let set = |changes: Vec<(String, bool)>| {
@@ -303,7 +291,7 @@ async fn manual_handover_moves_processing_between_regions_with_nothing_lost() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    wait_for(&tm_east, "SELECT (SELECT count(*) FROM ingress.outbox WHERE published_at IS NULL) + (SELECT count(*) FROM ingestion.outbox WHERE published_at IS NULL) + (SELECT count(*) FROM matching.outbox WHERE published_at IS NULL)", 0).await;
+    stack.wait_for_count_in(&tm_east, "SELECT (SELECT count(*) FROM ingress.outbox WHERE published_at IS NULL) + (SELECT count(*) FROM ingestion.outbox WHERE published_at IS NULL) + (SELECT count(*) FROM matching.outbox WHERE published_at IS NULL)", 0, WAIT).await.unwrap();
     set(vec![(
         control_name(App::TradeMatching, Gate::Processing, EAST),
         false,
@@ -392,32 +380,38 @@ async fn manual_handover_moves_processing_between_regions_with_nothing_lost() {
     // Trade matching in us-west-2 sends instructions to settlement's region (us-east-1), whose
     // results come back to us-west-2's Kafka: every trade settles, nothing lost or repeated.
     let total = (before + after + 1) as i64;
-    wait_for(
-        &tm_west,
-        "SELECT count(*) FROM matching.trades WHERE status = 'SETTLED'",
-        total,
-    )
-    .await;
-    wait_for(
-        &tm_west,
-        "SELECT count(*) FROM notification.notifications",
-        total * 10,
-    )
-    .await;
+    stack
+        .wait_for_count_in(
+            &tm_west,
+            "SELECT count(*) FROM matching.trades WHERE status = 'SETTLED'",
+            total,
+            WAIT,
+        )
+        .await
+        .unwrap();
+    stack
+        .wait_for_count_in(
+            &tm_west,
+            "SELECT count(*) FROM notification.notifications",
+            total * 10,
+            WAIT,
+        )
+        .await
+        .unwrap();
     assert_eq!(
-        count(&tm_west, "SELECT count(*) FROM ingress.submissions").await,
+        count_in(&tm_west, "SELECT count(*) FROM ingress.submissions").await,
         total * 2
     );
     assert_eq!(
-        count(&tm_west, "SELECT count(*) FROM matching.status_history").await,
+        count_in(&tm_west, "SELECT count(*) FROM matching.status_history").await,
         total * 5
     );
     assert_eq!(
-        count(&tm_west, "SELECT count(*) FROM (SELECT DISTINCT trade_id, body->>'history_seq', recipient FROM notification.notifications) d").await,
+        count_in(&tm_west, "SELECT count(*) FROM (SELECT DISTINCT trade_id, body->>'history_seq', recipient FROM notification.notifications) d").await,
         total * 10
     );
     assert_eq!(
-        count(
+        count_in(
             &st_east,
             "SELECT count(*) FROM settlement.instructions WHERE status = 'SETTLED'"
         )
@@ -425,12 +419,12 @@ async fn manual_handover_moves_processing_between_regions_with_nothing_lost() {
         total * 2
     );
     assert_eq!(
-        count(&st_east, "SELECT count(*) FROM settlement.inbox").await,
+        count_in(&st_east, "SELECT count(*) FROM settlement.inbox").await,
         total * 2
     );
     // The old primary took no writes after its processing control went Off.
     assert_eq!(
-        count(&tm_east, "SELECT count(*) FROM ingress.submissions").await,
+        count_in(&tm_east, "SELECT count(*) FROM ingress.submissions").await,
         before as i64 * 2
     );
     let verify = stack.keelctl(&["ledger", "verify"]);

@@ -19,6 +19,9 @@ pub struct Regional {
     pub app: App,
     pub region: String,
     regions: Vec<String>,
+    /// This service's two controls, named once: `check` runs on every ingress request.
+    traffic_control: Arc<str>,
+    processing_control: Arc<str>,
     reading: watch::Receiver<Reading>,
 }
 
@@ -36,15 +39,19 @@ impl Regional {
             app,
             region: region.to_owned(),
             regions: regions.keys().cloned().collect(),
+            traffic_control: control_name(app, Gate::Traffic, region).into(),
+            processing_control: control_name(app, Gate::Processing, region).into(),
             reading: keel_arc::watch(client, control, shutdown),
         }
     }
 
     /// Whether this service's `gate` is open now.
     pub fn check(&self, gate: Gate) -> Result<(), Fence> {
-        self.reading
-            .borrow()
-            .allows(&control_name(self.app, gate, &self.region))
+        let control = match gate {
+            Gate::Traffic => &self.traffic_control,
+            Gate::Processing => &self.processing_control,
+        };
+        self.reading.borrow().allows(control)
     }
 
     /// The region where `app`'s `gate` is On, if the controls are fresh and exactly one is.
