@@ -434,9 +434,9 @@ impl Stack {
         }
     }
 
-    /// The ARC client every service uses, pointed at this stack's endpoints.
-    pub fn arc_client(&self) -> ArcClient {
-        ArcClient::new(&keel_arc::ControlConfig {
+    /// The `[control]` configuration of this stack's ARC endpoints.
+    pub fn control_config(&self) -> keel_arc::ControlConfig {
+        keel_arc::ControlConfig {
             endpoints: self
                 .arc_ports
                 .iter()
@@ -444,7 +444,12 @@ impl Stack {
                 .collect(),
             request_timeout_ms: 500,
             ..keel_arc::ControlConfig::default()
-        })
+        }
+    }
+
+    /// The ARC client every service uses, pointed at this stack's endpoints.
+    pub fn arc_client(&self) -> ArcClient {
+        ArcClient::new(&self.control_config())
     }
 
     pub async fn start_broker(&mut self) -> anyhow::Result<()> {
@@ -747,6 +752,39 @@ impl Stack {
 }
 
 /// A count from any database; panics naming the query if it fails.
+/// A small pool on `url` (a region's database, for example).
+pub async fn connect(url: &str) -> anyhow::Result<PgPool> {
+    Ok(PgPoolOptions::new().max_connections(2).connect(url).await?)
+}
+
+/// Waits until `standby` has replayed everything `primary` has written so far.
+pub async fn wait_replayed(
+    primary: &PgPool,
+    standby: &PgPool,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let target: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
+        .fetch_one(primary)
+        .await?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let behind: f64 = sqlx::query_scalar(
+            "SELECT pg_wal_lsn_diff($1::pg_lsn, pg_last_wal_replay_lsn())::float8",
+        )
+        .bind(&target)
+        .fetch_one(standby)
+        .await?;
+        if behind <= 0.0 {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the standby is still {behind} bytes behind {target} after {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub async fn count_in(db: &PgPool, sql: &str) -> i64 {
     sqlx::query_scalar::<_, i64>(sql)
         .fetch_one(db)

@@ -2,51 +2,19 @@
 //! cluster, safety rules, fencing, database standby and promotion, and inter-application topics
 //! produced to the receiving application's active region.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use keel_arc::ArcError;
+use keel_generator::DriverOptions;
+use keel_routing::GENERATOR;
 use keel_system_tests::{
-    control_name, count_in, settling_block, stream_pairs, App, Gate, Stack, StackOptions, EAST,
-    WEST,
+    connect, control_name, count_in, participants, settling_block, stream_pairs, wait_replayed,
+    App, Client, Gate, Stack, StackOptions, EAST, WEST,
 };
-use sqlx::postgres::PgPoolOptions;
-use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(90);
-
-async fn pool(url: &str) -> PgPool {
-    PgPoolOptions::new()
-        .max_connections(2)
-        .connect(url)
-        .await
-        .unwrap()
-}
-
-/// Waits until the standby has replayed everything the primary has written so far.
-async fn wait_caught_up(primary: &PgPool, standby: &PgPool) {
-    let target: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
-        .fetch_one(primary)
-        .await
-        .unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let behind: f64 = sqlx::query_scalar(
-            "SELECT pg_wal_lsn_diff($1::pg_lsn, pg_last_wal_replay_lsn())::float8",
-        )
-        .bind(&target)
-        .fetch_one(standby)
-        .await
-        .unwrap();
-        if behind <= 0.0 {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "standby still {behind} bytes behind"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 async fn tokens(stack: &Stack) -> [String; 2] {
     [stack.token("im-alpha").await, stack.token("br-north").await]
@@ -192,9 +160,15 @@ async fn manual_handover_moves_processing_between_regions_with_nothing_lost() {
     .unwrap();
     let arc = stack.arc_client();
     let [im, broker] = tokens(&stack).await;
-    let tm_east = pool(&stack.regions[EAST].databases[&App::TradeMatching]).await;
-    let tm_west = pool(&stack.regions[WEST].databases[&App::TradeMatching]).await;
-    let st_east = pool(&stack.regions[EAST].databases[&App::Settlement]).await;
+    let tm_east = connect(&stack.regions[EAST].databases[&App::TradeMatching])
+        .await
+        .unwrap();
+    let tm_west = connect(&stack.regions[WEST].databases[&App::TradeMatching])
+        .await
+        .unwrap();
+    let st_east = connect(&stack.regions[EAST].databases[&App::Settlement])
+        .await
+        .unwrap();
 
     // The standby region answers 503 with the active region's URL.
     let (status, body) = stack
@@ -314,7 +288,7 @@ async fn manual_handover_moves_processing_between_regions_with_nothing_lost() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    wait_caught_up(&tm_east, &tm_west).await;
+    wait_replayed(&tm_east, &tm_west, WAIT).await.unwrap();
     stack.promote(App::TradeMatching, WEST).unwrap();
     set(vec![
         (
@@ -483,7 +457,9 @@ async fn synchronous_replication_loses_no_acknowledged_submission_when_the_prima
     );
 
     // What the standby in us-west-2 has is what a failover would serve: every acknowledged leg.
-    let standby = pool(&stack.regions[WEST].databases[&App::TradeMatching]).await;
+    let standby = connect(&stack.regions[WEST].databases[&App::TradeMatching])
+        .await
+        .unwrap();
     let present: Vec<String> = sqlx::query_scalar("SELECT leg_id::text FROM ingress.submissions")
         .fetch_all(&standby)
         .await
@@ -499,5 +475,131 @@ async fn synchronous_replication_loses_no_acknowledged_submission_when_the_prima
     assert!(
         missing.is_empty(),
         "acknowledged but not on the standby: {missing:?}"
+    );
+}
+
+const SUBMISSIONS: &str = "SELECT count(*) FROM ingress.submissions";
+
+/// Waits until ingress has recorded at least `at_least` legs.
+async fn submissions_reach(stack: &Stack, at_least: i64) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let seen = stack.count(SUBMISSIONS).await;
+        if seen >= at_least {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{seen} legs recorded, expected at least {at_least}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_generator_pauses_on_its_control_and_follows_the_active_region() {
+    let seed = keel_system_tests::seed("generator_follows");
+    let stack = Stack::start("generator_follows", StackOptions::two_regions())
+        .await
+        .unwrap();
+    let arc = stack.arc_client();
+    let (east, west) = (
+        stack.regions[EAST].ingress_url.clone(),
+        stack.regions[WEST].ingress_url.clone(),
+    );
+    let submissions = SUBMISSIONS;
+    let stop = CancellationToken::new();
+    let control = keel_arc::watch(
+        Arc::new(stack.arc_client()),
+        &stack.control_config(),
+        stop.clone(),
+    );
+    // It starts at us-west-2, which does not take traffic and names us-east-1 instead.
+    let client = Client::with_ingresses(&[&west, &east]);
+    let options = DriverOptions {
+        batch: 5,
+        control: Some(control),
+        ..DriverOptions::at_rate(40.0, seed, "GENFOLLOW")
+    };
+    let generator = tokio::spawn({
+        let (client, stop) = (client.clone(), stop.clone());
+        async move { keel_generator::run(client, &participants(), options, stop).await }
+    });
+    stack
+        .wait_for_count(submissions, 20, WAIT)
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "the generator did not reach us-east-1 (now at {})",
+                client.base()
+            )
+        });
+    assert_eq!(client.base(), east);
+
+    // Off: nothing more is submitted once the change has been read (one poll) and the requests in
+    // flight have been answered.
+    arc.set(&[(GENERATOR, false)], &[]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let paused_at = stack.count(submissions).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        stack.count(submissions).await,
+        paused_at,
+        "legs were submitted while the generator control was Off"
+    );
+    arc.set(&[(GENERATOR, true)], &[]).await.unwrap();
+    submissions_reach(&stack, paused_at + 20).await;
+
+    // Trade matching's traffic moves to us-west-2 (the stack's regions share one database here).
+    // While no region takes traffic the generator retries; then it follows the refusal to us-west-2.
+    let control = |gate, region| control_name(App::TradeMatching, gate, region);
+    let (east_traffic, east_processing) = (
+        control(Gate::Traffic, EAST),
+        control(Gate::Processing, EAST),
+    );
+    let (west_traffic, west_processing) = (
+        control(Gate::Traffic, WEST),
+        control(Gate::Processing, WEST),
+    );
+    arc.set(&[(east_traffic.as_str(), false)], &[])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    arc.set(&[(east_processing.as_str(), false)], &[])
+        .await
+        .unwrap();
+    arc.set(
+        &[
+            (west_processing.as_str(), true),
+            (west_traffic.as_str(), true),
+        ],
+        &[],
+    )
+    .await
+    .unwrap();
+    let moved_at = stack.count(submissions).await;
+    submissions_reach(&stack, moved_at + 20).await;
+    assert_eq!(client.base(), west);
+    stop.cancel();
+    let report = generator.await.unwrap().unwrap();
+    println!(
+        "generator: {} legs accepted, {} refused (invalid), {} failed; {} redirects, {} retries, paused {:?}",
+        report.legs_accepted,
+        report.legs_refused,
+        report.legs_failed,
+        report.redirects,
+        report.retries,
+        report.paused
+    );
+    assert_eq!(report.legs_failed, 0, "see the generator line above");
+    assert!(report.redirects >= 2, "see the generator line above");
+    assert!(
+        report.paused >= Duration::from_millis(1_500),
+        "see the generator line above"
+    );
+    assert_eq!(
+        stack.count(submissions).await,
+        report.legs_accepted as i64,
+        "every acknowledged leg is recorded once"
     );
 }

@@ -83,8 +83,13 @@ for port in 8081 9111 9112 9113 9121 8082 9211 9212 9213 9221; do
   curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null || { log "a service on $port is not ready; see $KEEL_STATE/*/logs"; exit 1; }
 done
 
+# It starts at the active region's ingress, follows refusals to whichever region is active, and runs
+# only while the `generator` routing control is On.
+standby_region=us-west-2; [[ $tm_active == us-west-2 ]] && standby_region=us-east-1
 start "$arc/pids/generator.pid" "$KEEL_STATE/generator.log" "$bin/keel-generator" \
-  --ingress "http://127.0.0.1:${ingress_port[$tm_active]}" --rate "${KEEL_GENERATOR_RATE:-5}"
+  --ingress "http://127.0.0.1:${ingress_port[$tm_active]},http://127.0.0.1:${ingress_port[$standby_region]}" \
+  --control-endpoints "http://127.0.0.1:18301,http://127.0.0.1:18302,http://127.0.0.1:18303" \
+  --rate "${KEEL_GENERATOR_RATE:-5}"
 
 cat <<INFO
 

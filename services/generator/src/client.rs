@@ -1,6 +1,6 @@
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -22,9 +22,14 @@ impl Credentials {
 }
 
 /// A small client of the ingress API that fetches and caches one token per participant.
+///
+/// It knows every region's ingress and talks to one at a time: it moves to the URL a refusing
+/// ingress names as active ([`Client::follow`]), and to the next known ingress when the current one
+/// cannot be reached ([`Client::fail_over`]). Tokens are valid in every region (one signing secret).
 #[derive(Clone)]
 pub struct Client {
-    base: String,
+    ingresses: Arc<[String]>,
+    current: Arc<RwLock<String>>,
     http: reqwest::Client,
     tokens: Arc<Mutex<HashMap<String, String>>>,
 }
@@ -34,19 +39,59 @@ pub type Answer = (u16, Value);
 
 impl Client {
     pub fn new(base: &str) -> Self {
+        Self::with_ingresses(&[base])
+    }
+
+    /// A client that starts with the first of `ingresses` and may move to any of them.
+    pub fn with_ingresses(ingresses: &[impl AsRef<str>]) -> Self {
+        let ingresses: Arc<[String]> = ingresses
+            .iter()
+            .map(|url| url.as_ref().trim_end_matches('/').to_owned())
+            .collect();
+        assert!(!ingresses.is_empty(), "a client needs an ingress URL");
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(64)
             .build()
             .expect("HTTP client builds");
         Self {
-            base: base.trim_end_matches('/').to_owned(),
+            current: Arc::new(RwLock::new(ingresses[0].clone())),
+            ingresses,
             http,
             tokens: Arc::default(),
         }
     }
 
+    /// The ingress requests go to now.
+    pub fn base(&self) -> String {
+        self.current.read().expect("lock not poisoned").clone()
+    }
+
+    /// Sends further requests to `url`; says whether that is a change.
+    pub fn follow(&self, url: &str) -> bool {
+        let url = url.trim_end_matches('/');
+        let mut current = self.current.write().expect("lock not poisoned");
+        if *current == url {
+            return false;
+        }
+        tracing::info!(from = %current, to = url, "following the active region's ingress");
+        *current = url.to_owned();
+        true
+    }
+
+    /// Moves to the known ingress after `unreachable` (the one a request failed to reach), unless
+    /// another request has moved already.
+    pub fn fail_over(&self, unreachable: &str) {
+        let position = self.ingresses.iter().position(|url| url == unreachable);
+        let next = &self.ingresses[position.map_or(0, |i| (i + 1) % self.ingresses.len())];
+        let mut current = self.current.write().expect("lock not poisoned");
+        if *current == unreachable && next != unreachable {
+            tracing::warn!(from = unreachable, to = %next, "ingress unreachable; trying the next region's");
+            *current = next.clone();
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+        format!("{}{path}", self.base())
     }
 
     pub fn http(&self) -> &reqwest::Client {

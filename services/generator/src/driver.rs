@@ -2,12 +2,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use keel_arc::Reading;
 use serde_json::Value;
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::{watch, Mutex, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::client::Answer;
 use crate::{Client, Credentials, LegKind, Mix, TradeFactory};
 
 #[derive(Debug, Clone)]
@@ -24,6 +26,29 @@ pub struct DriverOptions {
     pub seed: u64,
     /// Keeps trade refs unique across runs.
     pub prefix: String,
+    /// The routing controls: when given, legs are generated only while the `generator` control is
+    /// On and readable; the rate clock stops while paused.
+    pub control: Option<watch::Receiver<Reading>>,
+    /// How long one request keeps being retried while no region takes traffic or the ingress cannot
+    /// be reached, before its legs count as failed.
+    pub retry_for: Duration,
+}
+
+impl DriverOptions {
+    /// `rate` legs/s of the default mix, one batch of up to 50 legs per request, until stopped.
+    pub fn at_rate(rate: f64, seed: u64, prefix: &str) -> Self {
+        Self {
+            rate,
+            duration: None,
+            batch: 50,
+            concurrency: 16,
+            mix: Mix::default(),
+            seed,
+            prefix: prefix.to_owned(),
+            control: None,
+            retry_for: Duration::from_secs(60),
+        }
+    }
 }
 
 /// What a run did.
@@ -33,8 +58,14 @@ pub struct Report {
     pub legs_accepted: u64,
     /// Legs answered 4xx (the invalid ones are meant to be).
     pub legs_refused: u64,
-    /// Legs whose request failed or got a 5xx.
+    /// Legs whose request failed or got a 5xx, after retrying.
     pub legs_failed: u64,
+    /// Times a request moved to the ingress a refusing one named as active.
+    pub redirects: u64,
+    /// Requests sent again because no region took traffic or an ingress was unreachable.
+    pub retries: u64,
+    /// How long the `generator` control held generation paused.
+    pub paused: Duration,
     pub trades: HashMap<&'static str, u64>,
     /// Acknowledgement latency of each accepted leg's request, in milliseconds.
     pub ack_ms: Vec<f64>,
@@ -104,11 +135,19 @@ pub async fn run(
     let started = Instant::now();
     let tick = Duration::from_millis(20);
     let mut sent = 0u64;
+    let mut paused = Duration::ZERO;
+    let mut control = options.control.clone();
     loop {
         if stop.is_cancelled() || options.duration.is_some_and(|d| started.elapsed() >= d) {
             break;
         }
-        let due = (options.rate * started.elapsed().as_secs_f64()) as u64;
+        if let Some(control) = control.as_mut() {
+            paused += wait_while_paused(control, &stop).await;
+            if stop.is_cancelled() {
+                break;
+            }
+        }
+        let due = (options.rate * (started.elapsed() - paused).as_secs_f64()) as u64;
         let mut batches: HashMap<String, Vec<Value>> = HashMap::new();
         let mut singles: Vec<(String, Value)> = Vec::new();
         while sent < due {
@@ -151,18 +190,18 @@ pub async fn run(
             let client = client.clone();
             let token = tokens[&sender].clone();
             let report = report.clone();
+            let (stop, retry_for) = (stop.clone(), options.retry_for);
             requests.spawn(async move {
                 let _permit = permit;
                 let begun = Instant::now();
-                let answer = if single && legs.len() == 1 {
-                    client.submit(&token, &legs[0]).await
-                } else {
-                    client.submit_batch(&token, &legs).await
-                };
+                let delivery = deliver(&client, &token, &legs, single, retry_for, &stop).await;
+                let answer = delivery.answer;
                 let ms = begun.elapsed().as_secs_f64() * 1000.0;
                 let count = legs.len() as u64;
                 let mut report = report.lock().await;
                 report.legs_sent += count;
+                report.redirects += delivery.redirects;
+                report.retries += delivery.retries;
                 match answer {
                     Ok((202, _)) => {
                         report.legs_accepted += count;
@@ -194,5 +233,112 @@ pub async fn run(
     while requests.join_next().await.is_some() {}
     let mut report = report.lock().await.clone();
     report.elapsed = started.elapsed();
+    report.paused = paused;
     Ok(report)
+}
+
+/// Waits while the `generator` control is Off or cannot be read; returns how long it waited.
+async fn wait_while_paused(
+    control: &mut watch::Receiver<Reading>,
+    stop: &CancellationToken,
+) -> Duration {
+    let begun = Instant::now();
+    let mut logged = false;
+    loop {
+        let why = control
+            .borrow_and_update()
+            .allows(keel_routing::GENERATOR)
+            .err();
+        let Some(why) = why else { break };
+        if !logged {
+            tracing::info!(%why, "generator paused");
+            logged = true;
+        }
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            changed = control.changed() => if changed.is_err() { break },
+        }
+    }
+    if logged {
+        tracing::info!(
+            paused_ms = begun.elapsed().as_millis() as u64,
+            "generator resumed"
+        );
+    }
+    begun.elapsed()
+}
+
+/// What happened to one request.
+struct Delivery {
+    answer: anyhow::Result<Answer>,
+    redirects: u64,
+    retries: u64,
+}
+
+/// Sends `legs` until an ingress answers other than "this region does not take traffic", or the
+/// ingress cannot be reached for longer than `retry_for`. A refusing ingress names the active one,
+/// which is followed at once; with none active, or none reachable, it backs off and tries again.
+/// Resending is safe: ingress records a leg once and acknowledges identical resubmissions.
+async fn deliver(
+    client: &Client,
+    token: &str,
+    legs: &[Value],
+    single: bool,
+    retry_for: Duration,
+    stop: &CancellationToken,
+) -> Delivery {
+    let give_up = Instant::now() + retry_for;
+    let mut backoff = Duration::from_millis(50);
+    let (mut redirects, mut retries) = (0, 0);
+    // Regions learn of a control change at their next poll, so two may briefly name each other:
+    // follow at most twice in a row before backing off.
+    let mut hops = 0;
+    loop {
+        let base = client.base();
+        let answer = if single && legs.len() == 1 {
+            client.submit(token, &legs[0]).await
+        } else {
+            client.submit_batch(token, legs).await
+        };
+        match &answer {
+            Ok((503, body)) if body["error"]["code"] == "region_not_active" => {
+                if let Some(active) = body["error"]["active_url"].as_str() {
+                    if (client.follow(active) || client.base() != base) && hops < 2 {
+                        redirects += 1;
+                        hops += 1;
+                        continue;
+                    }
+                }
+            }
+            Err(error) if is_unreachable(error) => client.fail_over(&base),
+            _ => {
+                return Delivery {
+                    answer,
+                    redirects,
+                    retries,
+                }
+            }
+        }
+        if Instant::now() + backoff > give_up || stop.is_cancelled() {
+            return Delivery {
+                answer,
+                redirects,
+                retries,
+            };
+        }
+        retries += 1;
+        hops = 0;
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// Whether the request never reached an ingress (so it certainly was not recorded).
+fn is_unreachable(error: &anyhow::Error) -> bool {
+    error
+        .downcast_ref::<reqwest::Error>()
+        .is_some_and(reqwest::Error::is_connect)
 }

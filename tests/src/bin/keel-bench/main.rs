@@ -10,6 +10,12 @@
 //!    SETTLEMENT_FAILED) p50/p99 measured from the stores' own timestamps, and the share of generated
 //!    trades that settled.
 //!
+//! 4. Two regions, replicated: the standby's replay lag under generator load, and ingress's
+//!    acknowledgement latency with asynchronous and with synchronous replication
+//!    ([`replication`]).
+//!
+//! `KEEL_BENCH_SECTIONS=pipeline,replication` picks the sections (both by default).
+//!
 //! Per leg Keel commits at four stages (ingress, ingestion, matching, notification) and moves four
 //! broker messages (one submission, one trade command, two events), so the ceiling in legs/s is
 //! min(Postgres messages/s, broker messages/s) / 4. That is trade matching's ceiling: settlement adds
@@ -18,7 +24,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use keel_generator::{DriverOptions, Mix};
+use keel_generator::DriverOptions;
 use keel_streaming::KafkaOptions;
 use keel_system_tests::{participants, Stack, StackOptions};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -27,10 +33,95 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use sqlx::postgres::PgPoolOptions;
 use tokio_util::sync::CancellationToken;
 
+mod replication;
+
 const STEP_SECONDS: u64 = 15;
+const REPLICATION_SECONDS: u64 = 30;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let sections =
+        std::env::var("KEEL_BENCH_SECTIONS").unwrap_or_else(|_| "pipeline,replication".into());
+    let sections: Vec<&str> = sections.split(',').map(str::trim).collect();
+    for section in &sections {
+        anyhow::ensure!(
+            ["pipeline", "replication"].contains(section),
+            "KEEL_BENCH_SECTIONS: unknown section {section:?} (pipeline, replication)"
+        );
+    }
+    let pipeline_tables = if sections.contains(&"pipeline") {
+        pipeline().await?
+    } else {
+        String::new()
+    };
+    let replication_table = if sections.contains(&"replication") {
+        replication_section().await?
+    } else {
+        String::new()
+    };
+    println!("{pipeline_tables}{replication_table}");
+    Ok(())
+}
+
+/// Asynchronous, then synchronous replication at `KEEL_BENCH_REPLICATION_RATE` legs/s (default 60,
+/// below the one-region pipeline's saturation on a 2-core machine), alternating for
+/// `KEEL_BENCH_REPLICATION_ROUNDS` rounds (default 2) so run-to-run noise shows next to the difference.
+async fn replication_section() -> anyhow::Result<String> {
+    use std::fmt::Write;
+    let rate: f64 = env_or("KEEL_BENCH_REPLICATION_RATE", "60")?;
+    let rounds: u32 = env_or("KEEL_BENCH_REPLICATION_ROUNDS", "2")?;
+    let mut rows = Vec::new();
+    for round in 1..=rounds {
+        for synchronous in [false, true] {
+            let row = replication::measure(synchronous, rate, REPLICATION_SECONDS).await?;
+            eprintln!("replication round {round}: {row:?}");
+            rows.push((round, row));
+        }
+    }
+    let mut out = String::new();
+    writeln!(out)?;
+    writeln!(out, "Two regions, trade matching's database replicated from us-east-1 to a streaming standby in us-west-2 ({rate:.0} legs/s offered for {REPLICATION_SECONDS} s after a 5 s warm-up and 6 s of one leg at a time at 50 legs/s, the generator's default mix; lag sampled every 100 ms on the primary)")?;
+    writeln!(out)?;
+    writeln!(out, "| replication | round | one leg at a time: ack p50 / p99 ms | under load: accepted legs | ack p50 / p90 / p99 ms | standby behind, bytes p50 / p99 / max | replay_lag ms p50 / p99 / max |")?;
+    writeln!(out, "|---|---:|---:|---:|---:|---:|---:|")?;
+    for (round, row) in &rows {
+        let mode = if row.synchronous {
+            "synchronous"
+        } else {
+            "asynchronous"
+        };
+        writeln!(
+            out,
+            "| {mode} | {round} | {:.1} / {:.1} | {} | {:.1} / {:.1} / {:.1} | {:.0} / {:.0} / {:.0} | {:.1} / {:.1} / {:.1} |",
+            row.quiet_ack_p50,
+            row.quiet_ack_p99,
+            row.legs,
+            row.ack_p50,
+            row.ack_p90,
+            row.ack_p99,
+            row.lag_bytes_p50,
+            row.lag_bytes_p99,
+            row.lag_bytes_max,
+            row.replay_lag_ms_p50,
+            row.replay_lag_ms_p99,
+            row.replay_lag_ms_max,
+        )?;
+    }
+    Ok(out)
+}
+
+/// The environment variable `name` parsed, or `default`.
+fn env_or<T: std::str::FromStr>(name: &str, default: &str) -> anyhow::Result<T> {
+    let value = std::env::var(name).unwrap_or_else(|_| default.to_owned());
+    value
+        .trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{name}={value:?} is not a valid value"))
+}
+
+/// Sections 1 to 3: the ceilings, then the one-region pipeline at increasing rates.
+async fn pipeline() -> anyhow::Result<String> {
+    use std::fmt::Write;
     let rates: Vec<f64> = std::env::var("KEEL_BENCH_RATES")
         .unwrap_or_else(|_| "250,500,1000,2000,3000".into())
         .split(',')
@@ -57,6 +148,7 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("broker ceiling: {broker_ceiling:.0} messages/s");
     let ceiling_legs = pg_ceiling.min(broker_ceiling) / 4.0;
 
+    let mut out = String::new();
     let mut rows = Vec::new();
     for (step, rate) in rates.iter().enumerate() {
         let row = keel_step(&stack, step, *rate).await?;
@@ -68,17 +160,18 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 
-    println!();
-    println!(
-        "Keel benchmark (trade matching and settlement, one region, everything on this {}-core machine)",
+    writeln!(out)?;
+    writeln!(out, "Keel benchmark (trade matching and settlement, one region, everything on this {}-core machine)",
         num_cpus()
-    );
-    println!();
-    println!("| offered legs/s | accepted legs | drained | sustained legs/s | ack p50 ms | ack p99 ms | settlement-notification p50 ms | settlement-notification p99 ms | trades | settled | settlement failed | of ceiling |");
-    println!("|---:|---:|:---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    )?;
+    writeln!(out)?;
+    writeln!(out, "| offered legs/s | accepted legs | drained | sustained legs/s | ack p50 ms | ack p99 ms | settlement-notification p50 ms | settlement-notification p99 ms | trades | settled | settlement failed | of ceiling |")?;
+    writeln!(
+        out,
+        "|---:|---:|:---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    )?;
     for (rate, row) in &rows {
-        println!(
-            "| {rate:.0} | {} | {} | {:.0} | {:.1} | {:.1} | {:.0} | {:.0} | {} | {} ({:.1} %) | {} | {:.0} % |",
+        writeln!(out, "| {rate:.0} | {} | {} | {:.0} | {:.1} | {:.1} | {:.0} | {:.0} | {} | {} ({:.1} %) | {} | {:.0} % |",
             row.legs,
             if row.drained { "yes" } else { "no" },
             row.sustained,
@@ -91,17 +184,17 @@ async fn main() -> anyhow::Result<()> {
             100.0 * row.settled as f64 / row.trades.max(1) as f64,
             row.settlement_failed,
             100.0 * row.sustained / ceiling_legs
-        );
+        )?;
     }
     let best = rows.iter().map(|(_, r)| r.sustained).fold(0.0, f64::max);
-    println!();
-    println!("| ceiling | messages/s | legs/s (÷4) |");
-    println!("|---|---:|---:|");
-    println!("| Postgres: batched commits of inbox + state + outbox + offset, 2 writers x 100/commit | {pg_ceiling:.0} | {:.0} |", pg_ceiling / 4.0);
-    println!("| tansu: idempotent produce + consume, 600-byte keyed messages | {broker_ceiling:.0} | {:.0} |", broker_ceiling / 4.0);
-    println!();
-    println!("Best sustained end to end: {best:.0} legs/s = {:.0} % of the machine's ceiling ({ceiling_legs:.0} legs/s).", 100.0 * best / ceiling_legs);
-    Ok(())
+    writeln!(out)?;
+    writeln!(out, "| ceiling | messages/s | legs/s (÷4) |")?;
+    writeln!(out, "|---|---:|---:|")?;
+    writeln!(out, "| Postgres: batched commits of inbox + state + outbox + offset, 2 writers x 100/commit | {pg_ceiling:.0} | {:.0} |", pg_ceiling / 4.0)?;
+    writeln!(out, "| tansu: idempotent produce + consume, 600-byte keyed messages | {broker_ceiling:.0} | {:.0} |", broker_ceiling / 4.0)?;
+    writeln!(out)?;
+    writeln!(out, "Best sustained end to end: {best:.0} legs/s = {:.0} % of the machine's ceiling ({ceiling_legs:.0} legs/s).", 100.0 * best / ceiling_legs)?;
+    Ok(out)
 }
 
 fn num_cpus() -> usize {
@@ -128,13 +221,8 @@ struct StepResult {
 async fn keel_step(stack: &Stack, step: usize, rate: f64) -> anyhow::Result<StepResult> {
     let prefix = format!("B{step}");
     let options = DriverOptions {
-        rate,
         duration: Some(Duration::from_secs(STEP_SECONDS)),
-        batch: 50,
-        concurrency: 16,
-        mix: Mix::default(),
-        seed: step as u64,
-        prefix: prefix.clone(),
+        ..DriverOptions::at_rate(rate, step as u64, &prefix)
     };
     let report = keel_generator::run(
         stack.client(),
