@@ -820,12 +820,11 @@ impl Stack {
         }
     }
 
-    /// Runs `keelctl` with these arguments against this stack's settlement database.
+    /// Runs `keelctl` with these arguments against this stack (its configuration and controls).
     pub fn keelctl(&self, args: &[&str]) -> std::process::Output {
         let binary = bin_dir(self.options.release).join("keelctl");
         Command::new(&binary)
             .args(args)
-            .env("KEEL_SETTLEMENT__DATABASE_URL", &self.st_database_url)
             .env("KEEL_CONFIG", &self.config_file)
             .output()
             .unwrap_or_else(|e| panic!("running {}: {e}", binary.display()))

@@ -39,7 +39,7 @@ start() {
 
 arc="$KEEL_STATE/arc"
 mkdir -p "$arc/logs" "$arc/pids"
-log "starting the ARC cluster on 127.0.0.1:18301-18303 (trade matching active in $tm_active, settlement in $st_active)"
+log "starting the ARC cluster on 127.0.0.1:18301-18303 (a fresh state starts trade matching in $tm_active, settlement in $st_active)"
 for i in 1 2 3; do
   start "$arc/pids/endpoint-$i.pid" "$arc/logs/endpoint-$i.log" "$bin/keel-arc-endpoint" \
     --listen "127.0.0.1:1830$i" --state "$arc/state.json" --regions us-east-1,us-west-2 \
@@ -47,13 +47,34 @@ for i in 1 2 3; do
 done
 for i in 1 2 3; do wait_for_port "1830$i" 30; done
 
-# database APP DB PORTS-ARRAY ACTIVE: the primary in ACTIVE, a standby in every other region.
+# On an existing state the routing controls, not KEEL_*_ACTIVE, say where each application is
+# active: after a handover its primary database is in the other region.
+controls=$("$bin/keelctl" --json controls list) || { log "cannot read the routing controls"; exit 1; }
+processing_region() { # APP FALLBACK
+  for region in "${regions[@]}"; do
+    grep -q "\"$1-$region-processing\": true" <<<"$controls" && { echo "$region"; return; }
+  done
+  echo "$2"
+}
+tm_active=$(processing_region trade-matching "$tm_active")
+st_active=$(processing_region settlement "$st_active")
+
+# database APP DB ACTIVE PORTS-ARRAY: the primary in ACTIVE, a standby in every other region.
 database() {
   local app=$1 db=$2 active=$3; local -n ports=$4
   log "starting Postgres ($app primary, $active) on 127.0.0.1:${ports[$active]}"
+  [ -f "$KEEL_STATE/$active/$app-postgres/data/standby.signal" ] &&
+    log "WARNING: $app's database in $active, where $app processes, is still a standby: finish the handover by promoting it (runbooks/routing-controls.md)"
   bash deploy/local/bin/postgres.sh start "$KEEL_STATE/$active/$app-postgres" "${ports[$active]}" "$db"
   for region in "${regions[@]}"; do
     [ "$region" = "$active" ] && continue
+    local data="$KEEL_STATE/$region/$app-postgres/data"
+    if [ -f "$data/PG_VERSION" ] && [ ! -f "$data/standby.signal" ]; then
+      # A former primary, left by a handover: it may hold writes the new primary lacks, so it is
+      # neither started (two primaries) nor overwritten (runbooks/routing-controls.md).
+      log "WARNING: $app's database in $region is a former primary, not a standby of $active; not starting it (runbooks/routing-controls.md, re-protect)"
+      continue
+    fi
     log "starting Postgres ($app standby, $region) on 127.0.0.1:${ports[$region]}"
     bash deploy/local/bin/postgres.sh standby "$KEEL_STATE/$region/$app-postgres" "${ports[$region]}" \
       "${ports[$active]}" "${db}_${region//-/_}"

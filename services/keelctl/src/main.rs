@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use keel_arc::ControlConfig;
-use keel_routing::RegionConfig;
+use keel_routing::{App, RegionConfig};
 use serde::{Deserialize, Serialize};
 
 /// The parts of the services' configuration keelctl needs.
@@ -77,13 +77,10 @@ enum LedgerCommand {
     /// instructions, every position equals its opening balance plus its postings, every asset is
     /// conserved, and nothing is negative where not allowed. Names the first violation.
     Verify {
-        /// The settlement application's database.
-        #[arg(
-            long,
-            env = "KEEL_SETTLEMENT__DATABASE_URL",
-            default_value = "postgres://keel@127.0.0.1:54322/keel_st"
-        )]
-        database_url: String,
+        /// The settlement application's database; by default its database in the region where
+        /// settlement processes (read from the routing controls).
+        #[arg(long, env = "KEEL_LEDGER_DATABASE_URL")]
+        database_url: Option<String>,
     },
 }
 
@@ -115,6 +112,21 @@ async fn main() -> ExitCode {
         },
         Command::Ledger {
             command: LedgerCommand::Verify { database_url },
-        } => ledger::verify(&database_url, cli.json).await,
+        } => {
+            let database_url = match database_url {
+                Some(url) => url,
+                None => match config() {
+                    Err(code) => return code,
+                    Ok(config) => match status::active_database(&config, App::Settlement).await {
+                        Ok(url) => url,
+                        Err(why) => {
+                            eprintln!("error: {why}; pass --database-url");
+                            return ExitCode::from(2);
+                        }
+                    },
+                },
+            };
+            ledger::verify(&database_url, cli.json).await
+        }
     }
 }

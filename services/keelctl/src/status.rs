@@ -359,3 +359,20 @@ pub async fn list_controls(config: &Config, json_out: bool) -> ExitCode {
         }
     }
 }
+
+/// The database of `app` in the region where it processes now, read from the routing controls.
+pub async fn active_database(config: &Config, app: App) -> Result<String, String> {
+    let states = ArcClient::new(&config.control)
+        .states()
+        .await
+        .map_err(|error| format!("cannot read the routing controls: {error}"))?;
+    let regions: Vec<String> = config.regions.keys().cloned().collect();
+    let region = states
+        .active_region(app, Gate::Processing, &regions)
+        .ok_or_else(|| format!("{app} is not processing in exactly one region"))?;
+    config.regions[region]
+        .databases
+        .get(app.name())
+        .cloned()
+        .ok_or_else(|| format!("no database for {app} in {region} (regions.{region}.databases)"))
+}
