@@ -850,6 +850,13 @@ impl Drop for Stack {
         for cluster in &self.clusters {
             let _ = postgres_sh(&["stop", cluster.dir.to_str().unwrap()]);
         }
+        // A failed test keeps its folder (logs, databases) to be read; a passing one leaves
+        // nothing behind (replicated stacks hold hundreds of MB).
+        if std::thread::panicking() {
+            eprintln!("stack kept for inspection: {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 

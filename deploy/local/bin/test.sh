@@ -20,6 +20,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Stacks of failed tests are kept for inspection (passing ones remove themselves); not forever.
+find "${TMPDIR:-/tmp}/keel-tests" -mindepth 1 -maxdepth 1 -mmin +720 -exec rm -rf {} + 2>/dev/null || true
+
 log "building"
 cargo build --workspace --bins --tests --quiet
 
