@@ -525,15 +525,7 @@ async fn the_generator_pauses_on_its_control_and_follows_the_active_region() {
         let (client, stop) = (client.clone(), stop.clone());
         async move { keel_generator::run(client, &participants(), options, stop).await }
     });
-    stack
-        .wait_for_count(submissions, 20, WAIT)
-        .await
-        .unwrap_or_else(|_| {
-            panic!(
-                "the generator did not reach us-east-1 (now at {})",
-                client.base()
-            )
-        });
+    submissions_reach(&stack, 20).await;
     assert_eq!(client.base(), east);
 
     // Off: nothing more is submitted once the change has been read (one poll) and the requests in
