@@ -425,6 +425,16 @@ async fn a_matched_trade_cancelled_before_settlement_settles_nothing() {
     stack.kill("settlement");
     let late = submit_pair(&stack, &im, &broker, &settling_block("T-SCANCEL-2")).await;
     stack.wait_for_trade_status(&im, &late, "MATCHED").await;
+    // Matching's relay publishes the instructions just after the MATCHED commit; held down before
+    // that, it would keep them from settlement.
+    stack
+        .wait_for_count(
+            "SELECT count(*) FROM matching.outbox WHERE topic = 'st.instructions' AND published_at IS NULL",
+            0,
+            WAIT,
+        )
+        .await
+        .unwrap();
     stack.kill("matching");
     stack.start_service("settlement").unwrap();
     stack
