@@ -1,0 +1,223 @@
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+use uuid::Uuid;
+
+/// One message as a store holds it: its id and the digest of its content.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Record {
+    pub id: Uuid,
+    pub digest: String,
+}
+
+/// The SHA-256, in hex, of `payload` written canonically (object keys sorted, no whitespace), so
+/// the same content has the same digest whichever service wrote it and in what key order.
+pub fn digest(payload: &Value) -> String {
+    let mut canonical = Vec::new();
+    write_canonical(payload, &mut canonical);
+    hex::encode(Sha256::digest(&canonical))
+}
+
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push(b'{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend(serde_json::to_vec(key).expect("a string serializes"));
+                out.push(b':');
+                write_canonical(&map[key], out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(b']');
+        }
+        scalar => out.extend(serde_json::to_vec(scalar).expect("a scalar serializes")),
+    }
+}
+
+/// One id whose content the two sides disagree on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Differing {
+    pub id: Uuid,
+    pub upstream: String,
+    pub downstream: String,
+}
+
+/// One hop compared.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HopDiff {
+    /// Ids on both sides with the same content.
+    pub matched: usize,
+    /// Produced upstream, never consumed downstream.
+    pub missing: Vec<Uuid>,
+    /// On both sides, with different content.
+    pub differing: Vec<Differing>,
+    /// Consumed downstream, unknown upstream.
+    pub orphaned: Vec<Uuid>,
+}
+
+impl HopDiff {
+    pub fn gaps(&self) -> usize {
+        self.missing.len() + self.differing.len() + self.orphaned.len()
+    }
+
+    pub fn is_clean(&self) -> bool {
+        self.gaps() == 0
+    }
+}
+
+/// Compares a hop's two sides by id, then digest. The caller chooses what each side holds: the
+/// upstream's records of a time window, and the downstream's records with those ids plus its own
+/// records of the window (an id downstream only counts as orphaned if the caller looked for it
+/// upstream). Duplicate ids on one side count once. Every list in the result is sorted by id.
+pub fn diff(upstream: &[Record], downstream: &[Record]) -> HopDiff {
+    let sorted = |records: &[Record]| {
+        let mut records = records.to_vec();
+        records.sort();
+        records.dedup_by(|a, b| a.id == b.id);
+        records
+    };
+    let (upstream, downstream) = (sorted(upstream), sorted(downstream));
+    let mut result = HopDiff::default();
+    let (mut up, mut down) = (upstream.iter().peekable(), downstream.iter().peekable());
+    loop {
+        match (up.peek(), down.peek()) {
+            (None, None) => break,
+            (Some(u), None) => {
+                result.missing.push(u.id);
+                up.next();
+            }
+            (None, Some(d)) => {
+                result.orphaned.push(d.id);
+                down.next();
+            }
+            (Some(u), Some(d)) => match u.id.cmp(&d.id) {
+                std::cmp::Ordering::Less => {
+                    result.missing.push(u.id);
+                    up.next();
+                }
+                std::cmp::Ordering::Greater => {
+                    result.orphaned.push(d.id);
+                    down.next();
+                }
+                std::cmp::Ordering::Equal => {
+                    if u.digest == d.digest {
+                        result.matched += 1;
+                    } else {
+                        result.differing.push(Differing {
+                            id: u.id,
+                            upstream: u.digest.clone(),
+                            downstream: d.digest.clone(),
+                        });
+                    }
+                    up.next();
+                    down.next();
+                }
+            },
+        }
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+
+    fn record(n: u8, digest: &str) -> Record {
+        Record {
+            id: Uuid::from_bytes([n; 16]),
+            digest: digest.to_owned(),
+        }
+    }
+
+    #[test]
+    fn names_each_kind_of_gap() {
+        let upstream = [record(1, "a"), record(2, "b"), record(3, "c")];
+        let downstream = [record(3, "c"), record(2, "x"), record(4, "d")];
+        let result = diff(&upstream, &downstream);
+        assert_eq!(result.matched, 1);
+        assert_eq!(result.missing, vec![record(1, "").id]);
+        assert_eq!(
+            result.differing,
+            vec![Differing {
+                id: record(2, "").id,
+                upstream: "b".into(),
+                downstream: "x".into()
+            }]
+        );
+        assert_eq!(result.orphaned, vec![record(4, "").id]);
+        assert_eq!(result.gaps(), 3);
+    }
+
+    #[test]
+    fn the_digest_ignores_key_order_and_whitespace_but_not_content() {
+        let a: Value =
+            serde_json::from_str(r#"{"b": [1, {"y": 2, "x": "1"}], "a": null}"#).unwrap();
+        let b = json!({"a": null, "b": [1, {"x": "1", "y": 2}]});
+        assert_eq!(digest(&a), digest(&b));
+        assert_ne!(
+            digest(&a),
+            digest(&json!({"a": null, "b": [1, {"x": "1", "y": 3}]}))
+        );
+        assert_ne!(digest(&json!([1, 2])), digest(&json!([2, 1])));
+        assert_eq!(digest(&a).len(), 64);
+    }
+
+    fn side() -> impl Strategy<Value = BTreeMap<u8, u8>> {
+        proptest::collection::btree_map(0u8..40, 0u8..3, 0..30)
+    }
+
+    fn records(side: &BTreeMap<u8, u8>) -> Vec<Record> {
+        side.iter()
+            .map(|(id, digest)| record(*id, &digest.to_string()))
+            .rev()
+            .collect()
+    }
+
+    proptest! {
+        /// Every id lands in exactly one bucket, and the right one.
+        #[test]
+        fn every_id_is_accounted_for_once(up in side(), down in side()) {
+            let result = diff(&records(&up), &records(&down));
+            let id = |n: &u8| record(*n, "").id;
+            let missing: BTreeSet<Uuid> = up.keys().filter(|n| !down.contains_key(n)).map(id).collect();
+            let orphaned: BTreeSet<Uuid> = down.keys().filter(|n| !up.contains_key(n)).map(id).collect();
+            let differing: BTreeSet<Uuid> = up.iter().filter(|(n, d)| down.get(n).is_some_and(|e| e != *d)).map(|(n, _)| id(n)).collect();
+            prop_assert_eq!(result.missing.iter().copied().collect::<BTreeSet<_>>(), missing);
+            prop_assert_eq!(result.orphaned.iter().copied().collect::<BTreeSet<_>>(), orphaned);
+            prop_assert_eq!(result.differing.iter().map(|d| d.id).collect::<BTreeSet<_>>(), differing);
+            prop_assert_eq!(
+                result.matched + result.missing.len() + result.differing.len() + result.orphaned.len(),
+                up.keys().chain(down.keys()).collect::<BTreeSet<_>>().len()
+            );
+        }
+
+        /// Swapping the sides swaps missing and orphaned.
+        #[test]
+        fn the_diff_is_symmetric(up in side(), down in side()) {
+            let forward = diff(&records(&up), &records(&down));
+            let backward = diff(&records(&down), &records(&up));
+            prop_assert_eq!(forward.missing, backward.orphaned);
+            prop_assert_eq!(forward.orphaned, backward.missing);
+            prop_assert_eq!(forward.matched, backward.matched);
+        }
+    }
+}
