@@ -985,6 +985,19 @@ pub async fn assert_exactly_once(stack: &Stack, trades: i64) {
             trades * 8,
         ),
         ("SELECT count(*) FROM notification.notifications WHERE status = 'MATCHED'", trades * 2),
+        // Each inbox keeps what it consumed, identical to what its producer's outbox holds.
+        (
+            "SELECT count(*) FROM ingress.outbox o JOIN ingestion.inbox i USING (message_id) WHERE o.payload = i.payload",
+            legs,
+        ),
+        (
+            "SELECT count(*) FROM ingestion.outbox o JOIN matching.inbox i USING (message_id) WHERE o.payload = i.payload",
+            legs,
+        ),
+        (
+            "SELECT count(*) FROM matching.outbox o JOIN notification.inbox i USING (message_id) WHERE o.payload = i.payload",
+            trades * 4,
+        ),
         ("SELECT count(*) FROM ingestion.dead_letters", 0),
         ("SELECT count(*) FROM matching.dead_letters", 0),
         ("SELECT count(*) FROM notification.dead_letters", 0),

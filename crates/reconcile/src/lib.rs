@@ -12,6 +12,6 @@ mod diff;
 mod hops;
 mod repair;
 
-pub use diff::{diff, digest, Differing, HopDiff, Record};
+pub use diff::{diff, Differing, HopDiff, Record};
 pub use hops::{hops, hops_of, Hop, Side};
 pub use repair::{repairs, Repair};

@@ -2,6 +2,8 @@
 //! database; its connections run with `search_path` set to that schema, so the shared tables here
 //! (inbox, outbox, consumer offsets, dead letters) and the service's own tables are named unqualified.
 
+pub mod hop;
+
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
@@ -176,6 +178,8 @@ pub struct Origin<'a> {
     pub topic: &'a str,
     pub partition: i32,
     pub offset: i64,
+    /// The message as received (JSON), kept as the consumer's input.
+    pub payload: &'a str,
 }
 
 /// Records consumed message ids in the inbox and returns those seen for the first time: the others
@@ -191,9 +195,12 @@ pub async fn claim_inbox(
     let topics: Vec<&str> = messages.iter().map(|(_, o)| o.topic).collect();
     let partitions: Vec<i32> = messages.iter().map(|(_, o)| o.partition).collect();
     let offsets: Vec<i64> = messages.iter().map(|(_, o)| o.offset).collect();
+    let payloads: Vec<&str> = messages.iter().map(|(_, o)| o.payload).collect();
     let fresh: Vec<Uuid> = sqlx::query_scalar(
-        "INSERT INTO inbox (message_id, topic, partition, \"offset\")
-         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::int[], $4::bigint[])
+        "INSERT INTO inbox (message_id, topic, partition, \"offset\", payload)
+         SELECT id, topic, part, off, payload::jsonb
+         FROM UNNEST($1::uuid[], $2::text[], $3::int[], $4::bigint[], $5::text[])
+              AS m(id, topic, part, off, payload)
          ON CONFLICT (message_id) DO NOTHING
          RETURNING message_id",
     )
@@ -201,6 +208,7 @@ pub async fn claim_inbox(
     .bind(&topics)
     .bind(&partitions)
     .bind(&offsets)
+    .bind(&payloads)
     .fetch_all(conn)
     .await?;
     Ok(fresh.into_iter().collect())

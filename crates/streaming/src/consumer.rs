@@ -24,6 +24,8 @@ pub struct Inbound<M> {
     pub body: M,
     pub partition: i32,
     pub offset: i64,
+    /// The message as received, kept in the inbox.
+    pub raw: String,
 }
 
 /// A service's business step. `apply` runs inside the batch transaction with the messages never seen
@@ -449,6 +451,7 @@ impl<H: Handler> BatchConsumer<H> {
                 body,
                 partition: message.partition(),
                 offset: message.offset(),
+                raw: String::from_utf8_lossy(payload).into_owned(),
             }),
             Err(error) => Err(DeadLetter {
                 message_id: None,
@@ -512,6 +515,7 @@ impl<H: Handler> BatchConsumer<H> {
                         topic,
                         partition: m.partition,
                         offset: m.offset,
+                        payload: &m.raw,
                     },
                 )
             })

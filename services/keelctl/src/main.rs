@@ -1,4 +1,5 @@
-//! keelctl: what SREs run: `keelctl status`, `keelctl controls list|set`, `keelctl ledger verify`.
+//! keelctl: what SREs run: `keelctl status`, `keelctl controls list|set`, `keelctl reconcile`,
+//! `keelctl ledger verify`.
 //! It reads the same configuration as the services (`KEEL_CONFIG`, by default the local stack's
 //! `deploy/local/config/keel.toml`).
 //!
@@ -6,6 +7,7 @@
 //! could not run (for example the database is unreachable).
 
 mod ledger;
+mod reconcile;
 mod status;
 
 use std::collections::BTreeMap;
@@ -48,6 +50,21 @@ enum Command {
         #[command(subcommand)]
         command: ControlsCommand,
     },
+    /// Compares every hop (a producer's outbox and the next consumer's inbox, within and between
+    /// the applications) by message id and content digest in each application's active database,
+    /// and reports the gaps and the repair each needs. Exit 1 when there are gaps. Reports only:
+    /// replay comes with rotation.
+    Reconcile {
+        /// Only the hops of this application (its own and the two between the applications).
+        #[arg(long, value_parser = parse_app)]
+        app: Option<App>,
+        /// How far back to look, in minutes.
+        #[arg(long, default_value_t = 60.0)]
+        window_minutes: f64,
+        /// Leave out what was produced in the last this many seconds: it may still be in flight.
+        #[arg(long, default_value_t = 5.0)]
+        settle_seconds: f64,
+    },
     /// The settlement application's double-entry ledger.
     Ledger {
         #[command(subcommand)]
@@ -84,6 +101,13 @@ enum LedgerCommand {
     },
 }
 
+fn parse_app(name: &str) -> Result<App, String> {
+    App::ALL
+        .into_iter()
+        .find(|app| app.name() == name)
+        .ok_or_else(|| format!("unknown application {name:?} (trade-matching, settlement)"))
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -109,6 +133,20 @@ async fn main() -> ExitCode {
                     status::set_controls(&config, &changes, &overrides, cli.json).await
                 }
             },
+        },
+        Command::Reconcile {
+            app,
+            window_minutes,
+            settle_seconds,
+        } => match config() {
+            Err(code) => code,
+            Ok(config) => {
+                let window = reconcile::Window {
+                    seconds: window_minutes * 60.0,
+                    settle_seconds,
+                };
+                reconcile::reconcile(&config, app, window, cli.json).await
+            }
         },
         Command::Ledger {
             command: LedgerCommand::Verify { database_url },
