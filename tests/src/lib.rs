@@ -731,18 +731,50 @@ impl Stack {
         expected: i64,
         timeout: Duration,
     ) -> anyhow::Result<()> {
+        self.wait_until_count(db, sql, timeout, &format!("{expected}"), |seen| {
+            seen == expected
+        })
+        .await
+    }
+
+    /// Waits until `sql` counts at least `at_least` in trade matching's database (for a count that
+    /// keeps growing, such as the generator's submissions).
+    pub async fn wait_for_at_least(
+        &self,
+        sql: &str,
+        at_least: i64,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        self.wait_until_count(
+            &self.db,
+            sql,
+            timeout,
+            &format!("at least {at_least}"),
+            |seen| seen >= at_least,
+        )
+        .await
+    }
+
+    async fn wait_until_count(
+        &self,
+        db: &PgPool,
+        sql: &str,
+        timeout: Duration,
+        wanted: &str,
+        done: impl Fn(i64) -> bool,
+    ) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let seen = sqlx::query_scalar::<_, i64>(sql)
                 .fetch_one(db)
                 .await
                 .unwrap_or(-1);
-            if seen == expected {
+            if done(seen) {
                 return Ok(());
             }
             if tokio::time::Instant::now() > deadline {
                 bail!(
-                    "`{sql}` is {seen}, expected {expected} within {timeout:?} (logs: {})",
+                    "`{sql}` is {seen}, expected {wanted} within {timeout:?} (logs: {})",
                     self.dir.join("logs").display()
                 );
             }
@@ -751,7 +783,6 @@ impl Stack {
     }
 }
 
-/// A count from any database; panics naming the query if it fails.
 /// A small pool on `url` (a region's database, for example).
 pub async fn connect(url: &str) -> anyhow::Result<PgPool> {
     Ok(PgPoolOptions::new().max_connections(2).connect(url).await?)
@@ -785,6 +816,7 @@ pub async fn wait_replayed(
     }
 }
 
+/// A count from any database; panics naming the query if it fails.
 pub async fn count_in(db: &PgPool, sql: &str) -> i64 {
     sqlx::query_scalar::<_, i64>(sql)
         .fetch_one(db)

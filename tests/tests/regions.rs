@@ -480,22 +480,6 @@ async fn synchronous_replication_loses_no_acknowledged_submission_when_the_prima
 
 const SUBMISSIONS: &str = "SELECT count(*) FROM ingress.submissions";
 
-/// Waits until ingress has recorded at least `at_least` legs.
-async fn submissions_reach(stack: &Stack, at_least: i64) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let seen = stack.count(SUBMISSIONS).await;
-        if seen >= at_least {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{seen} legs recorded, expected at least {at_least}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test]
 async fn the_generator_pauses_on_its_control_and_follows_the_active_region() {
     let seed = keel_system_tests::seed("generator_follows");
@@ -507,7 +491,6 @@ async fn the_generator_pauses_on_its_control_and_follows_the_active_region() {
         stack.regions[EAST].ingress_url.clone(),
         stack.regions[WEST].ingress_url.clone(),
     );
-    let submissions = SUBMISSIONS;
     let stop = CancellationToken::new();
     let control = keel_arc::watch(
         Arc::new(stack.arc_client()),
@@ -525,22 +508,28 @@ async fn the_generator_pauses_on_its_control_and_follows_the_active_region() {
         let (client, stop) = (client.clone(), stop.clone());
         async move { keel_generator::run(client, &participants(), options, stop).await }
     });
-    submissions_reach(&stack, 20).await;
+    stack
+        .wait_for_at_least(SUBMISSIONS, 20, WAIT)
+        .await
+        .unwrap();
     assert_eq!(client.base(), east);
 
     // Off: nothing more is submitted once the change has been read (one poll) and the requests in
     // flight have been answered.
     arc.set(&[(GENERATOR, false)], &[]).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let paused_at = stack.count(submissions).await;
+    let paused_at = stack.count(SUBMISSIONS).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
-        stack.count(submissions).await,
+        stack.count(SUBMISSIONS).await,
         paused_at,
         "legs were submitted while the generator control was Off"
     );
     arc.set(&[(GENERATOR, true)], &[]).await.unwrap();
-    submissions_reach(&stack, paused_at + 20).await;
+    stack
+        .wait_for_at_least(SUBMISSIONS, paused_at + 20, WAIT)
+        .await
+        .unwrap();
 
     // Trade matching's traffic moves to us-west-2 (the stack's regions share one database here).
     // While no region takes traffic the generator retries; then it follows the refusal to us-west-2.
@@ -569,8 +558,11 @@ async fn the_generator_pauses_on_its_control_and_follows_the_active_region() {
     )
     .await
     .unwrap();
-    let moved_at = stack.count(submissions).await;
-    submissions_reach(&stack, moved_at + 20).await;
+    let moved_at = stack.count(SUBMISSIONS).await;
+    stack
+        .wait_for_at_least(SUBMISSIONS, moved_at + 20, WAIT)
+        .await
+        .unwrap();
     assert_eq!(client.base(), west);
     stop.cancel();
     let report = generator.await.unwrap().unwrap();
@@ -590,7 +582,7 @@ async fn the_generator_pauses_on_its_control_and_follows_the_active_region() {
         "see the generator line above"
     );
     assert_eq!(
-        stack.count(submissions).await,
+        stack.count(SUBMISSIONS).await,
         report.legs_accepted as i64,
         "every acknowledged leg is recorded once"
     );

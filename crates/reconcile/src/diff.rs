@@ -100,13 +100,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-
-    fn record(n: u8, digest: &str) -> Record {
-        Record {
-            id: Uuid::from_bytes([n; 16]),
-            digest: digest.to_owned(),
-        }
-    }
+    use crate::test_record as record;
 
     #[test]
     fn names_each_kind_of_gap() {

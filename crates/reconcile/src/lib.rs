@@ -15,3 +15,12 @@ mod repair;
 pub use diff::{diff, Differing, HopDiff, Record};
 pub use hops::{hops, hops_of, Hop, Side};
 pub use repair::{repairs, Repair};
+
+/// A record whose id is `n` repeated, for tests.
+#[cfg(test)]
+fn test_record(n: u8, digest: &str) -> Record {
+    Record {
+        id: uuid::Uuid::from_bytes([n; 16]),
+        digest: digest.to_owned(),
+    }
+}

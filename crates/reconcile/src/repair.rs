@@ -59,14 +59,8 @@ pub fn repairs(hop: &Hop, diff: &HopDiff) -> Vec<Repair> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{diff, hops, Record};
-
-    fn record(n: u8, digest: &str) -> Record {
-        Record {
-            id: Uuid::from_bytes([n; 16]),
-            digest: digest.to_owned(),
-        }
-    }
+    use crate::test_record as record;
+    use crate::{diff, hops};
 
     #[test]
     fn a_replay_for_missing_a_restore_across_applications_and_a_look_otherwise() {

@@ -102,9 +102,7 @@ enum LedgerCommand {
 }
 
 fn parse_app(name: &str) -> Result<App, String> {
-    App::ALL
-        .into_iter()
-        .find(|app| app.name() == name)
+    App::from_name(name)
         .ok_or_else(|| format!("unknown application {name:?} (trade-matching, settlement)"))
 }
 
@@ -155,8 +153,9 @@ async fn main() -> ExitCode {
                 Some(url) => url,
                 None => match config() {
                     Err(code) => return code,
-                    Ok(config) => match status::active_database(&config, App::Settlement).await {
-                        Ok(url) => url,
+                    Ok(config) => match status::active_databases(&config, &[App::Settlement]).await
+                    {
+                        Ok(mut urls) => urls.remove(&App::Settlement).expect("asked for"),
                         Err(why) => {
                             eprintln!("error: {why}; pass --database-url");
                             return ExitCode::from(2);

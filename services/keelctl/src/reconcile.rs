@@ -2,7 +2,7 @@
 //! reports the gaps and the repair each needs (DESIGN section 7). It reads only; replaying the
 //! repairs comes with `keelctl rotate` (issue 5).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::process::ExitCode;
 
 use keel_reconcile::{diff, hops, hops_of, Hop, HopDiff, Record, Repair};
@@ -13,7 +13,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::status::active_database;
+use crate::status::active_databases;
 use crate::Config;
 
 /// How far back to look, and how much of the newest to leave out as still in flight.
@@ -71,19 +71,18 @@ async fn run(config: &Config, app: Option<App>, window: &Window) -> Result<Vec<H
         Some(app) => hops_of(app).collect(),
         None => hops().iter().collect(),
     };
+    let apps: BTreeSet<App> = chosen
+        .iter()
+        .flat_map(|hop| [hop.upstream.app, hop.downstream.app])
+        .collect();
     let mut pools: BTreeMap<App, PgPool> = BTreeMap::new();
-    for hop in &chosen {
-        for app in [hop.upstream.app, hop.downstream.app] {
-            if let std::collections::btree_map::Entry::Vacant(slot) = pools.entry(app) {
-                let url = active_database(config, app).await?;
-                let pool = PgPoolOptions::new()
-                    .max_connections(2)
-                    .connect(&url)
-                    .await
-                    .map_err(|e| format!("{app}'s database: {e}"))?;
-                slot.insert(pool);
-            }
-        }
+    for (app, url) in active_databases(config, &apps.into_iter().collect::<Vec<_>>()).await? {
+        let pool = PgPoolOptions::new()
+            .max_connections(2)
+            .connect(&url)
+            .await
+            .map_err(|e| format!("{app}'s database: {e}"))?;
+        pools.insert(app, pool);
     }
     let mut reports = Vec::new();
     for hop in chosen {

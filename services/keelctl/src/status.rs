@@ -360,19 +360,30 @@ pub async fn list_controls(config: &Config, json_out: bool) -> ExitCode {
     }
 }
 
-/// The database of `app` in the region where it processes now, read from the routing controls.
-pub async fn active_database(config: &Config, app: App) -> Result<String, String> {
+/// The database of each of `apps` in the region where it processes now, from one reading of the
+/// routing controls.
+pub async fn active_databases(
+    config: &Config,
+    apps: &[App],
+) -> Result<BTreeMap<App, String>, String> {
     let states = ArcClient::new(&config.control)
         .states()
         .await
         .map_err(|error| format!("cannot read the routing controls: {error}"))?;
     let regions: Vec<String> = config.regions.keys().cloned().collect();
-    let region = states
-        .active_region(app, Gate::Processing, &regions)
-        .ok_or_else(|| format!("{app} is not processing in exactly one region"))?;
-    config.regions[region]
-        .databases
-        .get(app.name())
-        .cloned()
-        .ok_or_else(|| format!("no database for {app} in {region} (regions.{region}.databases)"))
+    let mut databases = BTreeMap::new();
+    for app in apps {
+        let region = states
+            .active_region(*app, Gate::Processing, &regions)
+            .ok_or_else(|| format!("{app} is not processing in exactly one region"))?;
+        let url = config.regions[region]
+            .databases
+            .get(app.name())
+            .cloned()
+            .ok_or_else(|| {
+                format!("no database for {app} in {region} (regions.{region}.databases)")
+            })?;
+        databases.insert(*app, url);
+    }
+    Ok(databases)
 }

@@ -24,7 +24,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use keel_generator::DriverOptions;
+use keel_generator::{DriverOptions, Report};
 use keel_streaming::KafkaOptions;
 use keel_system_tests::{participants, Stack, StackOptions};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -197,6 +197,28 @@ async fn pipeline() -> anyhow::Result<String> {
     Ok(out)
 }
 
+/// Runs the generator against `stack` with `options` (a duration is required) and checks that
+/// nothing but the mix's invalid legs was refused or failed.
+async fn generate(stack: &Stack, options: DriverOptions) -> anyhow::Result<Report> {
+    anyhow::ensure!(options.duration.is_some(), "a bench run needs a duration");
+    let report = keel_generator::run(
+        stack.client(),
+        &participants(),
+        options,
+        CancellationToken::new(),
+    )
+    .await?;
+    // Invalid legs are refused by ingress by design; nothing else may be.
+    let invalid = report.trades.get("invalid").copied().unwrap_or(0);
+    anyhow::ensure!(
+        report.legs_failed == 0 && report.legs_refused == invalid,
+        "submissions failed: {} failed, {} refused ({invalid} invalid by design)",
+        report.legs_failed,
+        report.legs_refused
+    );
+    Ok(report)
+}
+
 fn num_cpus() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
@@ -224,19 +246,7 @@ async fn keel_step(stack: &Stack, step: usize, rate: f64) -> anyhow::Result<Step
         duration: Some(Duration::from_secs(STEP_SECONDS)),
         ..DriverOptions::at_rate(rate, step as u64, &prefix)
     };
-    let report = keel_generator::run(
-        stack.client(),
-        &participants(),
-        options,
-        CancellationToken::new(),
-    )
-    .await?;
-    // Invalid legs are refused by ingress by design; nothing else may be.
-    let invalid = report.trades.get("invalid").copied().unwrap_or(0);
-    anyhow::ensure!(
-        report.legs_failed == 0 && report.legs_refused == invalid,
-        "submissions failed: {report:?}"
-    );
+    let report = generate(stack, options).await?;
     let trades: u64 = report.trades.values().sum();
     let to_settle = (report.trades.get("matching").copied().unwrap_or(0)
         + report.trades.get("failing").copied().unwrap_or(0)) as i64;

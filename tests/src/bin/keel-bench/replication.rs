@@ -11,9 +11,11 @@
 use std::time::Duration;
 
 use keel_generator::{percentile, DriverOptions};
-use keel_system_tests::{connect, participants, wait_replayed, App, Stack, StackOptions, WEST};
+use keel_system_tests::{connect, wait_replayed, App, Stack, StackOptions, WEST};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+
+use crate::generate;
 
 const WARM_UP: Duration = Duration::from_secs(5);
 const QUIET: Duration = Duration::from_secs(6);
@@ -65,28 +67,24 @@ pub async fn measure(synchronous: bool, rate: f64, seconds: u64) -> anyhow::Resu
 
     // Warm-up, not measured: the services' first sessions, connection pools and the first
     // checkpoint after the standby's base backup.
-    keel_generator::run(
-        stack.client(),
-        &participants(),
+    generate(
+        &stack,
         DriverOptions {
             duration: Some(WARM_UP),
             ..DriverOptions::at_rate(rate, 1, &format!("W{mode}"))
         },
-        CancellationToken::new(),
     )
     .await?;
 
     // The commit's own cost: one leg per request, one request at a time, at a light rate.
-    let quiet = keel_generator::run(
-        stack.client(),
-        &participants(),
+    let quiet = generate(
+        &stack,
         DriverOptions {
             duration: Some(QUIET),
             batch: 1,
             concurrency: 1,
             ..DriverOptions::at_rate(50.0, 2, &format!("Q{mode}"))
         },
-        CancellationToken::new(),
     )
     .await?;
 
@@ -96,22 +94,10 @@ pub async fn measure(synchronous: bool, rate: f64, seconds: u64) -> anyhow::Resu
         duration: Some(Duration::from_secs(seconds)),
         ..DriverOptions::at_rate(rate, 0, &format!("R{mode}"))
     };
-    let report = keel_generator::run(
-        stack.client(),
-        &participants(),
-        options,
-        CancellationToken::new(),
-    )
-    .await?;
+    let report = generate(&stack, options).await;
     stop.cancel();
     let (bytes, replay_ms) = sampler.await??;
-    let invalid = report.trades.get("invalid").copied().unwrap_or(0);
-    anyhow::ensure!(
-        report.legs_failed == 0 && report.legs_refused == invalid,
-        "submissions failed: {} failed, {} refused",
-        report.legs_failed,
-        report.legs_refused
-    );
+    let report = report?;
     // The standby holds what was acknowledged (checked again here so the figures describe a
     // replicating pair, not a broken one).
     let standby = connect(&stack.regions[WEST].databases[&App::TradeMatching]).await?;
