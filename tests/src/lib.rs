@@ -117,13 +117,27 @@ pub struct Stack {
     options: StackOptions,
     pub db: PgPool,
     pub st_db: PgPool,
+    /// Every service came up; until then the folder is kept on drop, for its logs.
+    started: bool,
 }
 
+/// A loopback port for a process the stack will start. Not one the OS picks (`:0`): those are
+/// ephemeral ports, which outbound connections (to Postgres, to the broker) also take as their
+/// source ports, so by the time the process binds it one may hold it ("Address already in use").
+/// So: a random port below the ephemeral range (32768 and up on Linux), free when checked, and never
+/// handed out twice by this test process.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut given = GIVEN.lock().expect("port registry");
+    for _ in 0..1_000 {
+        let port = rand::random_range(20_000..29_000);
+        if !given.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.insert(port);
+            return port;
+        }
+    }
+    panic!("no free port in 20000-29000 after 1000 tries");
 }
 
 pub fn bin_dir(release: bool) -> PathBuf {
@@ -325,6 +339,7 @@ impl Stack {
             options,
             db,
             st_db,
+            started: false,
         };
         stack.write_config()?;
         for index in 0..stack.arc_ports.len() {
@@ -346,6 +361,7 @@ impl Stack {
                     .await?;
             }
         }
+        stack.started = true;
         Ok(stack)
     }
 
@@ -586,14 +602,9 @@ impl Stack {
         service: &str,
         timeout: Duration,
     ) -> anyhow::Result<()> {
-        let url = format!(
-            "http://127.0.0.1:{}/readyz",
-            self.regions[region].ops_ports[service]
-        );
-        let client = reqwest::Client::new();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if let Ok(response) = client.get(&url).send().await {
+            if let Ok(response) = self.get_readyz(region, service).await {
                 if response.status().is_success() {
                     return Ok(());
                 }
@@ -614,12 +625,22 @@ impl Stack {
         region: &str,
         service: &str,
     ) -> anyhow::Result<(u16, serde_json::Value)> {
+        let response = self.get_readyz(region, service).await?;
+        Ok((response.status().as_u16(), response.json().await?))
+    }
+
+    /// `GET /readyz` of a service, bounded: whatever holds the port may accept and never answer.
+    async fn get_readyz(&self, region: &str, service: &str) -> reqwest::Result<reqwest::Response> {
         let url = format!(
             "http://127.0.0.1:{}/readyz",
             self.regions[region].ops_ports[service]
         );
-        let response = reqwest::get(&url).await?;
-        Ok((response.status().as_u16(), response.json().await?))
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()?
+            .get(&url)
+            .send()
+            .await
     }
 
     /// Promotes `app`'s standby in `region` to primary (what the database switch does).
@@ -655,11 +676,7 @@ impl Stack {
 
     /// The body of a service's `/readyz` in the first region.
     pub async fn readiness(&self, service: &str) -> anyhow::Result<(u16, String)> {
-        let url = format!(
-            "http://127.0.0.1:{}/readyz",
-            self.regions[self.options.regions[0]].ops_ports[service]
-        );
-        let response = reqwest::get(&url).await?;
+        let response = self.get_readyz(self.options.regions[0], service).await?;
         Ok((response.status().as_u16(), response.text().await?))
     }
 
@@ -882,9 +899,9 @@ impl Drop for Stack {
         for cluster in &self.clusters {
             let _ = postgres_sh(&["stop", cluster.dir.to_str().unwrap()]);
         }
-        // A failed test keeps its folder (logs, databases) to be read; a passing one leaves
-        // nothing behind (replicated stacks hold hundreds of MB).
-        if std::thread::panicking() {
+        // A failed test, or a stack that failed to start, keeps its folder (logs, databases) to
+        // be read; a passing one leaves nothing behind (replicated stacks hold hundreds of MB).
+        if std::thread::panicking() || !self.started {
             eprintln!("stack kept for inspection: {}", self.dir.display());
         } else {
             let _ = std::fs::remove_dir_all(&self.dir);

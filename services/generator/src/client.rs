@@ -49,8 +49,10 @@ impl Client {
             .map(|url| url.as_ref().trim_end_matches('/').to_owned())
             .collect();
         assert!(!ingresses.is_empty(), "a client needs an ingress URL");
+        // Bounded, so a stuck ingress costs a failed request rather than a hung client.
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(64)
+            .timeout(std::time::Duration::from_secs(30))
             .build()
             .expect("HTTP client builds");
         Self {
