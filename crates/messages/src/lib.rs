@@ -322,6 +322,23 @@ impl Message for SettlementResult {
     }
 }
 
+/// The partitioning key of a message on `topic`, read from its JSON; None when the topic is not one
+/// of Keel's or the JSON is not that topic's message. Reconciliation uses it to restore a lost
+/// outbox row from the copy a consumer kept.
+pub fn key_of(topic: &str, payload: &serde_json::Value) -> Option<String> {
+    fn key<M: Message + serde::de::DeserializeOwned>(payload: &serde_json::Value) -> Option<String> {
+        M::deserialize(payload).ok().map(|message| message.key())
+    }
+    match topic {
+        topics::SUBMISSIONS => key::<Submission>(payload),
+        topics::TRADES => key::<TradeCommand>(payload),
+        topics::EVENTS => key::<TradeEvent>(payload),
+        topics::INSTRUCTIONS => key::<SettlementInstruction>(payload),
+        topics::SETTLEMENT_RESULTS => key::<SettlementResult>(payload),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,5 +371,11 @@ mod tests {
             SettlementInstruction::instruction_id(trade_id, "1"),
             SettlementInstruction::instruction_id(trade_id, "2")
         );
+        assert_eq!(
+            key_of(topics::SETTLEMENT_RESULTS, &serde_json::to_value(&failed).unwrap()),
+            Some(failed.key())
+        );
+        assert_eq!(key_of(topics::INSTRUCTIONS, &serde_json::to_value(&failed).unwrap()), None);
+        assert_eq!(key_of("orders", &serde_json::json!({})), None);
     }
 }

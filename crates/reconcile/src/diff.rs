@@ -38,6 +38,19 @@ impl HopDiff {
     pub fn is_clean(&self) -> bool {
         self.gaps() == 0
     }
+
+    /// Adds the gaps a later comparison of the same hop found that this one had not (a repairing
+    /// run reports every gap it met once, whichever round met it). Lists stay sorted.
+    pub fn absorb(&mut self, later: HopDiff) {
+        fn union<T, K: Ord>(into: &mut Vec<T>, more: Vec<T>, key: impl Fn(&T) -> K) {
+            into.extend(more);
+            into.sort_by_key(&key);
+            into.dedup_by(|a, b| key(a) == key(b));
+        }
+        union(&mut self.missing, later.missing, |id| *id);
+        union(&mut self.differing, later.differing, |d| d.id);
+        union(&mut self.orphaned, later.orphaned, |id| *id);
+    }
 }
 
 /// Compares a hop's two sides by id, then digest. The caller chooses what each side holds: the
@@ -101,6 +114,20 @@ mod tests {
 
     use super::*;
     use crate::test_record as record;
+
+    #[test]
+    fn absorbing_a_later_comparison_adds_only_new_gaps() {
+        let mut first = diff(&[record(1, "a"), record(2, "b")], &[record(2, "b")]);
+        let later = diff(
+            &[record(1, "a"), record(3, "c")],
+            &[record(3, "x"), record(5, "e")],
+        );
+        first.absorb(later);
+        assert_eq!(first.missing, vec![record(1, "").id]);
+        assert_eq!(first.differing.len(), 1);
+        assert_eq!(first.orphaned, vec![record(5, "").id]);
+        assert_eq!(first.gaps(), 3);
+    }
 
     #[test]
     fn names_each_kind_of_gap() {

@@ -1,3 +1,5 @@
+use std::collections::BTreeMap;
+
 use keel_routing::App;
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +30,10 @@ pub struct Journal {
     pub plan: Plan,
     pub started_at_ms: u64,
     pub records: Vec<StepRecord>,
+    /// What steps measured for the report (the RPO, the reconciliation), by name, kept so that a
+    /// resumed run still reports what the steps before the interruption found.
+    #[serde(default)]
+    pub facts: BTreeMap<String, serde_json::Value>,
 }
 
 /// Where a run goes on.
@@ -65,6 +71,7 @@ impl Journal {
             plan,
             started_at_ms: now_ms,
             records: Vec::new(),
+            facts: BTreeMap::new(),
         }
     }
 
@@ -218,8 +225,9 @@ mod tests {
         for (mode, expected) in [(Mode::Planned, 4_500), (Mode::Unplanned, 9_500)] {
             let mut journal = journal(mode);
             let mut now = 5_000;
+            let mut traffic_back = false;
             while let Next::Run { step, .. } = journal.next() {
-                assert_eq!(journal.rto_ms(), None);
+                assert_eq!(journal.rto_ms().is_some(), traffic_back, "{step:?}");
                 journal.record(step, StepState::Started, now, "").unwrap();
                 now += 500;
                 journal.record(step, StepState::Done, now, "").unwrap();
@@ -227,6 +235,7 @@ mod tests {
                 if step == Step::Verify {
                     now = 10_000;
                 }
+                traffic_back |= step == Step::TrafficOn;
             }
             assert_eq!(journal.next(), Next::Finished);
             // Traffic On is done at 10,500. Planned: traffic Off started at 6,000 (after preflight);

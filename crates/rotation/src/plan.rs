@@ -38,6 +38,10 @@ pub enum Step {
     Verify,
     /// The target's traffic control On, and its ingress seen accepting.
     TrafficOn,
+    /// Planned: the old primary rebuilt as a streaming standby of the new one, and seen streaming.
+    /// After traffic is back: it is not part of the outage. (Unplanned: `keelctl reprotect`, once
+    /// the lost region is back.)
+    Reprotect,
 }
 
 impl Step {
@@ -73,6 +77,9 @@ impl Step {
                 "verify: stage counts agree, the ledger balances, no duplicate notification"
             }
             Step::TrafficOn => "traffic On in the target; wait until its ingress is seen accepting",
+            Step::Reprotect => {
+                "re-protect: rebuild the source's database as a standby of the target; wait until it streams"
+            }
         }
     }
 
@@ -80,7 +87,11 @@ impl Step {
     pub fn needs_source(&self) -> bool {
         matches!(
             self,
-            Step::TrafficOff | Step::Drain | Step::ProcessingOff | Step::WaitReplayed
+            Step::TrafficOff
+                | Step::Drain
+                | Step::ProcessingOff
+                | Step::WaitReplayed
+                | Step::Reprotect
         )
     }
 }
@@ -96,6 +107,7 @@ const PLANNED: &[Step] = &[
     Step::Reconcile,
     Step::Verify,
     Step::TrafficOn,
+    Step::Reprotect,
 ];
 
 const UNPLANNED: &[Step] = &[
@@ -186,7 +198,9 @@ mod tests {
         assert!(at(Step::WaitReplayed) < at(Step::SwitchDatabase));
         assert!(at(Step::SwitchDatabase) < at(Step::ProcessingOn));
         assert!(at(Step::Reconcile) < at(Step::Verify));
-        assert_eq!(plan.steps.last(), Some(&Step::TrafficOn));
+        assert!(at(Step::Verify) < at(Step::TrafficOn));
+        // Re-protection is not part of the outage.
+        assert_eq!(plan.steps.last(), Some(&Step::Reprotect));
         assert!(!plan.steps.contains(&Step::FenceSource));
     }
 

@@ -173,10 +173,40 @@ impl Regional {
     }
 }
 
-/// Routes each topic to the Kafka cluster of the region where its receiving application processes.
+/// Routes each topic to the Kafka cluster of the region where its receiving application takes it:
+/// within an application, where it processes; from the other application, where it takes traffic.
+/// So a rotation's traffic Off stops the other application's messages arriving in the source region
+/// (they wait in the producer's outbox until the target takes traffic), while the source's own
+/// outboxes still drain into its own Kafka.
 impl Destinations for Regional {
     fn cluster_for(&self, topic: &str) -> Option<String> {
-        self.active_region(App::receiving(topic)?, Gate::Processing)
+        let receiving = App::receiving(topic)?;
+        self.active_region(receiving, topic_gate(self.app, receiving))
+    }
+}
+
+/// The gate that decides where `receiving` takes a topic produced by `producing`.
+fn topic_gate(producing: App, receiving: App) -> Gate {
+    if producing == receiving {
+        Gate::Processing
+    } else {
+        Gate::Traffic
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_between_applications_follow_the_receivers_traffic() {
+        assert_eq!(
+            topic_gate(App::TradeMatching, App::TradeMatching),
+            Gate::Processing
+        );
+        assert_eq!(topic_gate(App::Settlement, App::Settlement), Gate::Processing);
+        assert_eq!(topic_gate(App::TradeMatching, App::Settlement), Gate::Traffic);
+        assert_eq!(topic_gate(App::Settlement, App::TradeMatching), Gate::Traffic);
     }
 }
 

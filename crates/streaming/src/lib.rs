@@ -13,7 +13,7 @@ pub mod relay;
 mod retry;
 
 pub use consumer::{ConsumerError, ConsumerOptions, Handler, Inbound, PoisonLimit};
-pub use relay::{Destinations, OutboxRelay, RelayOptions, SingleCluster};
+pub use relay::{republish, Destinations, OutboxRelay, RelayOptions, SingleCluster};
 
 use serde::{Deserialize, Serialize};
 

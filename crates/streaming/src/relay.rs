@@ -242,3 +242,29 @@ impl OutboxRelay {
         }
     }
 }
+
+/// Publishes stored outbox messages again, straight into `kafka`: reconciliation's replay into the
+/// region where the receiving application processes, whatever the relays' routing says at the
+/// moment. The records are the relay's own (key, payload, message-id header), so consumers drop
+/// what they already have. Returns once every record is acknowledged by the broker.
+pub async fn republish(
+    kafka: &KafkaOptions,
+    messages: &[keel_safestore::PendingMessage],
+) -> Result<usize, KafkaError> {
+    let producer = OutboxRelay::producer(kafka)?;
+    let ids: Vec<String> = messages.iter().map(|m| m.message_id.to_string()).collect();
+    let deliveries = messages.iter().zip(&ids).map(|(message, id)| {
+        let record = FutureRecord::to(&message.topic)
+            .key(&message.key)
+            .payload(&message.payload)
+            .headers(OwnedHeaders::new().insert(Header {
+                key: MESSAGE_ID_HEADER,
+                value: Some(id),
+            }));
+        producer.send(record, Timeout::After(Duration::from_secs(30)))
+    });
+    for delivery in join_all(deliveries).await {
+        delivery.map_err(|(error, _)| error)?;
+    }
+    Ok(messages.len())
+}
