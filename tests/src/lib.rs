@@ -193,6 +193,16 @@ fn db_name(app: App) -> &'static str {
     }
 }
 
+/// Where a replicated stack keeps `app`'s cluster in `region`: the layout of `make up`'s state
+/// folder, which keelctl's database operations expect (`[runbook] state_dir`).
+fn cluster_dir(stack_dir: &std::path::Path, app: App, region: &str) -> PathBuf {
+    let short = match app {
+        App::TradeMatching => "tm",
+        App::Settlement => "st",
+    };
+    stack_dir.join(region).join(format!("{short}-postgres"))
+}
+
 impl Stack {
     /// Starts a fresh stack; `name` names its databases and folder.
     pub async fn start(name: &str, options: StackOptions) -> anyhow::Result<Stack> {
@@ -208,7 +218,7 @@ impl Stack {
                 let primary = Cluster {
                     app,
                     region: active,
-                    dir: dir.join(format!("pg-{app}-{active}")),
+                    dir: cluster_dir(&dir, app, active),
                     port: free_port(),
                 };
                 postgres_sh(&[
@@ -221,7 +231,7 @@ impl Stack {
                     let standby = Cluster {
                         app,
                         region,
-                        dir: dir.join(format!("pg-{app}-{region}")),
+                        dir: cluster_dir(&dir, app, region),
                         port: free_port(),
                     };
                     let name = format!("{}_{}", db_name(app), region.replace('-', "_"));
@@ -411,6 +421,30 @@ impl Stack {
             (self.options.fence_after_ms as i64).into(),
         );
         config.insert("control".into(), control.into());
+        // The runbook store: the test DynamoDB endpoint `make test` starts, a table per stack.
+        let mut runbook = config
+            .get("runbook")
+            .and_then(|r| r.as_table())
+            .cloned()
+            .unwrap_or_default();
+        runbook.insert(
+            "dynamodb_endpoint".into(),
+            std::env::var("KEEL_TEST_DYNAMODB")
+                .unwrap_or_else(|_| "http://127.0.0.1:18490".to_owned())
+                .into(),
+        );
+        runbook.insert("table".into(), format!("keel-runbooks-{}", self.dir.file_name().unwrap().to_string_lossy()).into());
+        runbook.insert(
+            "database_script".into(),
+            repo_root()
+                .join("deploy/local/bin/postgres.sh")
+                .to_string_lossy()
+                .into_owned()
+                .into(),
+        );
+        runbook.insert("state_dir".into(), self.dir.to_string_lossy().into_owned().into());
+        runbook.insert("step_timeout_seconds".into(), 60.into());
+        config.insert("runbook".into(), runbook.into());
         std::fs::write(&self.config_file, toml::to_string(&config)?)?;
         Ok(())
     }
@@ -588,6 +622,38 @@ impl Stack {
         {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// The loss of a whole region: SIGKILL of every process in it, at once: its services, its
+    /// broker and its database clusters.
+    pub fn kill_region(&mut self, region: &str) {
+        let pids: Vec<i32> = {
+            let r = &self.regions[region];
+            r.services
+                .values()
+                .chain(r.broker.iter())
+                .map(|child| child.id() as i32)
+                .collect()
+        };
+        for pid in pids {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        let apps: Vec<App> = self
+            .clusters
+            .iter()
+            .filter(|c| c.region == region)
+            .map(|c| c.app)
+            .collect();
+        for app in apps {
+            let _ = self.kill_database(app, region);
+        }
+        let r = self.regions.get_mut(region).expect("region");
+        for (_, mut child) in std::mem::take(&mut r.services) {
+            let _ = child.wait();
+        }
+        if let Some(mut broker) = r.broker.take() {
+            let _ = broker.wait();
         }
     }
 
@@ -867,6 +933,23 @@ impl Stack {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Runs `keelctl` as [`Stack::keelctl`] does, without blocking the test's runtime (a generator
+    /// may run on it meanwhile), bounded by `timeout`; its progress (stderr) is passed through.
+    pub async fn keelctl_async(&self, args: &[&str], timeout: Duration) -> std::process::Output {
+        let binary = bin_dir(self.options.release).join("keelctl");
+        let run = tokio::process::Command::new(&binary)
+            .args(args)
+            .env("KEEL_CONFIG", &self.config_file)
+            .stderr(Stdio::inherit())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .output();
+        tokio::time::timeout(timeout, run)
+            .await
+            .unwrap_or_else(|_| panic!("keelctl {args:?} took longer than {timeout:?}"))
+            .unwrap_or_else(|e| panic!("running {}: {e}", binary.display()))
     }
 
     /// Runs `keelctl` with these arguments against this stack (its configuration and controls).

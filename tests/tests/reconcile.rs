@@ -1,5 +1,6 @@
 //! `keelctl reconcile` (DESIGN section 7): a clean pipeline reports no gap; records deleted or
-//! altered in the stores are each found on the right hop, with the right repair.
+//! altered in the stores are each found on the right hop, with the right repair; `--repair` replays
+//! and restores what it can, audited, and changes nothing it must not.
 
 use std::time::Duration;
 
@@ -10,8 +11,10 @@ use serde_json::Value;
 
 const PAIRS: usize = 20;
 
-fn reconcile(stack: &Stack) -> (Option<i32>, Value) {
-    let output = stack.keelctl(&["--json", "reconcile", "--settle-seconds", "0"]);
+fn reconcile(stack: &Stack, extra: &[&str]) -> (Option<i32>, Value) {
+    let mut args = vec!["--json", "reconcile", "--settle-seconds", "0"];
+    args.extend_from_slice(extra);
+    let output = stack.keelctl(&args);
     let report =
         serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {output:?}"));
     (output.status.code(), report)
@@ -59,13 +62,13 @@ async fn reconcile_finds_each_gap_on_its_hop_with_its_repair() {
         .unwrap();
     assert_exactly_once(&stack, PAIRS as i64).await;
 
-    let (code, clean) = reconcile(&stack);
+    let (code, clean) = reconcile(&stack, &[]);
     assert_eq!(code, Some(0), "{clean}");
-    assert_eq!(clean["gaps"], 0);
+    assert_eq!(clean["left"], 0);
     let submissions = hop(&clean, "tm.submissions");
     assert_eq!(submissions["produced"], PAIRS * 2);
-    assert_eq!(submissions["matched"], PAIRS * 2);
-    assert_eq!(hop(&clean, "st.instructions")["matched"], PAIRS * 2);
+    assert_eq!(submissions["left"]["matched"], PAIRS * 2);
+    assert_eq!(hop(&clean, "st.instructions")["left"]["matched"], PAIRS * 2);
 
     // A submission ingestion never saw; an event notification saw with other content; an event
     // matching no longer has; an instruction settlement has but matching lost.
@@ -82,17 +85,18 @@ async fn reconcile_finds_each_gap_on_its_hop_with_its_repair() {
         1
     );
 
-    let (code, report) = reconcile(&stack);
+    let (code, report) = reconcile(&stack, &[]);
     assert_eq!(code, Some(1), "{report}");
-    assert_eq!(report["gaps"], 4, "{report}");
+    assert_eq!(report["found"], 4, "{report}");
+    assert_eq!(report["left"], 4, "{report}");
 
     let submissions = hop(&report, "tm.submissions");
-    assert_eq!(submissions["missing"], serde_json::json!([lost]));
+    assert_eq!(submissions["found"]["missing"], serde_json::json!([lost]));
     assert_eq!(submissions["repairs"][0]["action"], "replay");
 
     let events = hop(&report, "tm.events");
-    assert_eq!(events["differing"][0]["id"], altered.as_str());
-    assert_eq!(events["orphaned"], serde_json::json!([forgotten]));
+    assert_eq!(events["found"]["differing"][0]["id"], altered.as_str());
+    assert_eq!(events["found"]["orphaned"], serde_json::json!([forgotten]));
     let actions: Vec<&str> = events["repairs"]
         .as_array()
         .unwrap()
@@ -103,36 +107,67 @@ async fn reconcile_finds_each_gap_on_its_hop_with_its_repair() {
 
     // Across applications, what only the downstream has is restored upstream.
     let instructions = hop(&report, "st.instructions");
-    assert_eq!(instructions["orphaned"], serde_json::json!([lost_upstream]));
+    assert_eq!(instructions["found"]["orphaned"], serde_json::json!([lost_upstream]));
     assert_eq!(instructions["repairs"][0]["action"], "restore");
-    assert_eq!(hop(&report, "tm.trades")["missing"], serde_json::json!([]));
+    assert_eq!(hop(&report, "tm.trades")["found"]["missing"], serde_json::json!([]));
     assert_eq!(hop(&report, "tm.settlement-results")["produced"], 0);
 
-    // The runbook's manual replay: mark the outbox row unpublished; the relay sends it again and
-    // ingestion consumes it; the gap is gone, and matching's inbox still has each trade leg once.
-    sqlx::query("UPDATE ingress.outbox SET published_at = NULL WHERE message_id = $1::uuid")
-        .bind(&lost)
-        .execute(&stack.db)
-        .await
-        .unwrap();
-    stack
-        .wait_for_count(
-            &format!("SELECT count(*) FROM ingestion.inbox WHERE message_id = '{lost}'"),
-            1,
-            Duration::from_secs(30),
-        )
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let (_, after) = reconcile(&stack);
+    // Repair: the missing submission is replayed into the region where trade matching processes
+    // and consumed; the lost instruction is restored upstream from settlement's copy; the content
+    // difference and the intra-application orphan are left for investigation, untouched.
+    let (code, repaired) = reconcile(&stack, &["--repair"]);
+    assert_eq!(code, Some(1), "two gaps need investigation: {repaired}");
+    assert_eq!(hop(&repaired, "tm.submissions")["replayed"], 1, "{repaired}");
+    assert_eq!(hop(&repaired, "st.instructions")["restored"], 1, "{repaired}");
+    assert_eq!(repaired["left"], 2, "{repaired}");
     assert_eq!(
-        hop(&after, "tm.submissions")["missing"],
-        serde_json::json!([]),
-        "{after}"
+        count_in(
+            &stack.db,
+            &format!("SELECT count(*) FROM ingestion.inbox WHERE message_id = '{lost}'")
+        )
+        .await,
+        1
     );
-    assert_eq!(after["gaps"], 3, "{after}");
+    assert_eq!(
+        count_in(
+            &stack.db,
+            &format!("SELECT count(*) FROM matching.outbox WHERE message_id = '{lost_upstream}' AND published_at IS NOT NULL")
+        )
+        .await,
+        1,
+        "restored as already published"
+    );
+    assert_eq!(
+        count_in(
+            &stack.db,
+            "SELECT count(*) FROM notification.inbox WHERE payload->>'trade_ref' = 'TAMPERED'"
+        )
+        .await,
+        1,
+        "a differing record is never overwritten"
+    );
+    // Nothing was processed twice downstream of the replay.
     assert_eq!(
         count_in(&stack.db, "SELECT count(*) FROM matching.inbox").await,
         PAIRS as i64 * 2
     );
+    // Every repaired id is in the audit, under the run.
+    let run = repaired["run_id"].as_str().unwrap();
+    let audit = stack.keelctl(&["--json", "audit", run]);
+    assert!(audit.status.success(), "{audit:?}");
+    let audit: Value = serde_json::from_slice(&audit.stdout).unwrap();
+    assert_eq!(
+        audit[format!("ingress -> ingestion (tm.submissions)#{lost}")],
+        "replay",
+        "{audit}"
+    );
+    assert_eq!(
+        audit[format!("matching -> settlement (st.instructions)#{lost_upstream}")],
+        "restore",
+        "{audit}"
+    );
+    assert!(audit["run"].is_string(), "the run's summary: {audit}");
+
+    let (_, after) = reconcile(&stack, &[]);
+    assert_eq!(after["left"], 2, "{after}");
 }

@@ -17,6 +17,7 @@ stop_pidfile() {
 }
 
 stop_pidfile "$KEEL_STATE/arc/pids/generator.pid"
+stop_pidfile "$KEEL_STATE/arc/pids/reconciler.pid"
 for dir in "$KEEL_STATE"/us-*; do
   [ -d "$dir" ] || continue
   for name in generator ingress ingestion matching notification settlement; do
@@ -35,3 +36,5 @@ for pidfile in "$KEEL_STATE"/arc/pids/endpoint-*.pid; do
   stop_pidfile "$pidfile"
 done
 log "stopped the ARC cluster"
+bash "$(dirname "$0")/moto.sh" stop "$KEEL_STATE/dynamodb" 0
+log "stopped the DynamoDB endpoint"

@@ -16,6 +16,11 @@ fi
 PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
 TANSU_BIN="${TANSU_BIN:-$KEEL_TOOLS/bin/tansu}"
 TANSU_VERSION="0.6.0"
+# The local DynamoDB endpoint (the runbook lock, journals and reconciliation audit): moto, from PyPI,
+# in a virtual environment of its own.
+MOTO_VERSION="5.2.5"
+MOTO_VENV="$KEEL_TOOLS/moto-$MOTO_VERSION"
+MOTO_BIN="$MOTO_VENV/bin/moto_server"
 # Postgres refuses to run as root; the stack runs it as this user when started as root.
 PG_USER="${PG_USER:-keel}"
 

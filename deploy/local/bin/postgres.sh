@@ -5,6 +5,9 @@
 #   PRIMARY_PORT, cloned with pg_basebackup, replicating as NAME; the primary lists NAME in
 #   synchronous_standby_names, so a transaction that sets synchronous_commit=on waits for it (others
 #   commit locally: synchronous_commit=local is the clusters' default).
+# postgres.sh rebuild DIR PORT PRIMARY_PORT NAME: stops the cluster in DIR (a former primary, say),
+#   keeps its data as DIR/data.replaced (the one kept before is removed) and clones it again as a
+#   standby of PRIMARY_PORT, as `standby` does (keelctl's re-protection).
 # postgres.sh promote DIR: makes a standby a primary.
 # postgres.sh stop DIR: stops the cluster (fast shutdown).
 set -euo pipefail
@@ -65,6 +68,21 @@ CONF
   as_pg_user "$PG_BIN/psql" -h 127.0.0.1 -p "$primary_port" -U keel -d postgres -qtA \
     -c "ALTER SYSTEM SET synchronous_standby_names = '\"$name\"'" -c "SELECT pg_reload_conf()" >/dev/null
   ;;
+rebuild)
+  if [ -f "$dir/data/postmaster.pid" ]; then
+    as_pg_user "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w -t 60 stop >/dev/null 2>&1 || true
+  fi
+  # A cluster killed outright leaves postmaster.pid behind; make sure nothing still runs on it.
+  if as_pg_user "$PG_BIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
+    echo "postgres.sh: the cluster in $dir still runs; not rebuilding it" >&2
+    exit 1
+  fi
+  if [ -d "$dir/data" ]; then
+    rm -rf "$dir/data.replaced"
+    mv "$dir/data" "$dir/data.replaced"
+  fi
+  exec bash "$0" standby "$dir" "$port" "$@"
+  ;;
 promote)
   as_pg_user "$PG_BIN/pg_ctl" -D "$dir/data" -w -t 60 promote >/dev/null
   ;;
@@ -73,5 +91,5 @@ stop)
     as_pg_user "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w -t 60 stop >/dev/null || true
   fi
   ;;
-*) echo "usage: postgres.sh start DIR PORT [DATABASE...] | standby DIR PORT PRIMARY_PORT NAME | promote DIR | stop DIR" >&2; exit 2 ;;
+*) echo "usage: postgres.sh start DIR PORT [DATABASE...] | standby DIR PORT PRIMARY_PORT NAME | rebuild DIR PORT PRIMARY_PORT NAME | promote DIR | stop DIR" >&2; exit 2 ;;
 esac

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# make test: everything CI runs. Installs what is missing, starts a throwaway Postgres cluster for
-# the system tests (each test makes its own database, broker and service processes in it), runs the
+# make test: everything CI runs. Installs what is missing, starts a throwaway Postgres cluster and
+# DynamoDB endpoint for the system tests (each test makes its own database, broker and service processes in it), runs the
 # unit, property and system tests, and stops everything it started, whatever happens.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -10,10 +10,12 @@ bash deploy/local/bin/install.sh
 
 test_pg="$KEEL_STATE/test/postgres"
 test_pg_port="${KEEL_TEST_PG_PORT:-54390}"
+test_dynamodb_port="${KEEL_TEST_DYNAMODB_PORT:-18490}"
 cleanup() {
   bash deploy/local/bin/postgres.sh stop "$test_pg" "$test_pg_port" || true
+  bash deploy/local/bin/moto.sh stop "$KEEL_STATE/test/dynamodb" 0 || true
   # Service processes of a test that was itself killed: nothing may outlive the run.
-  pkill -KILL -f "$CARGO_TARGET_DIR/debug/keel-" 2>/dev/null || true
+  pkill -KILL -f "$CARGO_TARGET_DIR/debug/keel" 2>/dev/null || true
   pkill -KILL -f "tansu broker --cluster-id keel-test" 2>/dev/null || true
   # Primary and standby clusters of the two-region tests.
   pkill -KILL -f "postgres -D ${TMPDIR:-/tmp}/keel-tests" 2>/dev/null || true
@@ -34,6 +36,10 @@ bash deploy/local/bin/postgres.sh stop "$test_pg" "$test_pg_port" || true
 rm -rf "$test_pg"
 bash deploy/local/bin/postgres.sh start "$test_pg" "$test_pg_port"
 export KEEL_TEST_PG="postgres://keel@127.0.0.1:$test_pg_port/postgres"
+log "starting the test DynamoDB endpoint (moto) on 127.0.0.1:$test_dynamodb_port"
+bash deploy/local/bin/moto.sh stop "$KEEL_STATE/test/dynamodb" 0 || true
+bash deploy/local/bin/moto.sh start "$KEEL_STATE/test/dynamodb" "$test_dynamodb_port"
+export KEEL_TEST_DYNAMODB="http://127.0.0.1:$test_dynamodb_port"
 export KEEL_TANSU_BIN="$TANSU_BIN"
 
 log "system tests (real Postgres, real tansu, the service binaries)"

@@ -2,6 +2,7 @@
 # make up: installs what is missing, then runs the two-region system on this machine
 # (DESIGN section 8):
 #   - the local ARC cluster: three keel-arc-endpoint processes sharing one state file;
+#   - the local DynamoDB endpoint (moto), where keelctl keeps the runbook lock, journals and audit;
 #   - per application, a Postgres primary in its active region and a streaming standby in the other
 #     (trade matching and settlement are active in KEEL_TM_ACTIVE and KEEL_ST_ACTIVE, us-east-1 by
 #     default; they may differ);
@@ -46,6 +47,9 @@ for i in 1 2 3; do
     --active "trade-matching=$tm_active" --active "settlement=$st_active"
 done
 for i in 1 2 3; do wait_for_port "1830$i" 30; done
+
+log "starting the local DynamoDB endpoint (moto) on 127.0.0.1:18400: the runbook lock, journals and audit"
+bash deploy/local/bin/moto.sh start "$KEEL_STATE/dynamodb" 18400
 
 # On an existing state the routing controls, not KEEL_*_ACTIVE, say where each application is
 # active: after a handover its primary database is in the other region.
@@ -112,6 +116,10 @@ start "$arc/pids/generator.pid" "$KEEL_STATE/generator.log" "$bin/keel-generator
   --control-endpoints "http://127.0.0.1:18301,http://127.0.0.1:18302,http://127.0.0.1:18303" \
   --rate "${KEEL_GENERATOR_RATE:-5}"
 
+# Reconciliation runs continuously and exports the gaps per hop as metrics.
+start "$arc/pids/reconciler.pid" "$KEEL_STATE/reconciler.log" "$bin/keelctl" reconcile --watch \
+  --metrics-listen 127.0.0.1:9190 --interval-seconds 15
+
 cat <<INFO
 
 Keel is up in two regions. State and logs: $KEEL_STATE
@@ -124,10 +132,13 @@ Keel is up in two regions. State and logs: $KEEL_STATE
   Postgres    trade matching 54321 (us-east-1) / 54331 (us-west-2), db keel_tm
               settlement     54322 (us-east-1) / 54332 (us-west-2), db keel_st
   ARC         http://127.0.0.1:18301 18302 18303 (state: $arc/state.json)
+  DynamoDB    http://127.0.0.1:18400 (moto: runbook lock, journals, audit; in memory)
+  reconciler  http://127.0.0.1:9190/metrics (keel_reconcile_gaps per hop, every 15 s)
   generator   ${KEEL_GENERATOR_RATE:-5} legs/s ($KEEL_STATE/generator.log)
 
 Status:   target/release/keelctl status
 Controls: target/release/keelctl controls set generator=Off
 Ledger:   target/release/keelctl ledger verify
+Rotate:   target/release/keelctl rotate --app trade-matching --to us-west-2 --dry-run
 Stop:     make down
 INFO

@@ -50,6 +50,21 @@ pub async fn verify(database_url: &str, as_json: bool) -> ExitCode {
     }
 }
 
+/// The ledger check as one line: what was verified, or the first violation.
+pub async fn check(database_url: &str) -> Result<String, String> {
+    let snapshot = read_snapshot(database_url)
+        .await
+        .map_err(|e| format!("cannot check the ledger: {e:#}"))?;
+    keel_ledger::verify(&snapshot)
+        .map(|v| {
+            format!(
+                "ledger balances: {} settled instructions, {} postings, {} positions",
+                v.instructions, v.postings, v.positions
+            )
+        })
+        .map_err(|violation| format!("ledger violation: {violation}"))
+}
+
 /// Reads the whole ledger in one repeatable-read, read-only transaction, so the parts agree.
 async fn read_snapshot(database_url: &str) -> anyhow::Result<LedgerSnapshot> {
     let pool = PgPoolOptions::new()

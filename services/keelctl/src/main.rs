@@ -1,5 +1,5 @@
-//! keelctl: what SREs run: `keelctl status`, `keelctl controls list|set`, `keelctl reconcile`,
-//! `keelctl ledger verify`.
+//! keelctl: what SREs run: `keelctl status`, `keelctl controls list|set`, `keelctl rotate`,
+//! `keelctl failover`, `keelctl reprotect`, `keelctl reconcile`, `keelctl ledger verify`.
 //! It reads the same configuration as the services (`KEEL_CONFIG`, by default the local stack's
 //! `deploy/local/config/keel.toml`).
 //!
@@ -8,6 +8,7 @@
 
 mod ledger;
 mod reconcile;
+mod runbook;
 mod status;
 
 use std::collections::BTreeMap;
@@ -15,7 +16,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use keel_arc::ControlConfig;
+use keel_rotation::Mode;
 use keel_routing::{App, RegionConfig};
+use runbook::store::{RunbookConfig, RunbookStore};
 use serde::{Deserialize, Serialize};
 
 /// The parts of the services' configuration keelctl needs.
@@ -24,13 +27,16 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     pub regions: BTreeMap<String, RegionConfig>,
     pub control: ControlConfig,
+    pub runbook: RunbookConfig,
+    /// Producer tuning for replays (the brokers are each region's).
+    pub kafka: keel_streaming::KafkaOptions,
 }
 
 #[derive(Parser)]
 #[command(
     name = "keelctl",
     version,
-    about = "Operate Keel: status, routing controls, the ledger."
+    about = "Operate Keel: status, routing controls, rotation and failover, reconciliation, the ledger."
 )]
 struct Cli {
     /// Print JSON instead of text.
@@ -50,10 +56,26 @@ enum Command {
         #[command(subcommand)]
         command: ControlsCommand,
     },
+    /// Planned rotation: moves an application to another region with both regions up. Traffic
+    /// Off, drain, processing Off, wait for the standby, switch the database, processing On,
+    /// reconcile and replay, verify, traffic On, re-protect; each step checks its outcome, and the
+    /// run is journaled so it can be resumed by running the same command again.
+    Rotate(MoveArgs),
+    /// Unplanned failover (disaster recovery): moves an application out of a lost region without
+    /// needing anything from it: fence it, promote the standby, processing On, reconcile and
+    /// replay, verify, traffic On. Re-protect once the region is back.
+    Failover(MoveArgs),
+    /// Rebuilds an application's database in a region (by default the one it does not process
+    /// in) as a streaming standby of its primary: after a failover, once the lost region is back.
+    Reprotect {
+        #[arg(long, value_parser = parse_app)]
+        app: App,
+        #[arg(long)]
+        region: Option<String>,
+    },
     /// Compares every hop (a producer's outbox and the next consumer's inbox, within and between
     /// the applications) by message id and content digest in each application's active database,
-    /// and reports the gaps and the repair each needs. Exit 1 when there are gaps. Reports only:
-    /// replay comes with rotation.
+    /// and reports the gaps and the repair each needs. Exit 1 when gaps are left.
     Reconcile {
         /// Only the hops of this application (its own and the two between the applications).
         #[arg(long, value_parser = parse_app)]
@@ -64,12 +86,62 @@ enum Command {
         /// Leave out what was produced in the last this many seconds: it may still be in flight.
         #[arg(long, default_value_t = 5.0)]
         settle_seconds: f64,
+        /// Repair: replay what is missing, restore across applications what only the downstream
+        /// has, audited in the runbook store; waits for each hop's replay to arrive.
+        #[arg(long, conflicts_with = "watch")]
+        repair: bool,
+        /// Keep reconciling (reporting only) and export the gaps per hop as Prometheus metrics.
+        #[arg(long)]
+        watch: bool,
+        /// With --watch: where /metrics is served.
+        #[arg(long, default_value = "127.0.0.1:9190")]
+        metrics_listen: String,
+        /// With --watch: seconds between runs.
+        #[arg(long, default_value_t = 15)]
+        interval_seconds: u64,
+        /// With --watch: stop after this many runs (by default, at a signal).
+        #[arg(long)]
+        rounds: Option<u64>,
+    },
+    /// Releases an application's runbook lock held by a run that cannot finish (a planned
+    /// rotation whose source region was lost). The run's journal stays. Only that run's lock is
+    /// released: name it as the refusal named it.
+    Unlock {
+        #[arg(long, value_parser = parse_app)]
+        app: App,
+        /// The run holding the lock.
+        #[arg(long)]
+        run: String,
+    },
+    /// A reconciliation run's audit trail: its summary and every message it replayed or restored
+    /// (the run id is in the rotation's report, or `keelctl reconcile --repair`'s).
+    Audit {
+        /// The run id.
+        run: String,
     },
     /// The settlement application's double-entry ledger.
     Ledger {
         #[command(subcommand)]
         command: LedgerCommand,
     },
+}
+
+#[derive(clap::Args)]
+struct MoveArgs {
+    #[arg(long, value_parser = parse_app)]
+    app: App,
+    /// The region to move to.
+    #[arg(long)]
+    to: String,
+    /// The region to move from; by default the one where the application processes now.
+    #[arg(long)]
+    from: Option<String>,
+    /// Print the plan and what each step checks; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    yes: bool,
 }
 
 #[derive(Subcommand)]
@@ -99,6 +171,29 @@ enum LedgerCommand {
         #[arg(long, env = "KEEL_LEDGER_DATABASE_URL")]
         database_url: Option<String>,
     },
+}
+
+async fn move_app(
+    config: impl FnOnce() -> Result<Config, ExitCode>,
+    mode: Mode,
+    args: MoveArgs,
+    json: bool,
+) -> ExitCode {
+    match config() {
+        Err(code) => code,
+        Ok(config) => {
+            let args = runbook::RunArgs {
+                app: args.app,
+                mode,
+                to: args.to,
+                from: args.from,
+                dry_run: args.dry_run,
+                yes: args.yes,
+                json,
+            };
+            runbook::run(&config, args).await
+        }
+    }
 }
 
 fn parse_app(name: &str) -> Result<App, String> {
@@ -132,10 +227,75 @@ async fn main() -> ExitCode {
                 }
             },
         },
+        Command::Rotate(args) => move_app(config, Mode::Planned, args, cli.json).await,
+        Command::Failover(args) => move_app(config, Mode::Unplanned, args, cli.json).await,
+        Command::Reprotect { app, region } => match config() {
+            Err(code) => code,
+            Ok(config) => runbook::reprotect(&config, app, region, cli.json).await,
+        },
+        Command::Unlock { app, run } => match config() {
+            Err(code) => code,
+            Ok(config) => {
+                let store = RunbookStore::new(&config.runbook);
+                match store.lock_holder(app).await {
+                    Ok(Some(holder)) if holder == run => match store.unlock(app, &run).await {
+                        Ok(()) => {
+                            println!("released {app}'s runbook lock held by run {run}");
+                            ExitCode::SUCCESS
+                        }
+                        Err(error) => {
+                            eprintln!("error: {error}");
+                            ExitCode::from(2)
+                        }
+                    },
+                    Ok(Some(holder)) => {
+                        eprintln!("error: {app}'s lock is held by run {holder}, not {run}");
+                        ExitCode::from(1)
+                    }
+                    Ok(None) => {
+                        eprintln!("{app}'s runbook lock is not held");
+                        ExitCode::SUCCESS
+                    }
+                    Err(error) => {
+                        eprintln!("error: {error}");
+                        ExitCode::from(2)
+                    }
+                }
+            }
+        },
+        Command::Audit { run } => match config() {
+            Err(code) => code,
+            Ok(config) => match RunbookStore::new(&config.runbook).audit_of(&run).await {
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    ExitCode::from(2)
+                }
+                Ok(items) if items.is_empty() => {
+                    eprintln!("no audit for run {run}");
+                    ExitCode::from(1)
+                }
+                Ok(items) => {
+                    if cli.json {
+                        let map: BTreeMap<_, _> = items.into_iter().collect();
+                        println!("{}", serde_json::to_string_pretty(&map).expect("json"));
+                    } else {
+                        for (what, action) in items {
+                            println!("{what}\t{action}");
+                        }
+                    }
+                    ExitCode::SUCCESS
+                }
+            },
+        },
         Command::Reconcile {
             app,
             window_minutes,
             settle_seconds,
+            repair,
+            watch,
+            metrics_listen,
+            interval_seconds,
+            rounds,
         } => match config() {
             Err(code) => code,
             Ok(config) => {
@@ -143,7 +303,45 @@ async fn main() -> ExitCode {
                     seconds: window_minutes * 60.0,
                     settle_seconds,
                 };
-                reconcile::reconcile(&config, app, window, cli.json).await
+                if watch {
+                    return reconcile::watch(
+                        &config,
+                        app,
+                        window,
+                        std::time::Duration::from_secs(interval_seconds),
+                        rounds,
+                        &metrics_listen,
+                    )
+                    .await;
+                }
+                if !repair {
+                    return reconcile::reconcile(&config, app, window, None, cli.json).await;
+                }
+                let store = RunbookStore::new(&config.runbook);
+                if let Err(error) = store.ensure_table().await {
+                    eprintln!("error: {error}");
+                    return ExitCode::from(2);
+                }
+                let kafka = match reconcile::replay_destinations(&config).await {
+                    Ok(kafka) => kafka,
+                    Err(error) => {
+                        eprintln!("error: {error}");
+                        return ExitCode::from(2);
+                    }
+                };
+                let repairing = reconcile::Repairing {
+                    kafka,
+                    store: &store,
+                    run_id: format!(
+                        "reconcile-{}",
+                        chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
+                    ),
+                    propagation_bound: std::time::Duration::from_secs(
+                        config.runbook.step_timeout_seconds,
+                    ),
+                    rounds: config.runbook.reconcile_rounds,
+                };
+                reconcile::reconcile(&config, app, window, Some(repairing), cli.json).await
             }
         },
         Command::Ledger {

@@ -1,59 +1,106 @@
-//! `keelctl reconcile`: compares every hop's two sides in each application's active database and
-//! reports the gaps and the repair each needs (DESIGN section 7). It reads only; replaying the
-//! repairs comes with `keelctl rotate` (issue 5).
+//! Reconciliation and replay (DESIGN section 7): compares every hop's two sides in each
+//! application's active database by message id and content digest, and, when asked to repair,
+//! replays what is missing downstream (the upstream's stored message, published straight into the
+//! Kafka of the region where the receiving application processes), restores what only the downstream has across applications, and waits for each
+//! hop's repairs to arrive before it checks the next hop. Every run and every repaired id is
+//! audited in the runbook store before the repair is made.
+//!
+//! `keelctl reconcile` runs it on its own (`--repair`, `--watch` for the continuous mode and its
+//! metrics); the rotation runbook runs it as its Reconcile step.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use keel_reconcile::{diff, hops, hops_of, Hop, HopDiff, Record, Repair};
 use keel_routing::App;
-use keel_safestore::hop::{consumed, produced, produced_with_ids};
+use keel_safestore::hop::{
+    consumed, consumed_ids, consumed_payloads, produced, produced_with_ids, restore,
+    stored_messages, unpublished,
+};
+use keel_safestore::Outgoing;
+use keel_streaming::KafkaOptions;
 use serde::Serialize;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::status::active_databases;
+use crate::runbook::store::{AuditedRepair, RunbookStore};
+use crate::status::{active_databases, active_regions};
 use crate::Config;
 
 /// How far back to look, and how much of the newest to leave out as still in flight.
+#[derive(Debug, Clone, Copy, Serialize)]
 pub struct Window {
     pub seconds: f64,
     pub settle_seconds: f64,
 }
 
-#[derive(Serialize)]
-struct HopReport {
-    hop: String,
-    #[serde(flatten)]
-    definition: Hop,
-    produced: usize,
-    #[serde(flatten)]
-    diff: HopDiff,
-    repairs: Vec<Repair>,
+/// Repairing: where the audit goes, under which run, and how long a hop's repairs may take to
+/// arrive.
+pub struct Repairing<'a> {
+    /// Where each application's topics are replayed: the Kafka of the region where it processes.
+    pub kafka: BTreeMap<App, KafkaOptions>,
+    pub store: &'a RunbookStore,
+    pub run_id: String,
+    pub propagation_bound: Duration,
+    pub rounds: u32,
 }
 
+/// One hop: what was found, what was done, what is left.
+#[derive(Debug, Serialize)]
+pub struct HopReport {
+    pub hop: String,
+    #[serde(flatten)]
+    pub definition: Hop,
+    /// Published upstream in the window.
+    pub produced: usize,
+    /// Waiting in the upstream's outbox for the relay (not gaps).
+    pub unpublished: i64,
+    /// The gaps as first found.
+    pub found: HopDiff,
+    pub replayed: usize,
+    pub restored: usize,
+    /// The gaps left after repairing (the same as `found` when only reporting).
+    pub left: HopDiff,
+    /// What each gap left needs.
+    pub repairs: Vec<Repair>,
+}
+
+impl HopReport {
+    fn found_gaps(&self) -> usize {
+        self.found.gaps()
+    }
+}
+
+/// A whole run's result.
+#[derive(Debug, Serialize)]
+pub struct Reconciliation {
+    pub run_id: Option<String>,
+    pub window: Window,
+    pub found: usize,
+    pub repaired: usize,
+    pub left: usize,
+    pub hops: Vec<HopReport>,
+}
+
+/// `keelctl reconcile`: once, reporting (and with `repairing`, repairing); exit 0 when no gap is
+/// left, 1 when some are, 2 when it could not run.
 pub async fn reconcile(
     config: &Config,
     app: Option<App>,
     window: Window,
+    repairing: Option<Repairing<'_>>,
     json_out: bool,
 ) -> ExitCode {
-    match run(config, app, &window).await {
-        Ok(reports) => {
-            let gaps: usize = reports.iter().map(|r| r.diff.gaps()).sum();
+    match run(config, app, window, repairing.as_ref()).await {
+        Ok(result) => {
             if json_out {
-                let out = serde_json::json!({
-                    "window_seconds": window.seconds,
-                    "settle_seconds": window.settle_seconds,
-                    "gaps": gaps,
-                    "hops": reports,
-                });
-                println!("{}", serde_json::to_string_pretty(&out).expect("json"));
+                println!("{}", serde_json::to_string_pretty(&result).expect("json"));
             } else {
-                print_table(&reports, &window, gaps);
+                print_table(&result);
             }
-            if gaps == 0 {
+            if result.left == 0 {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
@@ -66,46 +113,155 @@ pub async fn reconcile(
     }
 }
 
-async fn run(config: &Config, app: Option<App>, window: &Window) -> Result<Vec<HopReport>, String> {
-    let chosen: Vec<&Hop> = match app {
+/// Each application's Kafka where it processes now: where replays of its topics go.
+pub async fn replay_destinations(config: &Config) -> Result<BTreeMap<App, KafkaOptions>, String> {
+    Ok(active_regions(config, &App::ALL)
+        .await?
+        .into_iter()
+        .map(|(app, region)| {
+            let mut kafka = config.kafka.clone();
+            kafka.brokers = config.regions[&region].kafka.clone();
+            (app, kafka)
+        })
+        .collect())
+}
+
+/// The hops to check: `app`'s own and the two between the applications, or all.
+fn chosen_hops(app: Option<App>) -> Vec<&'static Hop> {
+    match app {
         Some(app) => hops_of(app).collect(),
         None => hops().iter().collect(),
-    };
-    let apps: BTreeSet<App> = chosen
-        .iter()
-        .flat_map(|hop| [hop.upstream.app, hop.downstream.app])
-        .collect();
-    let mut pools: BTreeMap<App, PgPool> = BTreeMap::new();
-    for (app, url) in active_databases(config, &apps.into_iter().collect::<Vec<_>>()).await? {
+    }
+}
+
+/// Connects to each application's active database (from one reading of the routing controls).
+pub async fn active_pools(config: &Config, apps: &[App]) -> Result<BTreeMap<App, PgPool>, String> {
+    let mut pools = BTreeMap::new();
+    for (app, url) in active_databases(config, apps).await? {
         let pool = PgPoolOptions::new()
             .max_connections(2)
+            .acquire_timeout(Duration::from_secs(5))
             .connect(&url)
             .await
             .map_err(|e| format!("{app}'s database: {e}"))?;
         pools.insert(app, pool);
     }
-    let mut reports = Vec::new();
-    for hop in chosen {
-        reports.push(
-            reconcile_hop(
-                &pools[&hop.upstream.app],
-                &pools[&hop.downstream.app],
-                hop,
-                window,
-            )
-            .await
-            .map_err(|e| format!("{}: {e}", hop.name()))?,
-        );
-    }
-    Ok(reports)
+    Ok(pools)
 }
 
-async fn reconcile_hop(
+pub async fn run(
+    config: &Config,
+    app: Option<App>,
+    window: Window,
+    repairing: Option<&Repairing<'_>>,
+) -> Result<Reconciliation, String> {
+    let chosen = chosen_hops(app);
+    let apps: BTreeSet<App> = chosen
+        .iter()
+        .flat_map(|hop| [hop.upstream.app, hop.downstream.app])
+        .collect();
+    let pools = active_pools(config, &apps.into_iter().collect::<Vec<_>>()).await?;
+    let result = reconcile_hops(&pools, &chosen, window, repairing).await;
+    for pool in pools.values() {
+        pool.close().await;
+    }
+    result
+}
+
+/// Reconciles `chosen` in flow order; repairing, round after round until no repairable gap is left
+/// or the rounds run out. Each hop's repairs are seen downstream before the next hop is checked, so
+/// a replay's own output is compared too.
+pub async fn reconcile_hops(
+    pools: &BTreeMap<App, PgPool>,
+    chosen: &[&Hop],
+    window: Window,
+    repairing: Option<&Repairing<'_>>,
+) -> Result<Reconciliation, String> {
+    let mut reports: Vec<HopReport> = Vec::new();
+    let rounds = repairing.map_or(1, |r| r.rounds.max(1));
+    for _ in 0..rounds {
+        let mut repaired_this_round = 0;
+        for (index, hop) in chosen.iter().enumerate() {
+            let upstream = &pools[&hop.upstream.app];
+            let downstream = &pools[&hop.downstream.app];
+            let failed = |e: sqlx::Error| format!("{}: {e}", hop.name());
+            let (produced_count, pending, found) =
+                compare(upstream, downstream, hop, window).await.map_err(failed)?;
+            let (mut replayed, mut restored) = (0, 0);
+            if let Some(repairing) = repairing {
+                if found.gaps() > 0 {
+                    (replayed, restored) = repair(upstream, downstream, hop, &found, repairing)
+                        .await
+                        .map_err(|e| format!("{}: {e}", hop.name()))?;
+                    repaired_this_round += replayed + restored;
+                }
+            }
+            let left = if replayed + restored > 0 {
+                compare(upstream, downstream, hop, window)
+                    .await
+                    .map_err(failed)?
+                    .2
+            } else {
+                found.clone()
+            };
+            let report = HopReport {
+                hop: hop.name(),
+                definition: **hop,
+                produced: produced_count,
+                unpublished: pending,
+                repairs: keel_reconcile::repairs(hop, &left),
+                found,
+                replayed,
+                restored,
+                left,
+            };
+            match reports.get_mut(index) {
+                // A later round: add what it found that earlier rounds had not, and what it
+                // repaired.
+                Some(earlier) => {
+                    earlier.found.absorb(report.found);
+                    earlier.replayed += report.replayed;
+                    earlier.restored += report.restored;
+                    earlier.produced = report.produced;
+                    earlier.unpublished = report.unpublished;
+                    earlier.left = report.left;
+                    earlier.repairs = report.repairs;
+                }
+                None => reports.push(report),
+            }
+        }
+        if repaired_this_round == 0 {
+            break;
+        }
+    }
+    let result = Reconciliation {
+        run_id: repairing.map(|r| r.run_id.clone()),
+        window,
+        found: reports.iter().map(HopReport::found_gaps).sum(),
+        repaired: reports.iter().map(|r| r.replayed + r.restored).sum(),
+        left: reports.iter().map(|r| r.left.gaps()).sum(),
+        hops: reports,
+    };
+    if let Some(repairing) = repairing {
+        repairing
+            .store
+            .audit_run(
+                &repairing.run_id,
+                &serde_json::to_value(&result).expect("json"),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(result)
+}
+
+/// One hop's two sides compared: (published in the window, unpublished, the diff).
+async fn compare(
     upstream_pool: &PgPool,
     downstream_pool: &PgPool,
     hop: &Hop,
-    window: &Window,
-) -> Result<HopReport, sqlx::Error> {
+    window: Window,
+) -> Result<(usize, i64, HopDiff), sqlx::Error> {
     let (up, down) = (hop.upstream.schema, hop.downstream.schema);
     let mut upstream = produced(
         upstream_pool,
@@ -116,10 +272,11 @@ async fn reconcile_hop(
     )
     .await?;
     let produced_in_window = upstream.len();
+    let pending = unpublished(upstream_pool, up, hop.topic).await?;
     let ids: Vec<Uuid> = upstream.iter().map(|(id, _)| *id).collect();
     let downstream = consumed(downstream_pool, down, hop.topic, window.seconds, &ids).await?;
-    // Consumed in the window but produced before it: look those up upstream before calling them
-    // orphans.
+    // Consumed in the window but produced before it (or not yet published again, when replayed):
+    // look those up upstream before calling them orphans.
     let known: HashSet<Uuid> = ids.into_iter().collect();
     let unknown: Vec<Uuid> = downstream
         .iter()
@@ -144,30 +301,130 @@ async fn reconcile_hop(
                 .unwrap_or_default(),
         })
         .collect();
-    let result = diff(&upstream, &downstream);
-    Ok(HopReport {
-        hop: hop.name(),
-        definition: *hop,
-        produced: produced_in_window,
-        repairs: keel_reconcile::repairs(hop, &result),
-        diff: result,
-    })
+    Ok((produced_in_window, pending, diff(&upstream, &downstream)))
 }
 
-fn print_table(reports: &[HopReport], window: &Window, gaps: usize) {
+/// Carries out the replays and restores `found` needs, audited first, and waits until the replayed
+/// messages are seen downstream. Returns (replayed, restored).
+async fn repair(
+    upstream: &PgPool,
+    downstream: &PgPool,
+    hop: &Hop,
+    found: &HopDiff,
+    repairing: &Repairing<'_>,
+) -> Result<(usize, usize), String> {
+    let plan = keel_reconcile::repairs(hop, found);
+    let replays: Vec<Uuid> = plan
+        .iter()
+        .filter(|r| matches!(r, Repair::Replay { .. }))
+        .map(Repair::id)
+        .collect();
+    let restores: Vec<Uuid> = plan
+        .iter()
+        .filter(|r| matches!(r, Repair::Restore { .. }))
+        .map(Repair::id)
+        .collect();
+    let audited: Vec<AuditedRepair> = replays
+        .iter()
+        .map(|id| (id, "replay"))
+        .chain(restores.iter().map(|id| (id, "restore")))
+        .map(|(id, action)| AuditedRepair {
+            hop: hop.name(),
+            message_id: id.to_string(),
+            action,
+        })
+        .collect();
+    if audited.is_empty() {
+        return Ok((0, 0));
+    }
+    repairing
+        .store
+        .audit_repairs(&repairing.run_id, &audited)
+        .await
+        .map_err(|e| e.to_string())?;
+
+    let mut restored = 0;
+    if !restores.is_empty() {
+        let kept = consumed_payloads(downstream, hop.downstream.schema, hop.topic, &restores)
+            .await
+            .map_err(|e| e.to_string())?;
+        let messages: Vec<Outgoing> = kept
+            .into_iter()
+            .filter_map(|(message_id, payload)| {
+                Some(Outgoing {
+                    message_id,
+                    topic: hop.topic.to_owned(),
+                    key: keel_messages::key_of(hop.topic, &payload)?,
+                    payload,
+                })
+            })
+            .collect();
+        restored = restore(upstream, hop.upstream.schema, &messages)
+            .await
+            .map_err(|e| e.to_string())? as usize;
+    }
+    if replays.is_empty() {
+        return Ok((0, restored));
+    }
+    let messages = stored_messages(upstream, hop.upstream.schema, hop.topic, &replays)
+        .await
+        .map_err(|e| e.to_string())?;
+    let kafka = repairing
+        .kafka
+        .get(&hop.downstream.app)
+        .ok_or_else(|| format!("{} processes in no region: nowhere to replay", hop.downstream.app))?;
+    let queued = keel_streaming::republish(kafka, &messages)
+        .await
+        .map_err(|e| format!("replaying into {}: {e}", kafka.brokers))?;
+    // The replay has propagated when the downstream's inbox holds every replayed id.
+    let deadline = Instant::now() + repairing.propagation_bound;
+    loop {
+        let seen = consumed_ids(downstream, hop.downstream.schema, hop.topic, &replays)
+            .await
+            .map_err(|e| e.to_string())?;
+        if seen.len() == replays.len() {
+            return Ok((queued, restored));
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "{} of {} replayed message(s) not seen downstream after {:?} (is {} processing?)",
+                replays.len() - seen.len(),
+                replays.len(),
+                repairing.propagation_bound,
+                hop.downstream.app
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub fn print_table(result: &Reconciliation) {
     println!(
-        "{:<50} {:>8} {:>8} {:>8} {:>9} {:>8}",
-        "hop", "produced", "matched", "missing", "differing", "orphaned"
+        "{:<50} {:>8} {:>6} {:>8} {:>8} {:>9} {:>8} {:>8} {:>8} {:>5}",
+        "hop",
+        "produced",
+        "unpub",
+        "matched",
+        "missing",
+        "differing",
+        "orphaned",
+        "replayed",
+        "restored",
+        "left"
     );
-    for report in reports {
+    for report in &result.hops {
         println!(
-            "{:<50} {:>8} {:>8} {:>8} {:>9} {:>8}",
+            "{:<50} {:>8} {:>6} {:>8} {:>8} {:>9} {:>8} {:>8} {:>8} {:>5}",
             report.hop,
             report.produced,
-            report.diff.matched,
-            report.diff.missing.len(),
-            report.diff.differing.len(),
-            report.diff.orphaned.len()
+            report.unpublished,
+            report.left.matched,
+            report.found.missing.len(),
+            report.found.differing.len(),
+            report.found.orphaned.len(),
+            report.replayed,
+            report.restored,
+            report.left.gaps()
         );
         for repair in &report.repairs {
             match repair {
@@ -180,7 +437,90 @@ fn print_table(reports: &[HopReport], window: &Window, gaps: usize) {
         }
     }
     println!(
-        "{gaps} gap(s) over the last {:.0} s (the newest {:.0} s left out as in flight)",
-        window.seconds, window.settle_seconds
+        "{} gap(s) found, {} repaired, {} left, over the last {:.0} s (the newest {:.0} s left out as in flight){}",
+        result.found,
+        result.repaired,
+        result.left,
+        result.window.seconds,
+        result.window.settle_seconds,
+        result
+            .run_id
+            .as_ref()
+            .map(|id| format!("; audited as run {id}"))
+            .unwrap_or_default()
     );
+}
+
+/// `keelctl reconcile --watch`: reconciles (reporting only) every `interval` until a signal, or
+/// `rounds` times, and exports what it finds on `/metrics` at `listen`:
+/// `keel_reconcile_gaps{hop,kind}`, `keel_reconcile_unpublished{hop}`,
+/// `keel_reconcile_runs_total{outcome}` and `keel_reconcile_last_run_seconds`.
+pub async fn watch(
+    config: &Config,
+    app: Option<App>,
+    window: Window,
+    interval: Duration,
+    rounds: Option<u64>,
+    listen: &str,
+) -> ExitCode {
+    let metrics = keel_platform::ops::install_metrics("reconciler", "global");
+    let readiness = keel_platform::ops::Readiness::default();
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("error: cannot listen on {listen}: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let shutdown = keel_platform::shutdown::on_signal();
+    let server = tokio::spawn(keel_platform::ops::serve(
+        listener,
+        keel_platform::ops::router(readiness, metrics),
+        shutdown.clone(),
+    ));
+    eprintln!("reconciling every {interval:?}; metrics on http://{listen}/metrics");
+    let mut done = 0u64;
+    loop {
+        let started = Instant::now();
+        match run(config, app, window, None).await {
+            Ok(result) => {
+                metrics::counter!("keel_reconcile_runs_total", "outcome" => "ok").increment(1);
+                for hop in &result.hops {
+                    let gaps = [
+                        ("missing", hop.left.missing.len()),
+                        ("differing", hop.left.differing.len()),
+                        ("orphaned", hop.left.orphaned.len()),
+                    ];
+                    for (kind, count) in gaps {
+                        metrics::gauge!("keel_reconcile_gaps", "hop" => hop.hop.clone(), "kind" => kind)
+                            .set(count as f64);
+                    }
+                    metrics::gauge!("keel_reconcile_unpublished", "hop" => hop.hop.clone())
+                        .set(hop.unpublished as f64);
+                }
+                eprintln!(
+                    "{} gap(s) over {} hops ({:.2} s)",
+                    result.left,
+                    result.hops.len(),
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            Err(error) => {
+                metrics::counter!("keel_reconcile_runs_total", "outcome" => "failed").increment(1);
+                eprintln!("reconciliation failed: {error}");
+            }
+        }
+        metrics::gauge!("keel_reconcile_last_run_seconds").set(started.elapsed().as_secs_f64());
+        done += 1;
+        if rounds.is_some_and(|rounds| done >= rounds) {
+            break;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+    shutdown.cancel();
+    let _ = server.await;
+    ExitCode::SUCCESS
 }

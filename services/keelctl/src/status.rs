@@ -15,8 +15,57 @@ use sqlx::PgPool;
 
 use crate::Config;
 
+/// What a service's `/readyz` says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    Down(String),
+    Unready(String),
+    /// Ready; the note says whether it processes: "active", "standby (...)".
+    Ready(String),
+}
+
+impl Health {
+    pub fn is_active(&self) -> bool {
+        matches!(self, Health::Ready(note) if note == "active")
+    }
+
+    /// Not processing: standing by, fenced, or down.
+    pub fn is_stopped(&self) -> bool {
+        match self {
+            Health::Down(_) => true,
+            Health::Ready(note) => note.starts_with("standby"),
+            Health::Unready(failing) => failing.contains("routing-controls"),
+        }
+    }
+}
+
+impl std::fmt::Display for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Health::Down(why) => write!(f, "down ({why})"),
+            Health::Unready(failing) => write!(f, "unready: {failing}"),
+            Health::Ready(note) => f.write_str(note),
+        }
+    }
+}
+
+pub async fn readiness(http: &reqwest::Client, base: &str) -> Health {
+    match http.get(format!("{base}/readyz")).send().await {
+        Err(error) => Health::Down(error.without_url().to_string()),
+        Ok(response) => {
+            let ready = response.status().is_success();
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            if ready {
+                Health::Ready(body["notes"]["processing"].as_str().unwrap_or("").to_owned())
+            } else {
+                Health::Unready(body["failing"].to_string())
+            }
+        }
+    }
+}
+
 /// Each application's services; each owns the schema of its name in the application's database.
-fn services_of(app: App) -> &'static [&'static str] {
+pub fn services_of(app: App) -> &'static [&'static str] {
     match app {
         App::TradeMatching => &["ingress", "ingestion", "matching", "notification"],
         App::Settlement => &["settlement"],
@@ -65,22 +114,7 @@ pub async fn status(config: &Config, json_out: bool) -> ExitCode {
             for service in services_of(app) {
                 let health = match topology.services.get(*service) {
                     None => "not configured".to_owned(),
-                    Some(base) => match http.get(format!("{base}/readyz")).send().await {
-                        Err(error) => format!("down ({})", error.without_url()),
-                        Ok(response) => {
-                            let ready = response.status().is_success();
-                            let body: serde_json::Value = response.json().await.unwrap_or_default();
-                            let role = body["notes"]["processing"]
-                                .as_str()
-                                .unwrap_or("")
-                                .to_owned();
-                            if ready {
-                                role
-                            } else {
-                                format!("unready: {}", body["failing"])
-                            }
-                        }
-                    },
+                    Some(base) => readiness(&http, base).await.to_string(),
                 };
                 services.insert(*service, health);
             }
@@ -230,6 +264,19 @@ async fn inspect(pool: &PgPool, app: App, kafka: &str, row: &mut Row) -> Result<
         row.database.replication_lag_seconds = None;
         row.database.error = Some("no standby is connected".to_owned());
     }
+    let (depth, lag) = queues(pool, app, &row.region, kafka).await?;
+    row.outbox_depth = Some(depth);
+    row.consumer_lag = lag;
+    Ok(())
+}
+
+/// `app`'s outbox rows waiting for the relay, and its consumers' lag per topic in `region`'s Kafka.
+pub async fn queues(
+    pool: &PgPool,
+    app: App,
+    region: &str,
+    kafka: &str,
+) -> Result<(i64, BTreeMap<String, i64>), sqlx::Error> {
     let mut depth = 0;
     let mut offsets: Vec<(String, i32, i64)> = Vec::new();
     for schema in services_of(app) {
@@ -249,40 +296,44 @@ async fn inspect(pool: &PgPool, app: App, kafka: &str, row: &mut Row) -> Result<
             sqlx::query_as::<_, (String, i32, i64)>(&format!(
                 "SELECT topic, partition, next_offset FROM {schema}.consumer_offsets WHERE cluster = $1"
             ))
-            .bind(&row.region)
+            .bind(region)
             .fetch_all(pool)
             .await?,
         );
     }
-    row.outbox_depth = Some(depth);
-    row.consumer_lag = consumer_lag(kafka, &offsets).await;
-    Ok(())
+    Ok((depth, consumer_lag(kafka, &offsets).await?))
 }
 
-/// Per topic: the broker's high watermark minus the offset the consumer stored in Postgres.
-async fn consumer_lag(kafka: &str, offsets: &[(String, i32, i64)]) -> BTreeMap<String, i64> {
+/// Per topic: the broker's high watermark minus the offset the consumer stored in Postgres. A
+/// broker that does not answer is an error: a lag that cannot be read is not zero.
+async fn consumer_lag(
+    kafka: &str,
+    offsets: &[(String, i32, i64)],
+) -> Result<BTreeMap<String, i64>, sqlx::Error> {
     let kafka = kafka.to_owned();
     let offsets = offsets.to_vec();
-    tokio::task::spawn_blocking(move || {
-        let mut lag = BTreeMap::new();
-        let Ok(consumer) = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", &kafka)
-            .set("broker.address.family", "v4")
-            .create::<BaseConsumer>()
-        else {
-            return lag;
-        };
-        for (topic, partition, next) in offsets {
-            if let Ok((_, high)) =
-                consumer.fetch_watermarks(&topic, partition, Duration::from_secs(2))
-            {
+    let unreadable = |why: String| sqlx::Error::Protocol(format!("consumer lag in {kafka}: {why}"));
+    let read = tokio::task::spawn_blocking({
+        let kafka = kafka.clone();
+        move || -> Result<BTreeMap<String, i64>, String> {
+            let mut lag = BTreeMap::new();
+            let consumer = rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", &kafka)
+                .set("broker.address.family", "v4")
+                .create::<BaseConsumer>()
+                .map_err(|e| e.to_string())?;
+            for (topic, partition, next) in offsets {
+                let (_, high) = consumer
+                    .fetch_watermarks(&topic, partition, Duration::from_secs(2))
+                    .map_err(|e| format!("{topic}: {e}"))?;
                 *lag.entry(topic).or_insert(0) += (high - next).max(0);
             }
+            Ok(lag)
         }
-        lag
     })
     .await
-    .unwrap_or_default()
+    .map_err(|e| unreadable(e.to_string()))?;
+    read.map_err(unreadable)
 }
 
 /// `keelctl controls set NAME=On|Off ...`: all at once, or nothing (the cluster checks its safety
@@ -360,9 +411,8 @@ pub async fn list_controls(config: &Config, json_out: bool) -> ExitCode {
     }
 }
 
-/// The database of each of `apps` in the region where it processes now, from one reading of the
-/// routing controls.
-pub async fn active_databases(
+/// The region where each of `apps` processes now, from one reading of the routing controls.
+pub async fn active_regions(
     config: &Config,
     apps: &[App],
 ) -> Result<BTreeMap<App, String>, String> {
@@ -371,11 +421,25 @@ pub async fn active_databases(
         .await
         .map_err(|error| format!("cannot read the routing controls: {error}"))?;
     let regions: Vec<String> = config.regions.keys().cloned().collect();
+    apps.iter()
+        .map(|app| {
+            states
+                .active_region(*app, Gate::Processing, &regions)
+                .map(|region| (*app, region.to_owned()))
+                .ok_or_else(|| format!("{app} is not processing in exactly one region"))
+        })
+        .collect()
+}
+
+/// The database of each of `apps` in the region where it processes now, from one reading of the
+/// routing controls.
+pub async fn active_databases(
+    config: &Config,
+    apps: &[App],
+) -> Result<BTreeMap<App, String>, String> {
     let mut databases = BTreeMap::new();
-    for app in apps {
-        let region = states
-            .active_region(*app, Gate::Processing, &regions)
-            .ok_or_else(|| format!("{app} is not processing in exactly one region"))?;
+    for (app, region) in active_regions(config, apps).await? {
+        let region = region.as_str();
         let url = config.regions[region]
             .databases
             .get(app.name())
@@ -383,7 +447,7 @@ pub async fn active_databases(
             .ok_or_else(|| {
                 format!("no database for {app} in {region} (regions.{region}.databases)")
             })?;
-        databases.insert(*app, url);
+        databases.insert(app, url);
     }
     Ok(databases)
 }
