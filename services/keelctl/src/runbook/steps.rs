@@ -128,15 +128,11 @@ impl Steps<'_> {
     ) -> Outcome {
         self.until(&format!("{app}'s services in {region} {described}"), || async {
             let healths = self.healths(app, region).await?;
-            let not: Vec<String> = healths
-                .iter()
-                .filter(|(_, h)| !wanted(h))
-                .map(|(s, h)| format!("{s}: {h}"))
-                .collect();
+            let not = not_yet(&healths, wanted);
             if not.is_empty() {
-                Err(not.join(", "))
-            } else {
                 Ok(Some(format!("every {app} service in {region} {described}")))
+            } else {
+                Err(not.join(", "))
             }
         })
         .await
@@ -527,6 +523,15 @@ impl Steps<'_> {
     }
 }
 
+/// The services not yet as `wanted`, each with what it says.
+fn not_yet(healths: &BTreeMap<&'static str, Health>, wanted: fn(&Health) -> bool) -> Vec<String> {
+    healths
+        .iter()
+        .filter(|(_, health)| !wanted(health))
+        .map(|(service, health)| format!("{service}: {health}"))
+        .collect()
+}
+
 /// Rebuilds `app`'s database in `region` as a standby of the primary in `primary_region`, and
 /// waits until it streams.
 pub async fn reprotect(
@@ -621,4 +626,30 @@ async fn broker_answers(kafka: &str) -> Result<(), String> {
     })
     .await
     .map_err(|e| e.to_string())?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_waits_for_every_service_to_be_as_wanted() {
+        let active = Health::Ready("active".into());
+        let standby = Health::Ready("standby (x is Off)".into());
+        let down = Health::Down("connection refused".into());
+        let fenced = Health::Unready(r#"{"routing-controls":"fenced"}"#.into());
+        let starting = Health::Unready(r#"{"session":"starting"}"#.into());
+        let healths = BTreeMap::from([("ingress", active.clone()), ("matching", standby.clone())]);
+        assert_eq!(not_yet(&healths, Health::is_stopped), ["ingress: active"]);
+        assert_eq!(
+            not_yet(&healths, Health::is_active),
+            ["matching: standby (x is Off)"]
+        );
+        for stopped in [&standby, &down, &fenced] {
+            assert!(stopped.is_stopped(), "{stopped}");
+            assert!(!stopped.is_active(), "{stopped}");
+        }
+        assert!(!starting.is_stopped() && !starting.is_active());
+        assert!(not_yet(&BTreeMap::from([("a", active)]), Health::is_active).is_empty());
+    }
 }
