@@ -126,7 +126,7 @@ pub struct Stack {
 /// source ports, so by the time the process binds it one may hold it ("Address already in use").
 /// So: a random port below the ephemeral range (32768 and up on Linux), free when checked, and never
 /// handed out twice by this test process.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
         std::sync::Mutex::new(std::collections::BTreeSet::new());
     let mut given = GIVEN.lock().expect("port registry");
@@ -433,7 +433,14 @@ impl Stack {
                 .unwrap_or_else(|_| "http://127.0.0.1:18490".to_owned())
                 .into(),
         );
-        runbook.insert("table".into(), format!("keel-runbooks-{}", self.dir.file_name().unwrap().to_string_lossy()).into());
+        runbook.insert(
+            "table".into(),
+            format!(
+                "keel-runbooks-{}",
+                self.dir.file_name().unwrap().to_string_lossy()
+            )
+            .into(),
+        );
         runbook.insert(
             "database_script".into(),
             repo_root()
@@ -442,7 +449,10 @@ impl Stack {
                 .into_owned()
                 .into(),
         );
-        runbook.insert("state_dir".into(), self.dir.to_string_lossy().into_owned().into());
+        runbook.insert(
+            "state_dir".into(),
+            self.dir.to_string_lossy().into_owned().into(),
+        );
         runbook.insert("step_timeout_seconds".into(), 60.into());
         config.insert("runbook".into(), runbook.into());
         std::fs::write(&self.config_file, toml::to_string(&config)?)?;
@@ -949,6 +959,19 @@ impl Stack {
         tokio::time::timeout(timeout, run)
             .await
             .unwrap_or_else(|_| panic!("keelctl {args:?} took longer than {timeout:?}"))
+            .unwrap_or_else(|e| panic!("running {}: {e}", binary.display()))
+    }
+
+    /// Starts `keelctl` with these arguments against this stack, in the background (the caller
+    /// kills it).
+    pub fn spawn_keelctl(&self, args: &[&str]) -> Child {
+        let binary = bin_dir(self.options.release).join("keelctl");
+        Command::new(&binary)
+            .args(args)
+            .env("KEEL_CONFIG", &self.config_file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
             .unwrap_or_else(|e| panic!("running {}: {e}", binary.display()))
     }
 

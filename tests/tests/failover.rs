@@ -174,7 +174,10 @@ async fn check_invariants(stack: &Stack, tm_region: &str) -> i64 {
 async fn wait_for_legs(db: &PgPool, at_least: i64) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while count_in(db, SUBMISSIONS).await < at_least {
-        assert!(Instant::now() < deadline, "fewer than {at_least} legs after 60 s");
+        assert!(
+            Instant::now() < deadline,
+            "fewer than {at_least} legs after 60 s"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -197,7 +200,14 @@ async fn planned_rotations_there_and_back_under_load_lose_and_duplicate_nothing(
     // The plan, without changing anything.
     let dry = stack
         .keelctl_async(
-            &["rotate", "--app", "trade-matching", "--to", WEST, "--dry-run"],
+            &[
+                "rotate",
+                "--app",
+                "trade-matching",
+                "--to",
+                WEST,
+                "--dry-run",
+            ],
             Duration::from_secs(30),
         )
         .await;
@@ -256,16 +266,28 @@ async fn unplanned_failover(name: &str, synchronous: bool) {
     let mut stack = Stack::start(name, options).await.unwrap();
     let load = start_load(&stack, seed, 20.0, &format!("DR{seed}"));
     let (east_tm, west_tm) = (
-        connect(&database(&stack, App::TradeMatching, EAST)).await.unwrap(),
-        connect(&database(&stack, App::TradeMatching, WEST)).await.unwrap(),
+        connect(&database(&stack, App::TradeMatching, EAST))
+            .await
+            .unwrap(),
+        connect(&database(&stack, App::TradeMatching, WEST))
+            .await
+            .unwrap(),
     );
     let (east_st, west_st) = (
-        connect(&database(&stack, App::Settlement, EAST)).await.unwrap(),
-        connect(&database(&stack, App::Settlement, WEST)).await.unwrap(),
+        connect(&database(&stack, App::Settlement, EAST))
+            .await
+            .unwrap(),
+        connect(&database(&stack, App::Settlement, WEST))
+            .await
+            .unwrap(),
     );
     wait_for_legs(&east_tm, 80).await;
     let _ = stack
-        .wait_for_st_count("SELECT count(*) FROM settlement.inbox", 10, Duration::from_secs(60))
+        .wait_for_st_count(
+            "SELECT count(*) FROM settlement.inbox",
+            10,
+            Duration::from_secs(60),
+        )
         .await;
 
     // Damage: consumed records deleted, seeded, and replicated to the target before the region
@@ -292,8 +314,12 @@ async fn unplanned_failover(name: &str, synchronous: bool) {
         .rows_affected();
         deleted.push((topic, gone));
     }
-    wait_replayed(&east_tm, &west_tm, Duration::from_secs(30)).await.unwrap();
-    wait_replayed(&east_st, &west_st, Duration::from_secs(30)).await.unwrap();
+    wait_replayed(&east_tm, &west_tm, Duration::from_secs(30))
+        .await
+        .unwrap();
+    wait_replayed(&east_st, &west_st, Duration::from_secs(30))
+        .await
+        .unwrap();
     println!("damage (seed {seed}): deleted inbox records per topic {deleted:?}");
     east_tm.close().await;
     east_st.close().await;
@@ -328,7 +354,12 @@ async fn unplanned_failover(name: &str, synchronous: bool) {
             .as_array()
             .into_iter()
             .flatten()
-            .filter(|h| h["hop"].as_str().unwrap_or("").ends_with(&format!("({topic})")))
+            .filter(|h| {
+                h["hop"]
+                    .as_str()
+                    .unwrap_or("")
+                    .ends_with(&format!("({topic})"))
+            })
             .map(|h| h["replayed"].as_u64().unwrap_or(0))
             .sum()
     };
@@ -361,7 +392,10 @@ async fn unplanned_failover(name: &str, synchronous: bool) {
     // The lost region comes back: its databases are rebuilt as standbys of the new primaries.
     for app in [App::TradeMatching, App::Settlement] {
         let out = stack
-            .keelctl_async(&["reprotect", "--app", app.name()], Duration::from_secs(120))
+            .keelctl_async(
+                &["reprotect", "--app", app.name()],
+                Duration::from_secs(120),
+            )
             .await;
         assert!(
             out.status.success(),
@@ -384,7 +418,15 @@ async fn unplanned_failover(name: &str, synchronous: bool) {
 /// command resumes the run (the caller then runs it to the end).
 async fn interrupted_failover_resumes(stack: &mut Stack) {
     stack.kill_in(WEST, "settlement");
-    let args = ["--json", "failover", "--app", "settlement", "--to", WEST, "--yes"];
+    let args = [
+        "--json",
+        "failover",
+        "--app",
+        "settlement",
+        "--to",
+        WEST,
+        "--yes",
+    ];
     let stopped = stack.keelctl_async(&args, RUNBOOK_BOUND).await;
     assert_eq!(stopped.status.code(), Some(1), "the preflight must fail");
     let report: serde_json::Value = serde_json::from_slice(&stopped.stdout).unwrap();
@@ -403,7 +445,11 @@ async fn interrupted_failover_resumes(stack: &mut Stack) {
             RUNBOOK_BOUND,
         )
         .await;
-    assert_eq!(other.status.code(), Some(2), "a different run must be refused");
+    assert_eq!(
+        other.status.code(),
+        Some(2),
+        "a different run must be refused"
+    );
     stack.start_service_in(WEST, "settlement").unwrap();
     stack
         .wait_ready_in(WEST, "settlement", Duration::from_secs(60))

@@ -107,9 +107,15 @@ async fn reconcile_finds_each_gap_on_its_hop_with_its_repair() {
 
     // Across applications, what only the downstream has is restored upstream.
     let instructions = hop(&report, "st.instructions");
-    assert_eq!(instructions["found"]["orphaned"], serde_json::json!([lost_upstream]));
+    assert_eq!(
+        instructions["found"]["orphaned"],
+        serde_json::json!([lost_upstream])
+    );
     assert_eq!(instructions["repairs"][0]["action"], "restore");
-    assert_eq!(hop(&report, "tm.trades")["found"]["missing"], serde_json::json!([]));
+    assert_eq!(
+        hop(&report, "tm.trades")["found"]["missing"],
+        serde_json::json!([])
+    );
     assert_eq!(hop(&report, "tm.settlement-results")["produced"], 0);
 
     // Repair: the missing submission is replayed into the region where trade matching processes
@@ -117,8 +123,16 @@ async fn reconcile_finds_each_gap_on_its_hop_with_its_repair() {
     // difference and the intra-application orphan are left for investigation, untouched.
     let (code, repaired) = reconcile(&stack, &["--repair"]);
     assert_eq!(code, Some(1), "two gaps need investigation: {repaired}");
-    assert_eq!(hop(&repaired, "tm.submissions")["replayed"], 1, "{repaired}");
-    assert_eq!(hop(&repaired, "st.instructions")["restored"], 1, "{repaired}");
+    assert_eq!(
+        hop(&repaired, "tm.submissions")["replayed"],
+        1,
+        "{repaired}"
+    );
+    assert_eq!(
+        hop(&repaired, "st.instructions")["restored"],
+        1,
+        "{repaired}"
+    );
     assert_eq!(repaired["left"], 2, "{repaired}");
     assert_eq!(
         count_in(
@@ -170,4 +184,48 @@ async fn reconcile_finds_each_gap_on_its_hop_with_its_repair() {
 
     let (_, after) = reconcile(&stack, &[]);
     assert_eq!(after["left"], 2, "{after}");
+
+    // The continuous mode exports the two gaps left, per hop and kind.
+    let listen = format!("127.0.0.1:{}", keel_system_tests::free_port());
+    let mut watcher = stack.spawn_keelctl(&[
+        "reconcile",
+        "--watch",
+        "--settle-seconds",
+        "0",
+        "--interval-seconds",
+        "1",
+        "--rounds",
+        "30",
+        "--metrics-listen",
+        &listen,
+    ]);
+    let events = r#"hop="matching -> notification (tm.events)""#;
+    let wanted = [
+        format!(r#"{events},kind="differing"}} 1"#),
+        format!(r#"{events},kind="orphaned"}} 1"#),
+        format!(r#"{events},kind="missing"}} 0"#),
+    ];
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let metrics = loop {
+        let metrics = match reqwest::get(format!("http://{listen}/metrics")).await {
+            Ok(response) => response.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if wanted.iter().all(|line| metrics.contains(line.as_str())) {
+            break metrics;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the watch mode did not export the gaps within 30 s: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+    assert!(
+        metrics.contains(
+            r#"keel_reconcile_runs_total{service="reconciler",region="global",outcome="ok"}"#
+        ),
+        "{metrics}"
+    );
 }

@@ -326,7 +326,9 @@ impl Message for SettlementResult {
 /// of Keel's or the JSON is not that topic's message. Reconciliation uses it to restore a lost
 /// outbox row from the copy a consumer kept.
 pub fn key_of(topic: &str, payload: &serde_json::Value) -> Option<String> {
-    fn key<M: Message + serde::de::DeserializeOwned>(payload: &serde_json::Value) -> Option<String> {
+    fn key<M: Message + serde::de::DeserializeOwned>(
+        payload: &serde_json::Value,
+    ) -> Option<String> {
         M::deserialize(payload).ok().map(|message| message.key())
     }
     match topic {
@@ -372,10 +374,19 @@ mod tests {
             SettlementInstruction::instruction_id(trade_id, "2")
         );
         assert_eq!(
-            key_of(topics::SETTLEMENT_RESULTS, &serde_json::to_value(&failed).unwrap()),
+            key_of(
+                topics::SETTLEMENT_RESULTS,
+                &serde_json::to_value(&failed).unwrap()
+            ),
             Some(failed.key())
         );
-        assert_eq!(key_of(topics::INSTRUCTIONS, &serde_json::to_value(&failed).unwrap()), None);
+        assert_eq!(
+            key_of(
+                topics::INSTRUCTIONS,
+                &serde_json::to_value(&failed).unwrap()
+            ),
+            None
+        );
         assert_eq!(key_of("orders", &serde_json::json!({})), None);
     }
 }

@@ -69,7 +69,11 @@ pub async fn consumed(
 }
 
 /// How many of `schema`'s outbox rows for `topic` wait for the relay.
-pub async fn unpublished(pool: &sqlx::PgPool, schema: &str, topic: &str) -> Result<i64, sqlx::Error> {
+pub async fn unpublished(
+    pool: &sqlx::PgPool,
+    schema: &str,
+    topic: &str,
+) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(&format!(
         "SELECT count(*) FROM {schema}.outbox WHERE topic = $1 AND published_at IS NULL"
     ))

@@ -194,22 +194,6 @@ fn topic_gate(producing: App, receiving: App) -> Gate {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn topics_between_applications_follow_the_receivers_traffic() {
-        assert_eq!(
-            topic_gate(App::TradeMatching, App::TradeMatching),
-            Gate::Processing
-        );
-        assert_eq!(topic_gate(App::Settlement, App::Settlement), Gate::Processing);
-        assert_eq!(topic_gate(App::TradeMatching, App::Settlement), Gate::Traffic);
-        assert_eq!(topic_gate(App::Settlement, App::TradeMatching), Gate::Traffic);
-    }
-}
-
 /// Each region's Kafka cluster, with the local tuning.
 pub fn clusters(
     regions: &BTreeMap<String, RegionConfig>,
@@ -223,4 +207,29 @@ pub fn clusters(
             (name.clone(), kafka)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_between_applications_follow_the_receivers_traffic() {
+        assert_eq!(
+            topic_gate(App::TradeMatching, App::TradeMatching),
+            Gate::Processing
+        );
+        assert_eq!(
+            topic_gate(App::Settlement, App::Settlement),
+            Gate::Processing
+        );
+        assert_eq!(
+            topic_gate(App::TradeMatching, App::Settlement),
+            Gate::Traffic
+        );
+        assert_eq!(
+            topic_gate(App::Settlement, App::TradeMatching),
+            Gate::Traffic
+        );
+    }
 }

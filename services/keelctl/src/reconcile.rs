@@ -185,8 +185,9 @@ pub async fn reconcile_hops(
             let upstream = &pools[&hop.upstream.app];
             let downstream = &pools[&hop.downstream.app];
             let failed = |e: sqlx::Error| format!("{}: {e}", hop.name());
-            let (produced_count, pending, found) =
-                compare(upstream, downstream, hop, window).await.map_err(failed)?;
+            let (produced_count, pending, found) = compare(upstream, downstream, hop, window)
+                .await
+                .map_err(failed)?;
             let (mut replayed, mut restored) = (0, 0);
             if let Some(repairing) = repairing {
                 if found.gaps() > 0 {
@@ -369,10 +370,12 @@ async fn repair(
     let messages = stored_messages(upstream, hop.upstream.schema, hop.topic, &replays)
         .await
         .map_err(|e| e.to_string())?;
-    let kafka = repairing
-        .kafka
-        .get(&hop.downstream.app)
-        .ok_or_else(|| format!("{} processes in no region: nowhere to replay", hop.downstream.app))?;
+    let kafka = repairing.kafka.get(&hop.downstream.app).ok_or_else(|| {
+        format!(
+            "{} processes in no region: nowhere to replay",
+            hop.downstream.app
+        )
+    })?;
     let queued = keel_streaming::republish(kafka, &messages)
         .await
         .map_err(|e| format!("replaying into {}: {e}", kafka.brokers))?;

@@ -56,7 +56,12 @@ pub async fn readiness(http: &reqwest::Client, base: &str) -> Health {
             let ready = response.status().is_success();
             let body: serde_json::Value = response.json().await.unwrap_or_default();
             if ready {
-                Health::Ready(body["notes"]["processing"].as_str().unwrap_or("").to_owned())
+                Health::Ready(
+                    body["notes"]["processing"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_owned(),
+                )
             } else {
                 Health::Unready(body["failing"].to_string())
             }

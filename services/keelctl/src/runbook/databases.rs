@@ -35,10 +35,17 @@ impl<'a> Databases<'a> {
             .get(region)
             .and_then(|r| r.databases.get(app.name()))
             .map(String::as_str)
-            .ok_or_else(|| format!("no database for {app} in {region} (regions.{region}.databases)"))
+            .ok_or_else(|| {
+                format!("no database for {app} in {region} (regions.{region}.databases)")
+            })
     }
 
-    pub async fn connect(&self, app: App, region: &str, timeout: Duration) -> Result<PgPool, String> {
+    pub async fn connect(
+        &self,
+        app: App,
+        region: &str,
+        timeout: Duration,
+    ) -> Result<PgPool, String> {
         let url = self.url(app, region)?;
         PgPoolOptions::new()
             .max_connections(1)
@@ -158,7 +165,11 @@ pub async fn flushed_lsn(primary: &PgPool) -> Result<String, String> {
 }
 
 /// Waits until the standby has replayed up to `lsn`; returns how long it took.
-pub async fn wait_replayed(standby: &PgPool, lsn: &str, bound: Duration) -> Result<Duration, String> {
+pub async fn wait_replayed(
+    standby: &PgPool,
+    lsn: &str,
+    bound: Duration,
+) -> Result<Duration, String> {
     let started = Instant::now();
     loop {
         let behind: Option<f64> = sqlx::query_scalar(
@@ -215,13 +226,12 @@ pub async fn promote(pool: &PgPool) -> Result<(), String> {
 pub async fn wait_streaming(primary: &PgPool, name: &str, bound: Duration) -> Result<(), String> {
     let started = Instant::now();
     loop {
-        let state: Option<String> = sqlx::query_scalar(
-            "SELECT state FROM pg_stat_replication WHERE application_name = $1",
-        )
-        .bind(name)
-        .fetch_optional(primary)
-        .await
-        .map_err(|e| e.to_string())?;
+        let state: Option<String> =
+            sqlx::query_scalar("SELECT state FROM pg_stat_replication WHERE application_name = $1")
+                .bind(name)
+                .fetch_optional(primary)
+                .await
+                .map_err(|e| e.to_string())?;
         if state.as_deref() == Some("streaming") {
             return Ok(());
         }

@@ -15,8 +15,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use keel_arc::ArcClient;
-use keel_routing::{App, Gate};
 use keel_rotation::{plan, Journal, Mode, Next, StepState};
+use keel_routing::{App, Gate};
 use serde_json::json;
 
 use self::databases::Databases;
@@ -64,12 +64,21 @@ async fn open_run(
     args: &RunArgs,
 ) -> Result<(Journal, u64, bool), String> {
     let regions: Vec<String> = config.regions.keys().cloned().collect();
-    if let Some(run_id) = store.lock_holder(args.app).await.map_err(|e| e.to_string())? {
+    if let Some(run_id) = store
+        .lock_holder(args.app)
+        .await
+        .map_err(|e| e.to_string())?
+    {
         let (journal, version) = store
             .load(&run_id)
             .await
             .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("{}'s lock is held by run {run_id}, which has no journal", args.app))?;
+            .ok_or_else(|| {
+                format!(
+                    "{}'s lock is held by run {run_id}, which has no journal",
+                    args.app
+                )
+            })?;
         journal
             .check_resumes(args.app, args.mode, &args.to)
             .map_err(|e| format!("{e}; finish that run first (runbooks/rotation.md)"))?;
@@ -153,7 +162,11 @@ async fn execute(config: &Config, args: &RunArgs) -> Result<ExitCode, String> {
                 plan.app,
                 plan.from,
                 plan.to,
-                if resumed { format!("resumes run {}", journal.run_id) } else { "a new run".to_owned() }
+                if resumed {
+                    format!("resumes run {}", journal.run_id)
+                } else {
+                    "a new run".to_owned()
+                }
             );
             for (index, step) in plan.steps.iter().enumerate() {
                 println!("  {:>2}. {}", index + 1, step.describe());
@@ -164,7 +177,9 @@ async fn execute(config: &Config, args: &RunArgs) -> Result<ExitCode, String> {
 
     if !args.yes {
         if !std::io::stdin().is_terminal() {
-            return Err("this changes routing controls and databases: confirm with --yes".to_owned());
+            return Err(
+                "this changes routing controls and databases: confirm with --yes".to_owned(),
+            );
         }
         eprint!(
             "{} {verb} of {} from {} to {}? [y/N] ",
@@ -191,7 +206,10 @@ async fn execute(config: &Config, args: &RunArgs) -> Result<ExitCode, String> {
         .await
         .map_err(|e| e.to_string())?;
     if version == 0 {
-        version = store.save(&journal, version).await.map_err(|e| e.to_string())?;
+        version = store
+            .save(&journal, version)
+            .await
+            .map_err(|e| e.to_string())?;
     }
     progress!(
         "{} run {}: {verb} of {} from {} to {}",
@@ -218,7 +236,11 @@ async fn execute(config: &Config, args: &RunArgs) -> Result<ExitCode, String> {
             "[{}/{total}] {}{}",
             index + 1,
             step.describe(),
-            if again { " (again: the run stopped in it)" } else { "" }
+            if again {
+                " (again: the run stopped in it)"
+            } else {
+                ""
+            }
         );
         let record = |journal: &mut Journal, state, detail: &str| {
             journal
@@ -226,19 +248,28 @@ async fn execute(config: &Config, args: &RunArgs) -> Result<ExitCode, String> {
                 .expect("only the next step is recorded")
         };
         record(&mut journal, StepState::Started, "");
-        version = store.save(&journal, version).await.map_err(|e| e.to_string())?;
+        version = store
+            .save(&journal, version)
+            .await
+            .map_err(|e| e.to_string())?;
         let started = std::time::Instant::now();
         let outcome = steps.run(step, &mut journal).await;
         let took = started.elapsed().as_secs_f64();
         match outcome {
             Ok(detail) => {
                 record(&mut journal, StepState::Done, &detail);
-                version = store.save(&journal, version).await.map_err(|e| e.to_string())?;
+                version = store
+                    .save(&journal, version)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 progress!("      done in {took:.1} s: {detail}");
             }
             Err(why) => {
                 record(&mut journal, StepState::Failed, &why);
-                store.save(&journal, version).await.map_err(|e| e.to_string())?;
+                store
+                    .save(&journal, version)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 progress!("      FAILED after {took:.1} s: {why}");
                 progress!(
                     "run {} stopped at step {} and keeps the lock; once the cause is fixed, run the same command to resume (runbooks/{}.md)",
@@ -250,7 +281,10 @@ async fn execute(config: &Config, args: &RunArgs) -> Result<ExitCode, String> {
                     }
                 );
                 if args.json {
-                    println!("{}", serde_json::to_string_pretty(&report(&journal, false)).expect("json"));
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&report(&journal, false)).expect("json")
+                    );
                 }
                 return Ok(ExitCode::from(1));
             }
@@ -348,8 +382,14 @@ fn print_report(report: &serde_json::Value) {
     }
     let rpo = &report["rpo"];
     match rpo["acknowledged_missing"].as_i64() {
-        Some(n) => println!("RPO: {n} acknowledged record(s) missing ({})", rpo["how"].as_str().unwrap_or("")),
-        None => println!("RPO: unknown ({})", rpo["how"].as_str().unwrap_or("not measured")),
+        Some(n) => println!(
+            "RPO: {n} acknowledged record(s) missing ({})",
+            rpo["how"].as_str().unwrap_or("")
+        ),
+        None => println!(
+            "RPO: unknown ({})",
+            rpo["how"].as_str().unwrap_or("not measured")
+        ),
     }
     println!(
         "\n{:<50} {:>16} {:>9} {:>9} {:>16}",
@@ -381,7 +421,12 @@ fn print_report(report: &serde_json::Value) {
 
 /// `keelctl reprotect`: rebuilds `app`'s database in `region` (by default the region it does not
 /// process in) as a standby of the primary where it processes.
-pub async fn reprotect(config: &Config, app: App, region: Option<String>, json_out: bool) -> ExitCode {
+pub async fn reprotect(
+    config: &Config,
+    app: App,
+    region: Option<String>,
+    json_out: bool,
+) -> ExitCode {
     let outcome = async {
         let regions: Vec<String> = config.regions.keys().cloned().collect();
         let states = ArcClient::new(&config.control)
@@ -401,7 +446,9 @@ pub async fn reprotect(config: &Config, app: App, region: Option<String>, json_o
                 .ok_or("there is no other region")?,
         };
         if region == active {
-            return Err(format!("{app} processes in {region}: its database there is the primary"));
+            return Err(format!(
+                "{app} processes in {region}: its database there is the primary"
+            ));
         }
         if !config.regions.contains_key(&region) {
             return Err(format!("unknown region {region}"));
@@ -409,7 +456,10 @@ pub async fn reprotect(config: &Config, app: App, region: Option<String>, json_o
         // The lock keeps a rotation from starting while the standby is rebuilt.
         let store = RunbookStore::new(&config.runbook);
         store.ensure_table().await.map_err(|e| e.to_string())?;
-        let run_id = format!("{app}-reprotect-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"));
+        let run_id = format!(
+            "{app}-reprotect-{}",
+            chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+        );
         store
             .lock(app, &run_id, "keelctl reprotect")
             .await
@@ -424,7 +474,10 @@ pub async fn reprotect(config: &Config, app: App, region: Option<String>, json_o
             Duration::from_secs(config.runbook.step_timeout_seconds),
         )
         .await;
-        store.unlock(app, &run_id).await.map_err(|e| e.to_string())?;
+        store
+            .unlock(app, &run_id)
+            .await
+            .map_err(|e| e.to_string())?;
         outcome
     }
     .await;

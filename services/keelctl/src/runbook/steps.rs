@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use keel_arc::ArcClient;
 use keel_reconcile::hops_of;
-use keel_routing::{control_name, App, Gate};
 use keel_rotation::{Journal, Mode, Step};
+use keel_routing::{control_name, App, Gate};
 use serde_json::json;
 use sqlx::PgPool;
 
@@ -38,25 +38,34 @@ impl Steps<'_> {
         match step {
             Step::Preflight => self.preflight(app, plan.mode, from, to).await,
             Step::TrafficOff => {
-                self.set(&[(control_name(app, Gate::Traffic, from), false)]).await?;
+                self.set(&[(control_name(app, Gate::Traffic, from), false)])
+                    .await?;
                 self.see_traffic(app, from, false).await
             }
             Step::Drain => self.drain(app, from).await,
             Step::ProcessingOff => {
-                self.set(&[(control_name(app, Gate::Processing, from), false)]).await?;
-                self.see_services(app, from, Health::is_stopped, "standing by").await
+                self.set(&[(control_name(app, Gate::Processing, from), false)])
+                    .await?;
+                self.see_services(app, from, Health::is_stopped, "standing by")
+                    .await
             }
             Step::FenceSource => self.fence_source(app, from).await,
             Step::WaitReplayed => self.wait_replayed(app, from, to, journal).await,
-            Step::SwitchDatabase => self.switch_database(app, plan.mode, from, to, journal).await,
+            Step::SwitchDatabase => {
+                self.switch_database(app, plan.mode, from, to, journal)
+                    .await
+            }
             Step::ProcessingOn => {
-                self.set(&[(control_name(app, Gate::Processing, to), true)]).await?;
-                self.see_services(app, to, Health::is_active, "active").await
+                self.set(&[(control_name(app, Gate::Processing, to), true)])
+                    .await?;
+                self.see_services(app, to, Health::is_active, "active")
+                    .await
             }
             Step::Reconcile => self.reconcile(app, journal).await,
             Step::Verify => self.verify(app, journal).await,
             Step::TrafficOn => {
-                self.set(&[(control_name(app, Gate::Traffic, to), true)]).await?;
+                self.set(&[(control_name(app, Gate::Traffic, to), true)])
+                    .await?;
                 self.see_traffic(app, to, true).await
             }
             Step::Reprotect => self.reprotect(app, from, to).await,
@@ -82,7 +91,10 @@ impl Steps<'_> {
         loop {
             let seen = match check().await {
                 Ok(Some(done)) => {
-                    return Ok(format!("{done} (seen after {:.1} s)", started.elapsed().as_secs_f64()))
+                    return Ok(format!(
+                        "{done} (seen after {:.1} s)",
+                        started.elapsed().as_secs_f64()
+                    ))
                 }
                 Ok(None) => None,
                 Err(why) => Some(why),
@@ -106,7 +118,11 @@ impl Steps<'_> {
     }
 
     /// Every service of `app` in `region`, by name, with its health.
-    async fn healths(&self, app: App, region: &str) -> Result<BTreeMap<&'static str, Health>, String> {
+    async fn healths(
+        &self,
+        app: App,
+        region: &str,
+    ) -> Result<BTreeMap<&'static str, Health>, String> {
         let topology = self.region(region)?;
         let mut out = BTreeMap::new();
         for service in services_of(app) {
@@ -126,15 +142,18 @@ impl Steps<'_> {
         wanted: fn(&Health) -> bool,
         described: &str,
     ) -> Outcome {
-        self.until(&format!("{app}'s services in {region} {described}"), || async {
-            let healths = self.healths(app, region).await?;
-            let not = not_yet(&healths, wanted);
-            if not.is_empty() {
-                Ok(Some(format!("every {app} service in {region} {described}")))
-            } else {
-                Err(not.join(", "))
-            }
-        })
+        self.until(
+            &format!("{app}'s services in {region} {described}"),
+            || async {
+                let healths = self.healths(app, region).await?;
+                let not = not_yet(&healths, wanted);
+                if not.is_empty() {
+                    Ok(Some(format!("every {app} service in {region} {described}")))
+                } else {
+                    Err(not.join(", "))
+                }
+            },
+        )
         .await
     }
 
@@ -182,7 +201,10 @@ impl Steps<'_> {
         let mut problems = Vec::new();
         let mut seen = Vec::new();
         // One runbook at a time: the other application's run would reconcile the same hops.
-        let other = App::ALL.into_iter().find(|a| *a != app).expect("two applications");
+        let other = App::ALL
+            .into_iter()
+            .find(|a| *a != app)
+            .expect("two applications");
         match self.store.lock_holder(other).await {
             Ok(Some(run)) => problems.push(format!("{other}'s run {run} is running")),
             Ok(None) => {}
@@ -209,19 +231,29 @@ impl Steps<'_> {
                 problems.push(format!("{region}'s Kafka ({kafka}): {e}"));
             }
         }
-        match self.databases.connect(app, to, Duration::from_secs(5)).await {
+        match self
+            .databases
+            .connect(app, to, Duration::from_secs(5))
+            .await
+        {
             Err(e) => problems.push(e),
             Ok(target) => {
                 match standby_lag(&target).await {
                     Ok(Some(lag)) => seen.push(format!("{to}'s standby: {lag}")),
-                    Ok(None) => seen.push(format!("{to}'s database is already a primary (resumed)")),
+                    Ok(None) => {
+                        seen.push(format!("{to}'s database is already a primary (resumed)"))
+                    }
                     Err(e) => problems.push(format!("{to}'s database: {e}")),
                 }
                 target.close().await;
             }
         }
         if mode == Mode::Planned {
-            match self.databases.connect(app, from, Duration::from_secs(5)).await {
+            match self
+                .databases
+                .connect(app, from, Duration::from_secs(5))
+                .await
+            {
                 Err(e) => problems.push(e),
                 Ok(source) => {
                     let name = standby_name(&database_name(self.databases.url(app, to)?), to);
@@ -259,7 +291,10 @@ impl Steps<'_> {
     }
 
     async fn drain(&self, app: App, from: &str) -> Outcome {
-        let source = self.databases.connect(app, from, Duration::from_secs(5)).await?;
+        let source = self
+            .databases
+            .connect(app, from, Duration::from_secs(5))
+            .await?;
         let kafka = self.region(from)?.kafka.clone();
         let quiet = std::cell::Cell::new(false);
         let outcome = self
@@ -274,7 +309,9 @@ impl Steps<'_> {
                         // Twice in a row: a message in flight between a relay and a consumer
                         // shows in neither for an instant.
                         if quiet.replace(true) {
-                            return Ok(Some(format!("outboxes empty and consumer lag 0 in {from}")));
+                            return Ok(Some(format!(
+                                "outboxes empty and consumer lag 0 in {from}"
+                            )));
                         }
                     } else {
                         quiet.set(false);
@@ -312,9 +349,21 @@ impl Steps<'_> {
             .map(|seen| format!("{from}'s controls Off; {seen}"))
     }
 
-    async fn wait_replayed(&self, app: App, from: &str, to: &str, journal: &mut Journal) -> Outcome {
-        let source = self.databases.connect(app, from, Duration::from_secs(5)).await?;
-        let target = self.databases.connect(app, to, Duration::from_secs(5)).await?;
+    async fn wait_replayed(
+        &self,
+        app: App,
+        from: &str,
+        to: &str,
+        journal: &mut Journal,
+    ) -> Outcome {
+        let source = self
+            .databases
+            .connect(app, from, Duration::from_secs(5))
+            .await?;
+        let target = self
+            .databases
+            .connect(app, to, Duration::from_secs(5))
+            .await?;
         let outcome = async {
             let lsn = databases::flushed_lsn(&source).await?;
             let took = databases::wait_replayed(&target, &lsn, self.bound).await?;
@@ -350,20 +399,38 @@ impl Steps<'_> {
         journal: &mut Journal,
     ) -> Outcome {
         let mut done = Vec::new();
-        let target = self.databases.connect(app, to, Duration::from_secs(5)).await?;
+        let target = self
+            .databases
+            .connect(app, to, Duration::from_secs(5))
+            .await?;
         if mode == Mode::Unplanned && !journal.facts.contains_key("rpo") {
-            journal.facts.insert("rpo".into(), self.unplanned_rpo(app, from, to, &target).await);
+            journal.facts.insert(
+                "rpo".into(),
+                self.unplanned_rpo(app, from, to, &target).await,
+            );
         }
         // The old primary is stopped first, so nothing can write it once the target is promoted.
-        match self.databases.stop(app, from, Duration::from_secs(90)).await {
+        match self
+            .databases
+            .stop(app, from, Duration::from_secs(90))
+            .await
+        {
             Ok(()) => done.push(format!("{from}'s primary stopped")),
             Err(e) if mode == Mode::Planned => return Err(e),
-            Err(e) => done.push(format!("{from}'s primary could not be stopped ({e}); its services are fenced")),
+            Err(e) => done.push(format!(
+                "{from}'s primary could not be stopped ({e}); its services are fenced"
+            )),
         }
         if mode == Mode::Planned {
-            if let Ok(still) = self.databases.connect(app, from, Duration::from_secs(1)).await {
+            if let Ok(still) = self
+                .databases
+                .connect(app, from, Duration::from_secs(1))
+                .await
+            {
                 still.close().await;
-                return Err(format!("{from}'s primary still answers after being stopped"));
+                return Err(format!(
+                    "{from}'s primary still answers after being stopped"
+                ));
             }
         }
         databases::promote(&target).await?;
@@ -374,9 +441,19 @@ impl Steps<'_> {
 
     /// Unplanned: how many acknowledged records the target lacks, if the source's database still
     /// answers; otherwise how far behind the standby was, as far as it knows.
-    async fn unplanned_rpo(&self, app: App, from: &str, to: &str, target: &PgPool) -> serde_json::Value {
+    async fn unplanned_rpo(
+        &self,
+        app: App,
+        from: &str,
+        to: &str,
+        target: &PgPool,
+    ) -> serde_json::Value {
         let (table, id) = acknowledged(app);
-        if let Ok(source) = self.databases.connect(app, from, Duration::from_secs(2)).await {
+        if let Ok(source) = self
+            .databases
+            .connect(app, from, Duration::from_secs(2))
+            .await
+        {
             let missing = missing_ids(&source, target, table, id).await;
             source.close().await;
             if let Ok(missing) = missing {
@@ -404,7 +481,10 @@ impl Steps<'_> {
 
     /// Each application's active database that answers; the other application's may not (its
     /// region lost too, before its own failover), and is named instead.
-    async fn reachable_pools(&self, app: App) -> Result<(BTreeMap<App, PgPool>, Vec<String>), String> {
+    async fn reachable_pools(
+        &self,
+        app: App,
+    ) -> Result<(BTreeMap<App, PgPool>, Vec<String>), String> {
         let mut pools = BTreeMap::new();
         let mut skipped = Vec::new();
         for (each, url) in crate::status::active_databases(self.config, &App::ALL).await? {
@@ -419,7 +499,9 @@ impl Steps<'_> {
                 Ok(pool) => {
                     pools.insert(each, pool);
                 }
-                Err(e) if each != app => skipped.push(format!("{each}'s database does not answer ({e})")),
+                Err(e) if each != app => {
+                    skipped.push(format!("{each}'s database does not answer ({e})"))
+                }
                 Err(e) => return Err(format!("{each}'s database: {e}")),
             }
         }
@@ -431,7 +513,9 @@ impl Steps<'_> {
         // A hop between the applications waits for the other one's failover when its database
         // does not answer; that failover reconciles it.
         let hops: Vec<_> = hops_of(app)
-            .filter(|hop| pools.contains_key(&hop.upstream.app) && pools.contains_key(&hop.downstream.app))
+            .filter(|hop| {
+                pools.contains_key(&hop.upstream.app) && pools.contains_key(&hop.downstream.app)
+            })
             .collect();
         let repairing = Repairing {
             kafka: crate::reconcile::replay_destinations(self.config).await?,
@@ -458,15 +542,21 @@ impl Steps<'_> {
             if skipped.is_empty() {
                 String::new()
             } else {
-                format!("; hops between the applications skipped: {}", skipped.join("; "))
+                format!(
+                    "; hops between the applications skipped: {}",
+                    skipped.join("; ")
+                )
             }
         );
         let missing_left: usize = result.hops.iter().map(|h| h.left.missing.len()).sum();
-        journal
-            .facts
-            .insert("reconcile".into(), serde_json::to_value(&result).expect("json"));
+        journal.facts.insert(
+            "reconcile".into(),
+            serde_json::to_value(&result).expect("json"),
+        );
         if missing_left > 0 {
-            return Err(format!("{summary}: {missing_left} still missing downstream"));
+            return Err(format!(
+                "{summary}: {missing_left} still missing downstream"
+            ));
         }
         Ok(summary)
     }
@@ -545,7 +635,9 @@ pub async fn reprotect(
     let name = databases
         .rebuild_standby(app, region, primary_region, Duration::from_secs(300))
         .await?;
-    let primary = databases.connect(app, primary_region, Duration::from_secs(5)).await?;
+    let primary = databases
+        .connect(app, primary_region, Duration::from_secs(5))
+        .await?;
     let streaming = databases::wait_streaming(&primary, &name, bound).await;
     primary.close().await;
     streaming?;
@@ -572,7 +664,12 @@ async fn count(pool: &PgPool, table: &str) -> Result<i64, String> {
 }
 
 /// How many of `table`'s ids in `source` `target` lacks.
-async fn missing_ids(source: &PgPool, target: &PgPool, table: &str, id: &str) -> Result<i64, String> {
+async fn missing_ids(
+    source: &PgPool,
+    target: &PgPool,
+    table: &str,
+    id: &str,
+) -> Result<i64, String> {
     let ids: Vec<uuid::Uuid> = sqlx::query_scalar(&format!("SELECT {id} FROM {table}"))
         .fetch_all(source)
         .await
@@ -607,7 +704,13 @@ async fn standby_lag(pool: &PgPool) -> Result<Option<String>, String> {
 }
 
 fn database_name(url: &str) -> String {
-    url.rsplit('/').next().unwrap_or(url).split('?').next().unwrap_or("").to_owned()
+    url.rsplit('/')
+        .next()
+        .unwrap_or(url)
+        .split('?')
+        .next()
+        .unwrap_or("")
+        .to_owned()
 }
 
 async fn broker_answers(kafka: &str) -> Result<(), String> {

@@ -19,8 +19,8 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
-use keel_routing::App;
 use keel_rotation::Journal;
+use keel_routing::App;
 use serde::{Deserialize, Serialize};
 
 /// The `[runbook]` table of keelctl's configuration.
@@ -133,7 +133,10 @@ impl RunbookStore {
         }
     }
 
-    fn failed<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug + 'static>(
+    fn failed<
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug + 'static,
+    >(
         &self,
         error: SdkError<E, R>,
     ) -> StoreError {
@@ -306,7 +309,10 @@ impl RunbookStore {
             "journal".into(),
             s(serde_json::to_string(journal).expect("journals serialize")),
         );
-        item.insert("version".into(), AttributeValue::N((version + 1).to_string()));
+        item.insert(
+            "version".into(),
+            AttributeValue::N((version + 1).to_string()),
+        );
         item.insert("app".into(), s(journal.plan.app.name()));
         let put = self
             .client
@@ -331,7 +337,11 @@ impl RunbookStore {
     }
 
     /// Records one reconciliation run's summary (JSON) under `run_id`.
-    pub async fn audit_run(&self, run_id: &str, summary: &serde_json::Value) -> Result<(), StoreError> {
+    pub async fn audit_run(
+        &self,
+        run_id: &str,
+        summary: &serde_json::Value,
+    ) -> Result<(), StoreError> {
         let mut item = key(format!("audit#{run_id}"), "run");
         item.insert("summary".into(), s(summary.to_string()));
         item.insert("at".into(), s(chrono::Utc::now().to_rfc3339()));
@@ -363,7 +373,12 @@ impl RunbookStore {
                     item.insert("action".into(), s(repair.action));
                     item.insert("at".into(), s(at.clone()));
                     WriteRequest::builder()
-                        .put_request(PutRequest::builder().set_item(Some(item)).build().expect("item"))
+                        .put_request(
+                            PutRequest::builder()
+                                .set_item(Some(item))
+                                .build()
+                                .expect("item"),
+                        )
                         .build()
                 })
                 .collect();
@@ -411,7 +426,11 @@ impl RunbookStore {
                 .await
                 .map_err(|e| self.failed(e))?;
             for item in page.items() {
-                let sk = item.get("sk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+                let sk = item
+                    .get("sk")
+                    .and_then(|v| v.as_s().ok())
+                    .cloned()
+                    .unwrap_or_default();
                 let what = item
                     .get("action")
                     .or_else(|| item.get("summary"))
