@@ -5,17 +5,6 @@
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 
-stop_pidfile() {
-  local pidfile=$1 pid
-  [ -f "$pidfile" ] || return 0
-  pid=$(cat "$pidfile")
-  if kill -TERM "$pid" 2>/dev/null; then
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  rm -f "$pidfile"
-}
-
 stop_pidfile "$KEEL_STATE/arc/pids/generator.pid"
 stop_pidfile "$KEEL_STATE/arc/pids/reconciler.pid"
 for dir in "$KEEL_STATE"/us-*; do

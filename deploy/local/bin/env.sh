@@ -41,3 +41,16 @@ wait_for_port() {
   log "nothing listens on 127.0.0.1:$port after ${seconds}s"
   return 1
 }
+
+# Stops the process in PIDFILE (SIGTERM, then SIGKILL after $2 seconds, 10 by default) and removes
+# the file.
+stop_pidfile() {
+  local pidfile=$1 seconds=${2:-10} pid i
+  [ -f "$pidfile" ] || return 0
+  pid=$(cat "$pidfile")
+  if kill -TERM "$pid" 2>/dev/null; then
+    for ((i = 0; i < seconds * 10; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$pidfile"
+}

@@ -15,13 +15,7 @@ start)
   wait_for_port "$port" 30
   ;;
 stop)
-  if [ -f "$dir/moto.pid" ]; then
-    pid=$(cat "$dir/moto.pid")
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-    rm -f "$dir/moto.pid"
-  fi
+  stop_pidfile "$dir/moto.pid" 5
   ;;
 *) echo "usage: moto.sh start|stop DIR PORT" >&2; exit 2 ;;
 esac

@@ -18,13 +18,7 @@ start)
   wait_for_port "$port" 30
   ;;
 stop)
-  if [ -f "$dir/tansu.pid" ]; then
-    pid=$(cat "$dir/tansu.pid")
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-    rm -f "$dir/tansu.pid"
-  fi
+  stop_pidfile "$dir/tansu.pid" 5
   ;;
 *) echo "usage: tansu.sh start|stop DIR PORT" >&2; exit 2 ;;
 esac
