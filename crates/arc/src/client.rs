@@ -65,6 +65,24 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::
     }
 }
 
+/// The credentials Keel's AWS clients sign with: production takes them from the environment (the
+/// task role); the local endpoints (ARC, moto) only check that requests are signed.
+pub fn aws_credentials() -> Credentials {
+    match (
+        std::env::var("AWS_ACCESS_KEY_ID"),
+        std::env::var("AWS_SECRET_ACCESS_KEY"),
+    ) {
+        (Ok(key), Ok(secret)) => Credentials::new(
+            key,
+            secret,
+            std::env::var("AWS_SESSION_TOKEN").ok(),
+            None,
+            "environment",
+        ),
+        _ => Credentials::new("keel-local", "keel-local", None, None, "keel-local"),
+    }
+}
+
 /// The ARC cluster, through the real SDK, one client per endpoint.
 pub struct ArcClient {
     endpoints: Vec<(String, Client)>,
@@ -74,21 +92,7 @@ pub struct ArcClient {
 
 impl ArcClient {
     pub fn new(config: &ControlConfig) -> ArcClient {
-        // Production takes credentials from the environment (the task role); the local endpoint
-        // only checks that requests are signed.
-        let credentials = match (
-            std::env::var("AWS_ACCESS_KEY_ID"),
-            std::env::var("AWS_SECRET_ACCESS_KEY"),
-        ) {
-            (Ok(key), Ok(secret)) => Credentials::new(
-                key,
-                secret,
-                std::env::var("AWS_SESSION_TOKEN").ok(),
-                None,
-                "environment",
-            ),
-            _ => Credentials::new("keel-local", "keel-local", None, None, "keel-local"),
-        };
+        let credentials = aws_credentials();
         let timeout = Duration::from_millis(config.request_timeout_ms);
         let endpoints = config
             .endpoints

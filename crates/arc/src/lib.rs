@@ -10,7 +10,7 @@
 mod client;
 mod watcher;
 
-pub use client::{ArcClient, ArcError, RoutingControl};
+pub use client::{aws_credentials, ArcClient, ArcError, RoutingControl};
 pub use watcher::{watch, Fence, Reading};
 
 use serde::{Deserialize, Serialize};

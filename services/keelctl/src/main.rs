@@ -32,6 +32,19 @@ pub struct Config {
     pub kafka: keel_streaming::KafkaOptions,
 }
 
+impl Config {
+    /// `app`'s database in `region`.
+    pub fn database_url(&self, app: App, region: &str) -> Result<&str, String> {
+        self.regions
+            .get(region)
+            .and_then(|r| r.databases.get(app.name()))
+            .map(String::as_str)
+            .ok_or_else(|| {
+                format!("no database for {app} in {region} (regions.{region}.databases)")
+            })
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "keelctl",
@@ -322,25 +335,18 @@ async fn main() -> ExitCode {
                     eprintln!("error: {error}");
                     return ExitCode::from(2);
                 }
-                let kafka = match reconcile::replay_destinations(&config).await {
-                    Ok(kafka) => kafka,
+                let regions = match status::active_regions(&config, &App::ALL).await {
+                    Ok(regions) => regions,
                     Err(error) => {
                         eprintln!("error: {error}");
                         return ExitCode::from(2);
                     }
                 };
-                let repairing = reconcile::Repairing {
-                    kafka,
-                    store: &store,
-                    run_id: format!(
-                        "reconcile-{}",
-                        chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
-                    ),
-                    propagation_bound: std::time::Duration::from_secs(
-                        config.runbook.step_timeout_seconds,
-                    ),
-                    rounds: config.runbook.reconcile_rounds,
-                };
+                let run_id = format!(
+                    "reconcile-{}",
+                    chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
+                );
+                let repairing = reconcile::Repairing::new(&config, &store, run_id, &regions);
                 reconcile::reconcile(&config, app, window, Some(repairing), cli.json).await
             }
         },

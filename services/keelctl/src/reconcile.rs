@@ -26,7 +26,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::runbook::store::{AuditedRepair, RunbookStore};
-use crate::status::{active_databases, active_regions};
+use crate::status::active_regions;
 use crate::Config;
 
 /// How far back to look, and how much of the newest to leave out as still in flight.
@@ -113,17 +113,31 @@ pub async fn reconcile(
     }
 }
 
-/// Each application's Kafka where it processes now: where replays of its topics go.
-pub async fn replay_destinations(config: &Config) -> Result<BTreeMap<App, KafkaOptions>, String> {
-    Ok(active_regions(config, &App::ALL)
-        .await?
-        .into_iter()
-        .map(|(app, region)| {
-            let mut kafka = config.kafka.clone();
-            kafka.brokers = config.regions[&region].kafka.clone();
-            (app, kafka)
-        })
-        .collect())
+impl<'a> Repairing<'a> {
+    /// Repairs audited under `run_id`, replayed into each application's Kafka in the region where
+    /// it processes (`regions`, from the routing controls).
+    pub fn new(
+        config: &Config,
+        store: &'a RunbookStore,
+        run_id: String,
+        regions: &BTreeMap<App, String>,
+    ) -> Self {
+        let kafka = regions
+            .iter()
+            .map(|(app, region)| {
+                let mut kafka = config.kafka.clone();
+                kafka.brokers = config.regions[region].kafka.clone();
+                (*app, kafka)
+            })
+            .collect();
+        Repairing {
+            kafka,
+            store,
+            run_id,
+            propagation_bound: Duration::from_secs(config.runbook.step_timeout_seconds),
+            rounds: config.runbook.reconcile_rounds,
+        }
+    }
 }
 
 /// The hops to check: `app`'s own and the two between the applications, or all.
@@ -134,19 +148,33 @@ fn chosen_hops(app: Option<App>) -> Vec<&'static Hop> {
     }
 }
 
-/// Connects to each application's active database (from one reading of the routing controls).
-pub async fn active_pools(config: &Config, apps: &[App]) -> Result<BTreeMap<App, PgPool>, String> {
+/// Connects to each application's database in the region where it is active (`regions`). One in
+/// `may_be_lost` that does not answer (its region lost too) is named in the second list instead,
+/// after a short wait; any other that does not answer is an error.
+pub async fn active_pools(
+    config: &Config,
+    regions: &BTreeMap<App, String>,
+    may_be_lost: &[App],
+) -> Result<(BTreeMap<App, PgPool>, Vec<String>), String> {
     let mut pools = BTreeMap::new();
-    for (app, url) in active_databases(config, apps).await? {
-        let pool = PgPoolOptions::new()
+    let mut unreachable = Vec::new();
+    for (app, region) in regions {
+        let url = config.database_url(*app, region)?;
+        let lost = may_be_lost.contains(app);
+        let connected = PgPoolOptions::new()
             .max_connections(2)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect(&url)
-            .await
-            .map_err(|e| format!("{app}'s database: {e}"))?;
-        pools.insert(app, pool);
+            .acquire_timeout(Duration::from_secs(if lost { 1 } else { 5 }))
+            .connect(url)
+            .await;
+        match connected {
+            Ok(pool) => {
+                pools.insert(*app, pool);
+            }
+            Err(e) if lost => unreachable.push(format!("{app}'s database does not answer ({e})")),
+            Err(e) => return Err(format!("{app}'s database: {e}")),
+        }
     }
-    Ok(pools)
+    Ok((pools, unreachable))
 }
 
 pub async fn run(
@@ -160,7 +188,8 @@ pub async fn run(
         .iter()
         .flat_map(|hop| [hop.upstream.app, hop.downstream.app])
         .collect();
-    let pools = active_pools(config, &apps.into_iter().collect::<Vec<_>>()).await?;
+    let regions = active_regions(config, &apps.into_iter().collect::<Vec<_>>()).await?;
+    let (pools, _) = active_pools(config, &regions, &[]).await?;
     let result = reconcile_hops(&pools, &chosen, window, repairing).await;
     for pool in pools.values() {
         pool.close().await;

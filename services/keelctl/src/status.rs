@@ -442,17 +442,9 @@ pub async fn active_databases(
     config: &Config,
     apps: &[App],
 ) -> Result<BTreeMap<App, String>, String> {
-    let mut databases = BTreeMap::new();
-    for (app, region) in active_regions(config, apps).await? {
-        let region = region.as_str();
-        let url = config.regions[region]
-            .databases
-            .get(app.name())
-            .cloned()
-            .ok_or_else(|| {
-                format!("no database for {app} in {region} (regions.{region}.databases)")
-            })?;
-        databases.insert(app, url);
-    }
-    Ok(databases)
+    active_regions(config, apps)
+        .await?
+        .into_iter()
+        .map(|(app, region)| Ok((app, config.database_url(app, &region)?.to_owned())))
+        .collect()
 }

@@ -5,10 +5,11 @@
 //! Database operations; see deploy/terraform/README.md).
 
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use keel_routing::App;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
 use crate::Config;
@@ -29,24 +30,13 @@ impl<'a> Databases<'a> {
         Databases { config }
     }
 
-    pub fn url(&self, app: App, region: &str) -> Result<&'a str, String> {
-        self.config
-            .regions
-            .get(region)
-            .and_then(|r| r.databases.get(app.name()))
-            .map(String::as_str)
-            .ok_or_else(|| {
-                format!("no database for {app} in {region} (regions.{region}.databases)")
-            })
-    }
-
     pub async fn connect(
         &self,
         app: App,
         region: &str,
         timeout: Duration,
     ) -> Result<PgPool, String> {
-        let url = self.url(app, region)?;
+        let url = self.config.database_url(app, region)?;
         PgPoolOptions::new()
             .max_connections(1)
             .acquire_timeout(timeout)
@@ -56,13 +46,8 @@ impl<'a> Databases<'a> {
     }
 
     fn cluster(&self, app: App, region: &str) -> Result<Cluster, String> {
-        let url = self.url(app, region)?;
-        let (_, after_host) = url
-            .rsplit_once(':')
-            .ok_or_else(|| format!("{url}: no port"))?;
-        let (port, database) = after_host
-            .split_once('/')
-            .ok_or_else(|| format!("{url}: no database name"))?;
+        let url = self.config.database_url(app, region)?;
+        let options = PgConnectOptions::from_str(url).map_err(|e| format!("{url}: {e}"))?;
         let state_dir = match self.config.runbook.state_dir.as_str() {
             "" => std::env::var("KEEL_STATE").unwrap_or_else(|_| {
                 format!(
@@ -80,8 +65,11 @@ impl<'a> Databases<'a> {
             dir: PathBuf::from(state_dir)
                 .join(region)
                 .join(format!("{short}-postgres")),
-            port: port.parse().map_err(|_| format!("{url}: bad port"))?,
-            database: database.split('?').next().unwrap_or(database).to_owned(),
+            port: options.get_port(),
+            database: options
+                .get_database()
+                .ok_or_else(|| format!("{url}: no database name"))?
+                .to_owned(),
         })
     }
 
@@ -115,6 +103,12 @@ impl<'a> Databases<'a> {
             .await
     }
 
+    /// The name `app`'s standby in `region` replicates as (`application_name`), as the stack's
+    /// scripts give it.
+    pub fn standby_name(&self, app: App, region: &str) -> Result<String, String> {
+        Ok(standby_name(&self.cluster(app, region)?.database, region))
+    }
+
     /// Rebuilds `app`'s cluster in `region` as a streaming standby of its primary in
     /// `primary_region`. The old data directory is kept beside it as `data.replaced` (it may hold
     /// writes the new primary never got; the one before is removed).
@@ -127,7 +121,7 @@ impl<'a> Databases<'a> {
     ) -> Result<String, String> {
         let cluster = self.cluster(app, region)?;
         let primary = self.cluster(app, primary_region)?;
-        let name = standby_name(&cluster.database, region);
+        let name = self.standby_name(app, region)?;
         self.script(
             &[
                 "rebuild",
@@ -143,8 +137,7 @@ impl<'a> Databases<'a> {
     }
 }
 
-/// The name a standby replicates as (`application_name`), as the stack's scripts give it.
-pub fn standby_name(database: &str, region: &str) -> String {
+fn standby_name(database: &str, region: &str) -> String {
     format!("{database}_{}", region.replace('-', "_"))
 }
 

@@ -13,10 +13,10 @@ use keel_routing::{control_name, App, Gate};
 use serde_json::json;
 use sqlx::PgPool;
 
-use super::databases::{self, standby_name, Databases};
+use super::databases::{self, Databases};
 use super::store::RunbookStore;
-use crate::reconcile::{reconcile_hops, Repairing, Window};
-use crate::status::{queues, readiness, services_of, Health};
+use crate::reconcile::{active_pools, reconcile_hops, Repairing, Window};
+use crate::status::{active_regions, queues, readiness, services_of, Health};
 use crate::Config;
 
 pub struct Steps<'a> {
@@ -30,6 +30,13 @@ pub struct Steps<'a> {
 }
 
 type Outcome = Result<String, String>;
+
+/// Where each application is active now, and the databases there that answer.
+struct Active {
+    regions: BTreeMap<App, String>,
+    pools: BTreeMap<App, PgPool>,
+    unreachable: Vec<String>,
+}
 
 impl Steps<'_> {
     pub async fn run(&self, step: Step, journal: &mut Journal) -> Outcome {
@@ -256,7 +263,7 @@ impl Steps<'_> {
             {
                 Err(e) => problems.push(e),
                 Ok(source) => {
-                    let name = standby_name(&database_name(self.databases.url(app, to)?), to);
+                    let name = self.databases.standby_name(app, to)?;
                     match sqlx::query_as::<_, (String, Option<i64>)>(
                         "SELECT state, pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint
                          FROM pg_stat_replication WHERE application_name = $1",
@@ -479,37 +486,25 @@ impl Steps<'_> {
         })
     }
 
-    /// Each application's active database that answers; the other application's may not (its
-    /// region lost too, before its own failover), and is named instead.
-    async fn reachable_pools(
-        &self,
-        app: App,
-    ) -> Result<(BTreeMap<App, PgPool>, Vec<String>), String> {
-        let mut pools = BTreeMap::new();
-        let mut skipped = Vec::new();
-        for (each, url) in crate::status::active_databases(self.config, &App::ALL).await? {
-            // The other application's database may be in the lost region: a short wait.
-            let wait = if each == app { 5 } else { 1 };
-            match sqlx::postgres::PgPoolOptions::new()
-                .max_connections(2)
-                .acquire_timeout(Duration::from_secs(wait))
-                .connect(&url)
-                .await
-            {
-                Ok(pool) => {
-                    pools.insert(each, pool);
-                }
-                Err(e) if each != app => {
-                    skipped.push(format!("{each}'s database does not answer ({e})"))
-                }
-                Err(e) => return Err(format!("{each}'s database: {e}")),
-            }
-        }
-        Ok((pools, skipped))
+    /// Where each application is active, and its database there when it answers: the other
+    /// application's may not (its region lost too, before its own failover), and is named instead.
+    async fn active(&self, app: App) -> Result<Active, String> {
+        let regions = active_regions(self.config, &App::ALL).await?;
+        let others: Vec<App> = App::ALL.into_iter().filter(|a| *a != app).collect();
+        let (pools, unreachable) = active_pools(self.config, &regions, &others).await?;
+        Ok(Active {
+            regions,
+            pools,
+            unreachable,
+        })
     }
 
     async fn reconcile(&self, app: App, journal: &mut Journal) -> Outcome {
-        let (pools, skipped) = self.reachable_pools(app).await?;
+        let Active {
+            regions,
+            pools,
+            unreachable: skipped,
+        } = self.active(app).await?;
         // A hop between the applications waits for the other one's failover when its database
         // does not answer; that failover reconciles it.
         let hops: Vec<_> = hops_of(app)
@@ -517,13 +512,7 @@ impl Steps<'_> {
                 pools.contains_key(&hop.upstream.app) && pools.contains_key(&hop.downstream.app)
             })
             .collect();
-        let repairing = Repairing {
-            kafka: crate::reconcile::replay_destinations(self.config).await?,
-            store: self.store,
-            run_id: journal.run_id.clone(),
-            propagation_bound: self.bound,
-            rounds: self.config.runbook.reconcile_rounds,
-        };
+        let repairing = Repairing::new(self.config, self.store, journal.run_id.clone(), &regions);
         let window = Window {
             seconds: self.config.runbook.reconcile_window_seconds,
             settle_seconds: 0.0,
@@ -563,8 +552,12 @@ impl Steps<'_> {
 
     async fn verify(&self, app: App, journal: &mut Journal) -> Outcome {
         let mut problems = Vec::new();
-        let (pools, skipped) = self.reachable_pools(app).await?;
-        let mut seen = skipped;
+        let Active {
+            regions,
+            pools,
+            unreachable,
+        } = self.active(app).await?;
+        let mut seen = unreachable;
         if let Some(tm) = pools.get(&App::TradeMatching) {
             let duplicates: Result<i64, _> = sqlx::query_scalar(
                 "SELECT count(*) - count(DISTINCT (trade_id, body->>'history_seq', recipient))
@@ -583,11 +576,10 @@ impl Steps<'_> {
             pool.close().await;
         }
         if settlement_reachable {
-            let settlement = crate::status::active_databases(self.config, &[App::Settlement])
-                .await?
-                .remove(&App::Settlement)
-                .expect("asked for");
-            match crate::ledger::check(&settlement).await {
+            let settlement = self
+                .config
+                .database_url(App::Settlement, &regions[&App::Settlement])?;
+            match crate::ledger::check(settlement).await {
                 Ok(summary) => seen.push(summary),
                 Err(e) => problems.push(e),
             }
@@ -701,16 +693,6 @@ async fn standby_lag(pool: &PgPool) -> Result<Option<String>, String> {
         bytes.unwrap_or(0),
         seconds.map_or("never".to_owned(), |s| format!("{s:.1} s"))
     )))
-}
-
-fn database_name(url: &str) -> String {
-    url.rsplit('/')
-        .next()
-        .unwrap_or(url)
-        .split('?')
-        .next()
-        .unwrap_or("")
-        .to_owned()
 }
 
 async fn broker_answers(kafka: &str) -> Result<(), String> {

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::config::{Credentials, Region};
+use aws_sdk_dynamodb::config::Region;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, PutRequest,
@@ -95,25 +95,16 @@ fn key(pk: String, sk: &str) -> Item {
     HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
 }
 
+/// Whether DynamoDB answered with this error type (a refused condition, a missing table).
+fn is_error<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>, code: &str) -> bool {
+    error.code() == Some(code)
+}
+
 impl RunbookStore {
     pub fn new(config: &RunbookConfig) -> RunbookStore {
-        let credentials = match (
-            std::env::var("AWS_ACCESS_KEY_ID"),
-            std::env::var("AWS_SECRET_ACCESS_KEY"),
-        ) {
-            (Ok(key), Ok(secret)) => Credentials::new(
-                key,
-                secret,
-                std::env::var("AWS_SESSION_TOKEN").ok(),
-                None,
-                "environment",
-            ),
-            // moto accepts any signed request.
-            _ => Credentials::new("keel-local", "keel-local", None, None, "keel-local"),
-        };
         let mut builder = aws_sdk_dynamodb::Config::builder()
             .region(Region::new(config.dynamodb_region.clone()))
-            .credentials_provider(credentials)
+            .credentials_provider(keel_arc::aws_credentials())
             .timeout_config(
                 aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
                     .operation_timeout(Duration::from_secs(10))
@@ -157,10 +148,7 @@ impl RunbookStore {
             .await
         {
             Ok(_) => return Ok(()),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception()) => {}
+            Err(error) if is_error(&error, "ResourceNotFoundException") => {}
             Err(error) => return Err(self.failed(error)),
         }
         let attribute = |name: &str| {
@@ -191,13 +179,7 @@ impl RunbookStore {
         match created {
             Ok(_) => Ok(()),
             // Someone else created it meanwhile.
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_resource_in_use_exception()) =>
-            {
-                Ok(())
-            }
+            Err(error) if is_error(&error, "ResourceInUseException") => Ok(()),
             Err(error) => Err(self.failed(error)),
         }
     }
@@ -235,11 +217,7 @@ impl RunbookStore {
             .await;
         match put {
             Ok(_) => Ok(()),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
+            Err(error) if is_error(&error, "ConditionalCheckFailedException") => {
                 let holder = self.lock_holder(app).await?.unwrap_or_default();
                 Err(StoreError::Locked {
                     app,
@@ -263,13 +241,7 @@ impl RunbookStore {
             .await;
         match deleted {
             Ok(_) => Ok(()),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
+            Err(error) if is_error(&error, "ConditionalCheckFailedException") => Ok(()),
             Err(error) => Err(self.failed(error)),
         }
     }
@@ -325,11 +297,7 @@ impl RunbookStore {
             .await;
         match put {
             Ok(_) => Ok(version + 1),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
+            Err(error) if is_error(&error, "ConditionalCheckFailedException") => {
                 Err(StoreError::LostRace(journal.run_id.clone()))
             }
             Err(error) => Err(self.failed(error)),
