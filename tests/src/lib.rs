@@ -1,5 +1,5 @@
 //! Starts a real Keel stack for a test: the trade-matching and settlement applications in one or
-//! more regions, each region with its own tansu broker and every service as child processes on free
+//! more regions, each region with its own nisshi broker and every service as child processes on free
 //! loopback ports, plus the local ARC cluster (one or more `keel-arc-endpoint` processes sharing a
 //! state file). Databases are either databases in the test Postgres cluster (`KEEL_TEST_PG`, started
 //! by `make test`) shared by every region, or, with [`StackOptions::replicated`], per application a
@@ -49,6 +49,9 @@ pub struct StackOptions {
     pub replicated: bool,
     pub arc_endpoints: usize,
     pub fence_after_ms: u64,
+    /// Stages run as several instances in each region, splitting their topics' partitions:
+    /// service name and instance count (the topics need at least that many partitions).
+    pub instances: BTreeMap<&'static str, u32>,
 }
 
 impl Default for StackOptions {
@@ -62,6 +65,7 @@ impl Default for StackOptions {
             replicated: false,
             arc_endpoints: 1,
             fence_after_ms: 5_000,
+            instances: BTreeMap::new(),
         }
     }
 }
@@ -86,7 +90,11 @@ pub struct Region {
     kafka_port: u16,
     ops_ports: BTreeMap<&'static str, u16>,
     services: BTreeMap<&'static str, Child>,
+    /// Instances after the first of scaled-out stages: (service, index) to process and ops port.
+    extra_instances: BTreeMap<(&'static str, u32), (Option<Child>, u16)>,
     broker: Option<Child>,
+    /// Where the region's broker keeps its log (`--storage-engine`).
+    broker_storage: String,
     /// Database URL per application, in this region.
     pub databases: BTreeMap<App, String>,
 }
@@ -175,6 +183,35 @@ async fn wait_until_port(port: u16, timeout: Duration) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Waits until `/readyz` on 127.0.0.1:`port` answers 200 (bounded per request: whatever holds the
+/// port may accept and never answer).
+async fn wait_ready_at(
+    port: u16,
+    timeout: Duration,
+    what: &str,
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()?;
+    let url = format!("http://127.0.0.1:{port}/readyz");
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Ok(response) = client.get(&url).send().await {
+            if response.status().is_success() {
+                return Ok(());
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!(
+                "{what} not ready after {timeout:?}; see {}",
+                dir.join("logs").display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Runs `deploy/local/bin/postgres.sh` with these arguments (small clusters, for tests).
 pub fn postgres_sh(args: &[&str]) -> anyhow::Result<()> {
     let status = Command::new("bash")
@@ -201,6 +238,51 @@ fn cluster_dir(stack_dir: &std::path::Path, app: App, region: &str) -> PathBuf {
         App::Settlement => "st",
     };
     stack_dir.join(region).join(format!("{short}-postgres"))
+}
+
+/// Where each region's broker keeps its log: a database of its own in the test Postgres cluster
+/// (`KEEL_TEST_PG`), or with `KEEL_BROKER_STORAGE=sqlite` a file in the broker's folder.
+async fn broker_storage(
+    unique: &str,
+    regions: &[&'static str],
+) -> anyhow::Result<BTreeMap<&'static str, String>> {
+    if std::env::var("KEEL_BROKER_STORAGE").as_deref() == Ok("sqlite") {
+        return Ok(regions
+            .iter()
+            .map(|r| (*r, "sqlite://data/nisshi.db".to_owned()))
+            .collect());
+    }
+    let admin_url = std::env::var("KEEL_TEST_PG").context(
+        "KEEL_TEST_PG is not set: run the system tests through `make test`, which starts their Postgres",
+    )?;
+    let Some((base, _)) = admin_url.rsplit_once('/') else {
+        bail!("KEEL_TEST_PG must end with /<database>");
+    };
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&admin_url)
+        .await?;
+    let mut storage = BTreeMap::new();
+    for region in regions {
+        let database = format!("keel_{unique}_kafka_{}", region.replace('-', "_")).to_lowercase();
+        sqlx::query(&format!("CREATE DATABASE {database}"))
+            .execute(&admin)
+            .await?;
+        storage.insert(*region, format!("{base}/{database}"));
+    }
+    admin.close().await;
+    Ok(storage)
+}
+
+/// Notes a child process's pid in `KEEL_TEST_PIDS` (a folder `make test` makes), so that whatever a
+/// killed test run leaves running can be stopped by pid.
+pub fn register_child(child: &Child) {
+    if let Ok(dir) = std::env::var("KEEL_TEST_PIDS") {
+        let _ = std::fs::write(
+            PathBuf::from(dir).join(child.id().to_string()),
+            std::process::id().to_string(),
+        );
+    }
 }
 
 impl Stack {
@@ -285,6 +367,7 @@ impl Stack {
             }
             admin.close().await;
         }
+        let broker_storage = broker_storage(&unique, &options.regions).await?;
         let database_url =
             databases[options.active_region(App::TradeMatching)][&App::TradeMatching].clone();
         let st_database_url =
@@ -325,7 +408,15 @@ impl Stack {
                         kafka_port,
                         ops_ports,
                         services: BTreeMap::new(),
+                        extra_instances: options
+                            .instances
+                            .iter()
+                            .flat_map(|(service, count)| {
+                                (1..*count).map(|index| ((*service, index), (None, free_port())))
+                            })
+                            .collect(),
                         broker: None,
+                        broker_storage: broker_storage[name].clone(),
                         databases: databases.remove(name).unwrap_or_default(),
                     },
                 )
@@ -362,6 +453,14 @@ impl Stack {
         for region in &names {
             for service in SERVICES {
                 stack.start_service_in(region, service)?;
+            }
+            let extra: Vec<(&'static str, u32)> = stack.regions[region]
+                .extra_instances
+                .keys()
+                .copied()
+                .collect();
+            for (service, index) in &extra {
+                stack.start_instance_in(region, service, *index)?;
             }
         }
         for region in &names {
@@ -482,6 +581,7 @@ impl Stack {
             .stderr(log)
             .spawn()
             .context("starting keel-arc-endpoint")?;
+        register_child(&child);
         self.arc.insert(index, child);
         wait_until_port(port, Duration::from_secs(30)).await
     }
@@ -518,32 +618,28 @@ impl Stack {
     }
 
     pub async fn start_broker_in(&mut self, region: &str) -> anyhow::Result<()> {
-        let tansu = std::env::var("KEEL_TANSU_BIN")
-            .context("KEEL_TANSU_BIN is not set (make test sets it)")?;
-        let broker_dir = self.dir.join(format!("tansu-{region}"));
+        let nisshi = std::env::var("KEEL_NISSHI_BIN")
+            .context("KEEL_NISSHI_BIN is not set (make test sets it)")?;
+        let broker_dir = self.dir.join(format!("kafka-{region}"));
         std::fs::create_dir_all(broker_dir.join("data"))?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.join(format!("logs/tansu-{region}.log")))?;
+            .open(self.dir.join(format!("logs/nisshi-{region}.log")))?;
         let port = self.regions[region].kafka_port;
         let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(tansu)
+        let child = Command::new(nisshi)
             .current_dir(&broker_dir)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "sqlite://data/tansu.db"])
+            .args(["broker", "--cluster-id", &format!("keel-test-{port}")])
+            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", &self.regions[region].broker_storage])
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
-            .context("starting tansu")?;
+            .context("starting nisshi")?;
+        register_child(&child);
         self.regions.get_mut(region).expect("known region").broker = Some(child);
-        wait_until_port(port, Duration::from_secs(30)).await
+        wait_until_port(port, Duration::from_secs(60)).await
     }
 
     /// Stops the first region's broker (SIGTERM, then SIGKILL) and starts it again on the same log.
@@ -568,12 +664,83 @@ impl Stack {
     }
 
     pub fn start_service_in(&mut self, region: &str, service: &'static str) -> anyhow::Result<()> {
+        let port = self.regions[region].ops_ports[service];
+        let child = self.spawn_service(region, service, 0, port)?;
+        self.regions
+            .get_mut(region)
+            .expect("known region")
+            .services
+            .insert(service, child);
+        Ok(())
+    }
+
+    /// Starts instance `index` (1 and up) of a scaled-out stage in `region`.
+    pub fn start_instance_in(
+        &mut self,
+        region: &str,
+        service: &'static str,
+        index: u32,
+    ) -> anyhow::Result<()> {
+        let port = self.regions[region].extra_instances[&(service, index)].1;
+        let child = self.spawn_service(region, service, index, port)?;
+        self.regions
+            .get_mut(region)
+            .expect("known region")
+            .extra_instances
+            .get_mut(&(service, index))
+            .expect("known instance")
+            .0 = Some(child);
+        Ok(())
+    }
+
+    /// SIGKILL of instance `index` (1 and up) of a scaled-out stage in `region`.
+    pub fn kill_instance_in(&mut self, region: &str, service: &'static str, index: u32) {
+        let instance = self
+            .regions
+            .get_mut(region)
+            .and_then(|r| r.extra_instances.get_mut(&(service, index)))
+            .and_then(|(child, _)| child.take());
+        if let Some(mut child) = instance {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// `/readyz` of instance `index` (1 and up) of a scaled-out stage answers 200.
+    pub async fn wait_instance_ready_in(
+        &self,
+        region: &str,
+        service: &'static str,
+        index: u32,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let port = self.regions[region].extra_instances[&(service, index)].1;
+        wait_ready_at(
+            port,
+            timeout,
+            &format!("{service} #{index} in {region}"),
+            &self.dir,
+        )
+        .await
+    }
+
+    fn spawn_service(
+        &self,
+        region: &str,
+        service: &'static str,
+        index: u32,
+        port: u16,
+    ) -> anyhow::Result<Child> {
         let binary = bin_dir(self.options.release).join(format!("keel-{service}"));
+        let log_name = if index == 0 {
+            format!("logs/{service}-{region}.log")
+        } else {
+            format!("logs/{service}-{index}-{region}.log")
+        };
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.join(format!("logs/{service}-{region}.log")))?;
-        let port = self.regions[region].ops_ports[service];
+            .open(self.dir.join(log_name))?;
         let mut command = Command::new(&binary);
         command
             .current_dir(repo_root())
@@ -604,18 +771,19 @@ impl Stack {
         } else {
             command.env("KEEL_OPS_LISTEN", format!("127.0.0.1:{port}"));
         }
+        if let Some(count) = self.options.instances.get(service) {
+            command
+                .env("KEEL_INSTANCES__INDEX", index.to_string())
+                .env("KEEL_INSTANCES__COUNT", count.to_string());
+        }
         for (key, value) in &self.options.extra_env {
             command.env(key, value);
         }
         let child = command
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
-        self.regions
-            .get_mut(region)
-            .expect("known region")
-            .services
-            .insert(service, child);
-        Ok(())
+        register_child(&child);
+        Ok(child)
     }
 
     /// SIGKILL: no drain, no flush, exactly as a crash.
@@ -678,21 +846,8 @@ impl Stack {
         service: &str,
         timeout: Duration,
     ) -> anyhow::Result<()> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            if let Ok(response) = self.get_readyz(region, service).await {
-                if response.status().is_success() {
-                    return Ok(());
-                }
-            }
-            if tokio::time::Instant::now() > deadline {
-                bail!(
-                    "{service} in {region} not ready after {timeout:?}; see {}",
-                    self.dir.join("logs").display()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let port = self.regions[region].ops_ports[service];
+        wait_ready_at(port, timeout, &format!("{service} in {region}"), &self.dir).await
     }
 
     /// The body of a service's `/readyz` in `region`.
@@ -748,6 +903,44 @@ impl Stack {
             .args(["-KILL", "-P", &pid.to_string()])
             .status();
         Ok(())
+    }
+
+    /// Every process the stack started, by name (`matching us-east-1`, `broker us-east-1`, `arc 0`)
+    /// and pid: for measuring where the CPU goes.
+    pub fn processes(&self) -> Vec<(String, u32)> {
+        let mut processes = Vec::new();
+        for (region, r) in &self.regions {
+            for (service, child) in &r.services {
+                processes.push((format!("{service} {region}"), child.id()));
+            }
+            for ((service, index), (child, _)) in &r.extra_instances {
+                if let Some(child) = child {
+                    processes.push((format!("{service}#{index} {region}"), child.id()));
+                }
+            }
+            if let Some(broker) = &r.broker {
+                processes.push((format!("broker {region}"), broker.id()));
+            }
+        }
+        for (index, child) in &self.arc {
+            processes.push((format!("arc {index}"), child.id()));
+        }
+        processes
+    }
+
+    /// Starts `app`'s cluster in `region` again (after [`Stack::kill_database`]): crash recovery
+    /// replays its WAL.
+    pub fn restart_database(&self, app: App, region: &str) -> anyhow::Result<()> {
+        let cluster = self
+            .clusters
+            .iter()
+            .find(|c| c.app == app && c.region == region)
+            .context("no such cluster (is the stack replicated?)")?;
+        postgres_sh(&[
+            "start",
+            cluster.dir.to_str().unwrap(),
+            &cluster.port.to_string(),
+        ])
     }
 
     /// The body of a service's `/readyz` in the first region.
@@ -988,7 +1181,13 @@ impl Stack {
 impl Drop for Stack {
     fn drop(&mut self) {
         for region in self.regions.values_mut() {
-            for (_, mut child) in std::mem::take(&mut region.services) {
+            let extra = std::mem::take(&mut region.extra_instances)
+                .into_values()
+                .filter_map(|(child, _)| child);
+            for mut child in std::mem::take(&mut region.services)
+                .into_values()
+                .chain(extra)
+            {
                 let _ = child.kill();
                 let _ = child.wait();
             }
@@ -1103,9 +1302,10 @@ pub async fn stream_pairs(
 }
 
 /// Checks every store after `trades` matching pairs of [`sample_block`]s went through: every leg was
-/// processed once at every stage, every trade has exactly its four history entries, each party got
-/// exactly one notification per entry, and settlement holds exactly the trades' two instructions each,
-/// waiting for their settlement date.
+/// processed once at every stage, every trade has exactly its four history entries, carried to
+/// notification once each, each party got exactly one notification per entry, and settlement holds
+/// exactly the trades' two instructions each (one message per trade), waiting for their settlement
+/// date.
 pub async fn assert_exactly_once(stack: &Stack, trades: i64) {
     let legs = trades * 2;
     let instructions = trades * 2;
@@ -1117,6 +1317,15 @@ pub async fn assert_exactly_once(stack: &Stack, trades: i64) {
         )
         .await
         .unwrap();
+    // A trade's entries travel in one `tm.events` message per matching batch that appended to it:
+    // two messages when its legs came in different batches, one when they came together.
+    let event_messages = stack
+        .count("SELECT count(*) FROM matching.outbox WHERE topic = 'tm.events'")
+        .await;
+    assert!(
+        (trades..=trades * 2).contains(&event_messages),
+        "{event_messages} tm.events messages for {trades} trades"
+    );
     let checks = [
         ("SELECT count(*) FROM ingress.submissions", legs),
         ("SELECT count(*) FROM ingress.outbox", legs),
@@ -1130,9 +1339,16 @@ pub async fn assert_exactly_once(stack: &Stack, trades: i64) {
               HAVING array_agg(status ORDER BY seq) <> ARRAY['RECEIVED','UNMATCHED','RECEIVED','MATCHED']) odd",
             0,
         ),
-        ("SELECT count(*) FROM matching.outbox WHERE topic = 'tm.events'", trades * 4),
-        ("SELECT count(*) FROM matching.outbox WHERE topic = 'st.instructions'", instructions),
-        ("SELECT count(*) FROM notification.inbox", trades * 4),
+        (
+            "SELECT coalesce(sum(jsonb_array_length(payload->'entries')), 0)::bigint FROM matching.outbox WHERE topic = 'tm.events'",
+            trades * 4,
+        ),
+        ("SELECT count(*) FROM matching.outbox WHERE topic = 'st.instructions'", trades),
+        (
+            "SELECT coalesce(sum(jsonb_array_length(payload->'allocations')), 0)::bigint FROM matching.outbox WHERE topic = 'st.instructions'",
+            instructions,
+        ),
+        ("SELECT count(*) FROM notification.inbox", event_messages),
         ("SELECT count(*) FROM notification.notifications", trades * 8),
         (
             "SELECT count(*) FROM (SELECT DISTINCT trade_id, body->>'history_seq', recipient FROM notification.notifications) d",
@@ -1150,7 +1366,7 @@ pub async fn assert_exactly_once(stack: &Stack, trades: i64) {
         ),
         (
             "SELECT count(*) FROM matching.outbox o JOIN notification.inbox i USING (message_id) WHERE o.payload = i.payload",
-            trades * 4,
+            event_messages,
         ),
         ("SELECT count(*) FROM ingestion.dead_letters", 0),
         ("SELECT count(*) FROM matching.dead_letters", 0),
@@ -1160,7 +1376,7 @@ pub async fn assert_exactly_once(stack: &Stack, trades: i64) {
         assert_eq!(stack.count(sql).await, expected, "{sql}");
     }
     let settlement_checks = [
-        ("SELECT count(*) FROM settlement.inbox", instructions),
+        ("SELECT count(*) FROM settlement.inbox", trades),
         (
             "SELECT count(*) FROM settlement.instructions WHERE status = 'PENDING'",
             instructions,
@@ -1171,6 +1387,23 @@ pub async fn assert_exactly_once(stack: &Stack, trades: i64) {
     for (sql, expected) in settlement_checks {
         assert_eq!(stack.st_count(sql).await, expected, "{sql}");
     }
+}
+
+/// SQL counting `schema`'s outbox rows of `topic` that its relay has not published yet (those after
+/// the relay's recorded position; see safe-store migration 0004).
+pub fn unpublished_sql(schema: &str, topic: &str) -> String {
+    format!(
+        "SELECT count(*) FROM {schema}.outbox o LEFT JOIN {schema}.relay_progress p USING (topic)
+         WHERE o.topic = '{topic}' AND (o.txid, o.id) > (coalesce(p.txid, 0), coalesce(p.id, 0))"
+    )
+}
+
+/// SQL counting `schema`'s outbox rows of `topic` that its relay has published.
+pub fn published_sql(schema: &str, topic: &str) -> String {
+    format!(
+        "SELECT count(*) FROM {schema}.outbox o LEFT JOIN {schema}.relay_progress p USING (topic)
+         WHERE o.topic = '{topic}' AND (o.txid, o.id) <= (coalesce(p.txid, 0), coalesce(p.id, 0))"
+    )
 }
 
 /// The seed for a randomized test: `KEEL_SEED` to replay one, otherwise fresh. Printed either way.

@@ -52,13 +52,9 @@ async fn each_consumer_killed_mid_stream_loses_and_duplicates_nothing() {
     assert_exactly_once(&stack, trades).await;
 }
 
-/// Several partitions per topic, so offsets are stored and restored per partition, and the
-/// idempotent producer that production uses.
+/// Several partitions per topic, so offsets are stored and restored per partition.
 fn four_partitions() -> StackOptions {
-    let env = [
-        ("KEEL_KAFKA__PARTITIONS", "4"),
-        ("KEEL_KAFKA__IDEMPOTENT_PRODUCER", "true"),
-    ];
+    let env = [("KEEL_KAFKA__PARTITIONS", "4")];
     StackOptions {
         extra_env: env
             .iter()

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use keel_system_tests::{sample_block, Stack, StackOptions};
+use keel_system_tests::{published_sql, sample_block, Stack, StackOptions};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 
@@ -58,7 +58,7 @@ async fn poison_is_set_aside_then_too_much_poison_stops_the_consumer() {
         .unwrap();
     assert!(error.contains("undecodable"), "{error}");
     stack
-        .wait_for_count("SELECT count(*) FROM ingestion.outbox WHERE topic = 'tm.dead-letters' AND published_at IS NOT NULL", 1, WAIT)
+        .wait_for_count(&published_sql("ingestion", "tm.dead-letters"), 1, WAIT)
         .await
         .unwrap();
 

@@ -9,8 +9,8 @@ use keel_arc::ArcError;
 use keel_generator::DriverOptions;
 use keel_routing::GENERATOR;
 use keel_system_tests::{
-    connect, control_name, count_in, participants, settling_block, stream_pairs, wait_replayed,
-    App, Client, Gate, Stack, StackOptions, EAST, WEST,
+    connect, control_name, count_in, participants, settling_block, stream_pairs, unpublished_sql,
+    wait_replayed, App, Client, Gate, Stack, StackOptions, EAST, WEST,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -265,7 +265,17 @@ async fn manual_handover_moves_processing_between_regions_with_nothing_lost() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    stack.wait_for_count_in(&tm_east, "SELECT (SELECT count(*) FROM ingress.outbox WHERE published_at IS NULL) + (SELECT count(*) FROM ingestion.outbox WHERE published_at IS NULL) + (SELECT count(*) FROM matching.outbox WHERE published_at IS NULL)", 0, WAIT).await.unwrap();
+    let unpublished = format!(
+        "SELECT ({}) + ({}) + ({}) + ({})",
+        unpublished_sql("ingress", "tm.submissions"),
+        unpublished_sql("ingestion", "tm.trades"),
+        unpublished_sql("matching", "tm.events"),
+        unpublished_sql("matching", "st.instructions"),
+    );
+    stack
+        .wait_for_count_in(&tm_east, &unpublished, 0, WAIT)
+        .await
+        .unwrap();
     set(vec![(
         control_name(App::TradeMatching, Gate::Processing, EAST),
         false,
@@ -394,7 +404,8 @@ async fn manual_handover_moves_processing_between_regions_with_nothing_lost() {
     );
     assert_eq!(
         count_in(&st_east, "SELECT count(*) FROM settlement.inbox").await,
-        total * 2
+        total,
+        "one instruction message per trade"
     );
     // The old primary took no writes after its processing control went Off.
     assert_eq!(

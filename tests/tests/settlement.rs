@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use keel_system_tests::rand::{rngs::StdRng, Rng, SeedableRng};
-use keel_system_tests::{sample_block, seed, settling_block, stream_pairs, Stack, StackOptions};
+use keel_system_tests::{
+    sample_block, seed, settling_block, stream_pairs, unpublished_sql, Stack, StackOptions,
+};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use rust_decimal::Decimal;
@@ -239,13 +241,14 @@ async fn a_duplicate_instruction_changes_nothing() {
         .st_count("SELECT count(*) FROM settlement.postings")
         .await;
 
-    // Publish both instructions again, exactly as matching did.
+    // Publish the trade's instruction (both allocations) again, exactly as matching did.
     let sent: Vec<(String, Value)> =
         sqlx::query_as("SELECT key, payload FROM matching.outbox WHERE topic = 'st.instructions'")
             .fetch_all(&stack.db)
             .await
             .unwrap();
-    assert_eq!(sent.len(), 2);
+    assert_eq!(sent.len(), 1, "one instruction message per trade");
+    assert_eq!(sent[0].1["allocations"].as_array().map(Vec::len), Some(2));
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &stack.kafka_brokers)
         .create()
@@ -262,11 +265,11 @@ async fn a_duplicate_instruction_changes_nothing() {
             .map_err(|(e, _)| e)
             .unwrap();
     }
-    // Settlement has consumed them once its stored position passes all four messages.
+    // Settlement has consumed it once its stored position passes both messages.
     stack
         .wait_for_st_count(
             "SELECT coalesce(sum(next_offset), 0)::bigint FROM settlement.consumer_offsets WHERE topic = 'st.instructions'",
-            4,
+            2,
             WAIT,
         )
         .await
@@ -282,8 +285,8 @@ async fn a_duplicate_instruction_changes_nothing() {
         stack
             .st_count("SELECT count(*) FROM settlement.outbox")
             .await,
-        2,
-        "one result per instruction, none for the duplicates"
+        1,
+        "one result for the trade, none for the duplicate"
     );
     assert_eq!(
         stack
@@ -336,7 +339,7 @@ async fn settlement_killed_mid_stream_settles_every_instruction_exactly_once() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let instructions = trades * 2;
     for (sql, expected) in [
-        ("SELECT count(*) FROM settlement.inbox", instructions),
+        ("SELECT count(*) FROM settlement.inbox", trades),
         ("SELECT count(*) FROM settlement.instructions WHERE status = 'SETTLED'", instructions),
         ("SELECT count(*) FROM settlement.instructions", instructions),
         ("SELECT count(*) FROM settlement.postings", instructions * 6),
@@ -344,7 +347,7 @@ async fn settlement_killed_mid_stream_settles_every_instruction_exactly_once() {
             "SELECT count(*) FROM (SELECT instruction_id FROM settlement.postings GROUP BY instruction_id HAVING count(*) <> 6) odd",
             0,
         ),
-        ("SELECT count(*) FROM settlement.outbox", instructions),
+        ("SELECT count(*) FROM settlement.outbox", trades),
         ("SELECT count(*) FROM settlement.dead_letters", 0),
     ] {
         assert_eq!(stack.st_count(sql).await, expected, "{sql}");
@@ -354,10 +357,7 @@ async fn settlement_killed_mid_stream_settles_every_instruction_exactly_once() {
             "SELECT count(*) FROM matching.status_history WHERE status = 'SETTLED'",
             trades,
         ),
-        (
-            "SELECT count(*) FROM matching.inbox",
-            trades * 2 + instructions,
-        ),
+        ("SELECT count(*) FROM matching.inbox", trades * 2 + trades),
     ] {
         assert_eq!(stack.count(sql).await, expected, "{sql}");
     }
@@ -428,11 +428,7 @@ async fn a_matched_trade_cancelled_before_settlement_settles_nothing() {
     // Matching's relay publishes the instructions just after the MATCHED commit; held down before
     // that, it would keep them from settlement.
     stack
-        .wait_for_count(
-            "SELECT count(*) FROM matching.outbox WHERE topic = 'st.instructions' AND published_at IS NULL",
-            0,
-            WAIT,
-        )
+        .wait_for_count(&unpublished_sql("matching", "st.instructions"), 0, WAIT)
         .await
         .unwrap();
     stack.kill("matching");

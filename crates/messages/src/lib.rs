@@ -14,7 +14,7 @@ pub mod topics {
     pub const SUBMISSIONS: &str = "tm.submissions";
     /// ingestion -> matching: validated legs, rejections and cancels.
     pub const TRADES: &str = "tm.trades";
-    /// matching -> notification: every appended status history entry.
+    /// matching -> notification: the status history entries appended to a trade.
     pub const EVENTS: &str = "tm.events";
     /// matching -> settlement.
     pub const INSTRUCTIONS: &str = "st.instructions";
@@ -134,43 +134,62 @@ impl Message for TradeCommand {
     }
 }
 
-/// `tm.events`: one appended line of a trade's status history.
+/// `tm.events`: the status history entries one batch of matching appended to one trade, in order
+/// (one message per business fact: a leg that made a trade MATCHED carries its RECEIVED and its
+/// MATCHED entry together).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TradeEvent {
+pub struct TradeEvents {
     pub trade_id: TradeId,
     pub match_key: MatchKey,
-    pub entry: HistoryEntry,
+    /// Never empty; consecutive `seq`s.
+    pub entries: Vec<HistoryEntry>,
 }
 
-impl TradeEvent {
-    /// Also the id of the history entry: a trade's entry `seq` exists once, in every region.
-    pub fn event_id(trade_id: TradeId, seq: u32) -> Uuid {
+impl TradeEvents {
+    /// The id of one history entry: a trade's entry `seq` exists once, in every region. Notification
+    /// ids derive from it, so an entry is notified once whichever message carried it.
+    pub fn entry_id(trade_id: TradeId, seq: u32) -> Uuid {
         derive_id("trade-event", &[&trade_id.to_string(), &seq.to_string()])
     }
 }
 
-impl Message for TradeEvent {
+impl Message for TradeEvents {
     const TOPIC: &'static str = topics::EVENTS;
     fn message_id(&self) -> Uuid {
-        Self::event_id(self.trade_id, self.entry.seq)
+        // Entries are appended once each, so the first entry's seq and the count name the message.
+        let first = self.entries.first().map_or(0, |e| e.seq);
+        derive_id(
+            "trade-events",
+            &[
+                &self.trade_id.to_string(),
+                &first.to_string(),
+                &self.entries.len().to_string(),
+            ],
+        )
     }
     fn key(&self) -> String {
         self.match_key.to_string()
     }
 }
 
+/// One allocation of a MATCHED trade to settle, delivery versus payment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AllocationInstruction {
+    pub allocation_id: String,
+    pub instruction: Instruction,
+}
+
 /// `st.instructions`: what matching asks of settlement.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum SettlementInstruction {
-    /// Settle one allocation of a MATCHED trade, delivery versus payment, on or after its settlement
-    /// date.
+    /// Settle every allocation of a MATCHED trade, delivery versus payment, on or after its
+    /// settlement date: one message per trade.
     Settle {
         trade_id: TradeId,
         match_key: MatchKey,
-        allocation_id: String,
         settlement_date: NaiveDate,
-        instruction: Instruction,
+        allocations: Vec<AllocationInstruction>,
     },
     /// Withdraw every instruction of the trade, unless one has already settled or failed.
     Cancel {
@@ -182,7 +201,8 @@ pub enum SettlementInstruction {
 }
 
 impl SettlementInstruction {
-    /// The id of one allocation's instruction, the same in every region and on every retry.
+    /// The id of one allocation's instruction (a row of settlement's book, which its postings
+    /// reference), the same in every region and on every retry.
     pub fn instruction_id(trade_id: TradeId, allocation_id: &str) -> Uuid {
         derive_id(
             "settlement-instruction",
@@ -197,37 +217,13 @@ impl SettlementInstruction {
         }
     }
 
-    /// The ledger instruction to settle, unless this is a cancel.
-    pub fn to_settle(&self) -> Option<&Instruction> {
-        match self {
-            SettlementInstruction::Settle { instruction, .. } => Some(instruction),
-            SettlementInstruction::Cancel { .. } => None,
-        }
-    }
-
-    /// Settlement's answer to this allocation's instruction, unless this is a cancel.
-    pub fn result(
-        &self,
-        outcome: AllocationOutcome,
-        at: DateTime<Utc>,
-    ) -> Option<SettlementResult> {
-        match self {
-            SettlementInstruction::Settle {
-                trade_id,
-                match_key,
-                allocation_id,
-                instruction,
-                ..
-            } => Some(SettlementResult::Allocation {
-                trade_id: *trade_id,
-                match_key: match_key.clone(),
-                allocation_id: allocation_id.clone(),
-                instruction_id: instruction.instruction_id,
-                outcome,
-                at,
-            }),
-            SettlementInstruction::Cancel { .. } => None,
-        }
+    /// The ledger instructions to settle (none for a cancel).
+    pub fn to_settle(&self) -> impl Iterator<Item = &Instruction> {
+        let allocations: &[AllocationInstruction] = match self {
+            SettlementInstruction::Settle { allocations, .. } => allocations,
+            SettlementInstruction::Cancel { .. } => &[],
+        };
+        allocations.iter().map(|a| &a.instruction)
     }
 }
 
@@ -235,7 +231,9 @@ impl Message for SettlementInstruction {
     const TOPIC: &'static str = topics::INSTRUCTIONS;
     fn message_id(&self) -> Uuid {
         match self {
-            SettlementInstruction::Settle { instruction, .. } => instruction.instruction_id,
+            SettlementInstruction::Settle { trade_id, .. } => {
+                derive_id("settlement-instructions", &[&trade_id.to_string()])
+            }
             SettlementInstruction::Cancel {
                 trade_id,
                 requested_by,
@@ -254,18 +252,25 @@ impl Message for SettlementInstruction {
     }
 }
 
+/// How one allocation's instruction ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AllocationResult {
+    pub allocation_id: String,
+    pub instruction_id: Uuid,
+    #[serde(flatten)]
+    pub outcome: AllocationOutcome,
+}
+
 /// `tm.settlement-results`: settlement's answers, back to matching.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum SettlementResult {
-    /// One allocation settled or failed.
-    Allocation {
+    /// The allocations of one trade that settlement decided together (all of them, whenever they
+    /// arrive and come due together, as they do: one message per trade).
+    Allocations {
         trade_id: TradeId,
         match_key: MatchKey,
-        allocation_id: String,
-        instruction_id: Uuid,
-        #[serde(flatten)]
-        outcome: AllocationOutcome,
+        results: Vec<AllocationResult>,
         at: DateTime<Utc>,
     },
     /// Every instruction of the trade was withdrawn; none will settle.
@@ -288,7 +293,7 @@ pub enum SettlementResult {
 impl SettlementResult {
     pub fn match_key(&self) -> &MatchKey {
         match self {
-            SettlementResult::Allocation { match_key, .. }
+            SettlementResult::Allocations { match_key, .. }
             | SettlementResult::CancelConfirmed { match_key, .. }
             | SettlementResult::CancelRefused { match_key, .. } => match_key,
         }
@@ -299,8 +304,15 @@ impl Message for SettlementResult {
     const TOPIC: &'static str = topics::SETTLEMENT_RESULTS;
     fn message_id(&self) -> Uuid {
         match self {
-            SettlementResult::Allocation { instruction_id, .. } => {
-                derive_id("settlement-result", &[&instruction_id.to_string()])
+            SettlementResult::Allocations {
+                trade_id, results, ..
+            } => {
+                // Named by the instructions it answers, so an answer is the same message on every
+                // retry and in every region.
+                let mut parts = vec![trade_id.to_string()];
+                parts.extend(results.iter().map(|r| r.instruction_id.to_string()));
+                let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+                derive_id("settlement-results", &parts)
             }
             SettlementResult::CancelConfirmed {
                 trade_id,
@@ -334,7 +346,7 @@ pub fn key_of(topic: &str, payload: &serde_json::Value) -> Option<String> {
     match topic {
         topics::SUBMISSIONS => key::<Submission>(payload),
         topics::TRADES => key::<TradeCommand>(payload),
-        topics::EVENTS => key::<TradeEvent>(payload),
+        topics::EVENTS => key::<TradeEvents>(payload),
         topics::INSTRUCTIONS => key::<SettlementInstruction>(payload),
         topics::SETTLEMENT_RESULTS => key::<SettlementResult>(payload),
         _ => None,
@@ -345,48 +357,76 @@ pub fn key_of(topic: &str, payload: &serde_json::Value) -> Option<String> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn settlement_results_round_trip_with_their_outcome_inline() {
-        let key = MatchKey {
+    fn key() -> MatchKey {
+        MatchKey {
             im_id: ParticipantId::parse("IM-ALPHA").unwrap(),
             broker_id: ParticipantId::parse("BR-NORTH").unwrap(),
             trade_ref: keel_domain::TradeRef::parse("T-1").unwrap(),
-        };
+        }
+    }
+
+    #[test]
+    fn settlement_results_round_trip_with_each_outcome_inline() {
+        let key = key();
         let trade_id = key.trade_id();
-        let failed = SettlementResult::Allocation {
+        let result = |allocation_id: &str, outcome| AllocationResult {
+            allocation_id: allocation_id.into(),
+            instruction_id: SettlementInstruction::instruction_id(trade_id, allocation_id),
+            outcome,
+        };
+        let answer = SettlementResult::Allocations {
             trade_id,
             match_key: key,
-            allocation_id: "1".into(),
-            instruction_id: SettlementInstruction::instruction_id(trade_id, "1"),
-            outcome: AllocationOutcome::Failed {
-                reason: "insufficient cash".into(),
-            },
+            results: vec![
+                result("1", AllocationOutcome::Settled),
+                result(
+                    "2",
+                    AllocationOutcome::Failed {
+                        reason: "insufficient cash".into(),
+                    },
+                ),
+            ],
             at: Utc::now(),
         };
-        let json = serde_json::to_value(&failed).unwrap();
-        assert_eq!(json["kind"], "allocation");
-        assert_eq!(json["outcome"], "failed");
-        assert_eq!(json["reason"], "insufficient cash");
-        let back: SettlementResult = serde_json::from_value(json).unwrap();
-        assert_eq!(back, failed);
+        let json = serde_json::to_value(&answer).unwrap();
+        assert_eq!(json["kind"], "allocations");
+        assert_eq!(json["results"][0]["outcome"], "settled");
+        assert_eq!(json["results"][1]["outcome"], "failed");
+        assert_eq!(json["results"][1]["reason"], "insufficient cash");
+        let back: SettlementResult = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back, answer);
         assert_ne!(
             SettlementInstruction::instruction_id(trade_id, "1"),
             SettlementInstruction::instruction_id(trade_id, "2")
         );
         assert_eq!(
-            key_of(
-                topics::SETTLEMENT_RESULTS,
-                &serde_json::to_value(&failed).unwrap()
-            ),
-            Some(failed.key())
+            key_of(topics::SETTLEMENT_RESULTS, &json),
+            Some(answer.key())
         );
-        assert_eq!(
-            key_of(
-                topics::INSTRUCTIONS,
-                &serde_json::to_value(&failed).unwrap()
-            ),
-            None
-        );
+        assert_eq!(key_of(topics::INSTRUCTIONS, &json), None);
         assert_eq!(key_of("orders", &serde_json::json!({})), None);
+    }
+
+    #[test]
+    fn an_events_message_is_named_by_the_entries_it_carries() {
+        let key = key();
+        let entry = |seq| HistoryEntry {
+            seq,
+            status: keel_domain::TradeStatus::Received,
+            at: Utc::now(),
+            reason: None,
+            recipients: vec![],
+            differing_fields: vec![],
+            leg_id: None,
+        };
+        let events = |seqs: &[u32]| TradeEvents {
+            trade_id: key.trade_id(),
+            match_key: key.clone(),
+            entries: seqs.iter().map(|s| entry(*s)).collect(),
+        };
+        assert_eq!(events(&[1, 2]).message_id(), events(&[1, 2]).message_id());
+        assert_ne!(events(&[1, 2]).message_id(), events(&[1]).message_id());
+        assert_ne!(events(&[1]).message_id(), events(&[2]).message_id());
+        assert_eq!(events(&[1]).key(), key.to_string());
     }
 }

@@ -4,17 +4,21 @@
 //!
 //! - [`hops`]: every hop, in the order a replay propagates through them;
 //! - [`diff`]: one hop's sides compared: missing downstream, differing, or downstream only;
-//! - [`repairs`]: what to do about each gap.
+//! - [`repairs`]: what to do about each gap;
+//! - [`HopTracker`]: the continuous reconciler's memory of a hop, so each round looks only at what
+//!   is new.
 //!
 //! Reading the stores, replaying and auditing are keelctl's; this crate decides.
 
 mod diff;
 mod hops;
 mod repair;
+mod tracker;
 
 pub use diff::{diff, Differing, HopDiff, Record};
 pub use hops::{hops, hops_of, Hop, Side};
 pub use repair::{repairs, Repair};
+pub use tracker::HopTracker;
 
 /// A record whose id is `n` repeated, for tests.
 #[cfg(test)]

@@ -8,6 +8,15 @@ use uuid::Uuid;
 /// same message have the same digest.
 const DIGEST: &str = "encode(sha256(convert_to(payload::text, 'UTF8')), 'hex')";
 
+/// How far `schema`'s relay has published topic `$1`, as a row `(txid, id)`; the start when it
+/// never has. Rows at or before it are published (migration 0004).
+fn progress(schema: &str) -> String {
+    format!(
+        "(SELECT coalesce((SELECT txid FROM {schema}.relay_progress WHERE topic = $1), 0),
+                 coalesce((SELECT id FROM {schema}.relay_progress WHERE topic = $1), 0))"
+    )
+}
+
 /// `schema`'s outbox rows for `topic` published, and created between `window_seconds` and
 /// `settle_seconds` ago (newer ones may still be in flight): id and digest. Unpublished rows are
 /// not gaps: they wait for the relay (see [`unpublished`]).
@@ -18,9 +27,10 @@ pub async fn produced(
     window_seconds: f64,
     settle_seconds: f64,
 ) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
+    let published = progress(schema);
     sqlx::query_as(&format!(
         "SELECT message_id, {DIGEST} FROM {schema}.outbox
-         WHERE topic = $1 AND published_at IS NOT NULL
+         WHERE topic = $1 AND (txid, id) <= {published}
            AND created_at >= now() - make_interval(secs => $2)
            AND created_at < now() - make_interval(secs => $3)"
     ))
@@ -74,8 +84,9 @@ pub async fn unpublished(
     schema: &str,
     topic: &str,
 ) -> Result<i64, sqlx::Error> {
+    let published = progress(schema);
     sqlx::query_scalar(&format!(
-        "SELECT count(*) FROM {schema}.outbox WHERE topic = $1 AND published_at IS NULL"
+        "SELECT count(*) FROM {schema}.outbox WHERE topic = $1 AND (txid, id) > {published}"
     ))
     .bind(topic)
     .fetch_one(pool)
@@ -90,8 +101,8 @@ pub async fn stored_messages(
     ids: &[Uuid],
 ) -> Result<Vec<crate::PendingMessage>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "SELECT id, message_id, topic, key, payload::text AS payload FROM {schema}.outbox
-         WHERE topic = $1 AND message_id = ANY($2) ORDER BY id"
+        "SELECT txid, id, message_id, topic, key, payload::text AS payload FROM {schema}.outbox
+         WHERE topic = $1 AND message_id = ANY($2) ORDER BY txid, id"
     ))
     .bind(topic)
     .bind(ids)
@@ -118,7 +129,8 @@ pub async fn consumed_payloads(
 }
 
 /// Puts lost messages back in `schema`'s outbox as already published (their consumer has them), so
-/// the producer's record is whole again. A message already there is left as it is.
+/// the producer's record is whole again: at txid -1, before every relay position. A message already
+/// there is left as it is.
 pub async fn restore(
     pool: &sqlx::PgPool,
     schema: &str,
@@ -129,8 +141,8 @@ pub async fn restore(
     let keys: Vec<&str> = messages.iter().map(|m| m.key.as_str()).collect();
     let payloads: Vec<serde_json::Value> = messages.iter().map(|m| m.payload.clone()).collect();
     Ok(sqlx::query(&format!(
-        "INSERT INTO {schema}.outbox (message_id, topic, key, payload, published_at)
-         SELECT *, now() FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::jsonb[])
+        "INSERT INTO {schema}.outbox (message_id, topic, key, payload, txid)
+         SELECT *, -1 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::jsonb[])
          ON CONFLICT (message_id) DO NOTHING"
     ))
     .bind(&ids)
@@ -156,4 +168,147 @@ pub async fn consumed_ids(
     .bind(ids)
     .fetch_all(pool)
     .await
+}
+
+/// The next offset `schema`'s consumer of `topic` will read, per partition, in the Kafka `cluster`.
+pub async fn consumer_offsets(
+    pool: &sqlx::PgPool,
+    schema: &str,
+    cluster: &str,
+    topic: &str,
+) -> Result<std::collections::HashMap<i32, i64>, sqlx::Error> {
+    let rows: Vec<(i32, i64)> = sqlx::query_as(&format!(
+        "SELECT partition, next_offset FROM {schema}.consumer_offsets WHERE cluster = $1 AND topic = $2"
+    ))
+    .bind(cluster)
+    .bind(topic)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// The continuous reconciler's reads: only what is new since its last round.
+pub mod incremental {
+    use uuid::Uuid;
+
+    use super::{progress, DIGEST};
+    use crate::OutboxPosition;
+
+    /// An upstream record published after the reconciler's cursor.
+    #[derive(Debug, Clone, sqlx::FromRow)]
+    pub struct Published {
+        pub txid: i64,
+        pub id: i64,
+        pub message_id: Uuid,
+        pub digest: String,
+        /// When it was produced, in seconds since the epoch (the database's clock).
+        pub produced_at: f64,
+    }
+
+    impl Published {
+        pub fn position(&self) -> OutboxPosition {
+            OutboxPosition {
+                txid: self.txid,
+                id: self.id,
+            }
+        }
+    }
+
+    /// The database's clock, in seconds since the epoch.
+    pub async fn now(pool: &sqlx::PgPool) -> Result<f64, sqlx::Error> {
+        sqlx::query_scalar("SELECT extract(epoch FROM now())::float8")
+            .fetch_one(pool)
+            .await
+    }
+
+    /// Where a cursor starts so that the first round covers what was produced in the last
+    /// `window_seconds`: just before the first such row.
+    pub async fn window_start(
+        pool: &sqlx::PgPool,
+        schema: &str,
+        topic: &str,
+        window_seconds: f64,
+    ) -> Result<OutboxPosition, sqlx::Error> {
+        let first: Option<(i64, i64)> = sqlx::query_as(&format!(
+            "SELECT txid, id FROM {schema}.outbox
+             WHERE topic = $1 AND created_at >= now() - make_interval(secs => $2)
+             ORDER BY txid, id LIMIT 1"
+        ))
+        .bind(topic)
+        .bind(window_seconds)
+        .fetch_optional(pool)
+        .await?;
+        Ok(match first {
+            Some((txid, id)) => OutboxPosition { txid, id: id - 1 },
+            None => {
+                let (txid, id): (i64, i64) = sqlx::query_as(&format!(
+                    "SELECT * FROM {published} AS p",
+                    published = progress(schema)
+                ))
+                .bind(topic)
+                .fetch_one(pool)
+                .await?;
+                OutboxPosition { txid, id }
+            }
+        })
+    }
+
+    /// Up to `limit` records of `topic` published after `after`, in publishing order.
+    pub async fn published_after(
+        pool: &sqlx::PgPool,
+        schema: &str,
+        topic: &str,
+        after: OutboxPosition,
+        limit: i64,
+    ) -> Result<Vec<Published>, sqlx::Error> {
+        let published = progress(schema);
+        sqlx::query_as(&format!(
+            "SELECT txid, id, message_id, {DIGEST} AS digest,
+                    extract(epoch FROM created_at)::float8 AS produced_at
+             FROM {schema}.outbox
+             WHERE topic = $1 AND (txid, id) > ($2, $3) AND (txid, id) <= {published}
+             ORDER BY txid, id LIMIT $4"
+        ))
+        .bind(topic)
+        .bind(after.txid)
+        .bind(after.id)
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+    }
+
+    /// What `schema`'s inbox holds of these ids: id and digest (None for rows kept before inboxes
+    /// kept payloads).
+    pub async fn consumed_with_ids(
+        pool: &sqlx::PgPool,
+        schema: &str,
+        topic: &str,
+        ids: &[Uuid],
+    ) -> Result<Vec<(Uuid, Option<String>)>, sqlx::Error> {
+        sqlx::query_as(&format!(
+            "SELECT message_id, {DIGEST} FROM {schema}.inbox WHERE topic = $1 AND message_id = ANY($2)"
+        ))
+        .bind(topic)
+        .bind(ids)
+        .fetch_all(pool)
+        .await
+    }
+
+    /// Ids `schema` consumed of `topic` since `since` (seconds since the epoch), and the latest
+    /// consumption time among them.
+    pub async fn consumed_since(
+        pool: &sqlx::PgPool,
+        schema: &str,
+        topic: &str,
+        since: f64,
+    ) -> Result<Vec<(Uuid, f64)>, sqlx::Error> {
+        sqlx::query_as(&format!(
+            "SELECT message_id, extract(epoch FROM processed_at)::float8 FROM {schema}.inbox
+             WHERE topic = $1 AND processed_at >= to_timestamp($2)"
+        ))
+        .bind(topic)
+        .bind(since)
+        .fetch_all(pool)
+        .await
+    }
 }

@@ -45,9 +45,7 @@ pub struct StoreOptions {
 /// Connects with `search_path` set to the service's schema, creates the schema if needed and runs the
 /// shared safe-store track then the service's own migrations.
 pub async fn connect(options: &StoreOptions, migrations: &Migrator) -> Result<PgPool, StoreError> {
-    let connect = PgConnectOptions::from_str(&options.url)
-        .map_err(StoreError::InvalidUrl)?
-        .options([("search_path", options.schema.as_str())]);
+    let connect = connect_options(options)?;
 
     let mut admin = PgConnection::connect_with(&connect)
         .await
@@ -85,13 +83,20 @@ pub async fn connect(options: &StoreOptions, migrations: &Migrator) -> Result<Pg
 /// A pool for a schema that someone else migrates, connecting only when first used: for a process
 /// that must start while its database is a read-only standby or away.
 pub fn lazy_pool(options: &StoreOptions) -> Result<PgPool, StoreError> {
-    let connect = PgConnectOptions::from_str(&options.url)
-        .map_err(StoreError::InvalidUrl)?
-        .options([("search_path", options.schema.as_str())]);
+    let connect = connect_options(options)?;
     Ok(PgPoolOptions::new()
         .max_connections(options.max_connections)
         .acquire_timeout(Duration::from_secs(3))
         .connect_lazy_with(connect))
+}
+
+/// The service's schema first on the search path, and its name as the connections' application
+/// name, so `pg_stat_activity` (and the bench's profile) tells which service a backend works for.
+fn connect_options(options: &StoreOptions) -> Result<PgConnectOptions, StoreError> {
+    Ok(PgConnectOptions::from_str(&options.url)
+        .map_err(StoreError::InvalidUrl)?
+        .options([("search_path", options.schema.as_str())])
+        .application_name(&format!("keel-{}", options.schema)))
 }
 
 fn clone_migrator(migrator: &Migrator) -> Migrator {
@@ -288,9 +293,18 @@ pub async fn record_dead_letter(
     Ok(())
 }
 
-/// An outbox row still to publish.
+/// A place in one topic's outbox, in the order the relay publishes: rows written by older
+/// transactions first, then by id (see migration 0004).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct OutboxPosition {
+    pub txid: i64,
+    pub id: i64,
+}
+
+/// An outbox row to publish.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct PendingMessage {
+    pub txid: i64,
     pub id: i64,
     pub message_id: Uuid,
     pub topic: String,
@@ -298,37 +312,198 @@ pub struct PendingMessage {
     pub payload: String,
 }
 
-/// The oldest unpublished outbox rows, in the order they were written.
-/// The oldest unpublished rows of `topics`. Rows of other topics (whose destination is not known
-/// now) keep their place and go out, in order, once their topic is asked for again.
-pub async fn unpublished(
+impl PendingMessage {
+    pub fn position(&self) -> OutboxPosition {
+        OutboxPosition {
+            txid: self.txid,
+            id: self.id,
+        }
+    }
+}
+
+/// The next rows to publish: per topic, up to `limit` rows after its cursor, oldest first, among rows
+/// whose transactions are older than every transaction still running (so no earlier row can still
+/// appear). Topics not asked for keep their rows, in order, until they are.
+pub async fn unpublished_after(
     pool: &PgPool,
+    cursors: &[(String, OutboxPosition)],
     limit: i64,
-    topics: &[String],
 ) -> Result<Vec<PendingMessage>, sqlx::Error> {
+    let topics: Vec<&str> = cursors.iter().map(|(t, _)| t.as_str()).collect();
+    let txids: Vec<i64> = cursors.iter().map(|(_, p)| p.txid).collect();
+    let ids: Vec<i64> = cursors.iter().map(|(_, p)| p.id).collect();
     sqlx::query_as(
-        "SELECT id, message_id, topic, key, payload::text AS payload
-         FROM outbox WHERE published_at IS NULL AND topic = ANY($2) ORDER BY id LIMIT $1",
+        "SELECT r.txid, r.id, r.message_id, r.topic, r.key, r.payload
+         FROM UNNEST($1::text[], $2::bigint[], $3::bigint[]) AS c(topic, txid, id),
+         LATERAL (
+             SELECT o.txid, o.id, o.message_id, o.topic, o.key, o.payload::text AS payload
+             FROM outbox o
+             WHERE o.topic = c.topic AND (o.txid, o.id) > (c.txid, c.id)
+               AND o.txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+             ORDER BY o.txid, o.id
+             LIMIT $4
+         ) r",
     )
+    .bind(&topics)
+    .bind(&txids)
+    .bind(&ids)
     .bind(limit)
-    .bind(topics)
     .fetch_all(pool)
     .await
 }
 
-pub async fn mark_published(pool: &PgPool, ids: &[i64]) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE outbox SET published_at = now() WHERE id = ANY($1) AND published_at IS NULL",
-    )
-    .bind(ids)
-    .execute(pool)
-    .await?;
-    Ok(())
+/// How far the relay has published each of `topics` (the start, for a topic never published).
+pub async fn relay_progress(
+    pool: &PgPool,
+    topics: &[String],
+) -> Result<HashMap<String, OutboxPosition>, sqlx::Error> {
+    let rows: Vec<(String, i64, i64)> =
+        sqlx::query_as("SELECT topic, txid, id FROM relay_progress WHERE topic = ANY($1)")
+            .bind(topics)
+            .fetch_all(pool)
+            .await?;
+    let mut progress: HashMap<String, OutboxPosition> = topics
+        .iter()
+        .map(|t| (t.clone(), OutboxPosition::default()))
+        .collect();
+    for (topic, txid, id) in rows {
+        progress.insert(topic, OutboxPosition { txid, id });
+    }
+    Ok(progress)
 }
 
-/// How many outbox rows wait to be published.
-pub async fn outbox_depth(pool: &PgPool) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-        .fetch_one(pool)
-        .await
+/// Records that everything up to each position was published. A cursor never moves backwards. Not
+/// waited for on disk: progress lost in a crash only means publishing some rows again, which
+/// consumers drop by id.
+pub async fn save_relay_progress(
+    pool: &PgPool,
+    progress: &[(String, OutboxPosition)],
+) -> Result<(), sqlx::Error> {
+    if progress.is_empty() {
+        return Ok(());
+    }
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET LOCAL synchronous_commit = off")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO relay_progress AS p (topic, txid, id)
+         SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[])
+         ON CONFLICT (topic) DO UPDATE SET txid = EXCLUDED.txid, id = EXCLUDED.id, updated_at = now()
+         WHERE (p.txid, p.id) < (EXCLUDED.txid, EXCLUDED.id)",
+    )
+    .bind(progress.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>())
+    .bind(progress.iter().map(|(_, p)| p.txid).collect::<Vec<_>>())
+    .bind(progress.iter().map(|(_, p)| p.id).collect::<Vec<_>>())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
+}
+
+/// How many outbox rows of `topics` wait to be published, counting at most `cap` per topic (a bound
+/// keeps the count cheap when the relay is far behind).
+pub async fn outbox_depth(pool: &PgPool, topics: &[String], cap: i64) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT coalesce(sum(d.n), 0)::bigint
+         FROM UNNEST($1::text[]) AS t(topic)
+         LEFT JOIN relay_progress p USING (topic),
+         LATERAL (
+             SELECT count(*) AS n FROM (
+                 SELECT 1 FROM outbox o
+                 WHERE o.topic = t.topic
+                   AND (o.txid, o.id) > (coalesce(p.txid, 0), coalesce(p.id, 0))
+                 LIMIT $2) waiting
+         ) d",
+    )
+    .bind(topics)
+    .bind(cap)
+    .fetch_one(pool)
+    .await
+}
+
+/// Holds `name`'s session-level advisory lock on a connection of its own, so that one process of a
+/// scaled-out stage does a job the instances share (the outbox relay). `None` while another holds
+/// it; the lock is released when the returned connection closes.
+pub async fn try_singleton(
+    pool: &PgPool,
+    name: &str,
+) -> Result<Option<sqlx::pool::PoolConnection<Postgres>>, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    let locked: bool =
+        sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext(current_schema() || '/' || $1))")
+            .bind(name)
+            .fetch_one(&mut *conn)
+            .await?;
+    Ok(locked.then_some(conn))
+}
+
+/// How long consumed and produced messages are kept (`[retention]`). Inboxes and outboxes are what
+/// reconciliation compares and replays from, so they must outlive its window (keelctl refuses a
+/// window that reaches past them); after that they are only history, and keeping them forever would
+/// make every store grow without bound.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Retention {
+    /// Inbox rows consumed, and outbox rows published, longer ago than this are retired.
+    pub hours: u64,
+    /// Participants' notifications (the pull feed) are kept this long.
+    pub notification_days: u64,
+    /// How often each store retires what has aged out, at most `batch` rows per statement.
+    pub interval_seconds: u64,
+    pub batch: i64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            hours: 24,
+            notification_days: 30,
+            interval_seconds: 60,
+            batch: 10_000,
+        }
+    }
+}
+
+impl Retention {
+    pub fn messages(&self) -> Duration {
+        Duration::from_secs(self.hours * 3600)
+    }
+
+    pub fn notifications(&self) -> Duration {
+        Duration::from_secs(self.notification_days * 86_400)
+    }
+
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs(self.interval_seconds.max(1))
+    }
+}
+
+/// Retires up to `batch` inbox rows consumed, and up to `batch` outbox rows published, more than
+/// `older_than` ago. Unpublished outbox rows are never retired. Returns how many rows went.
+pub async fn retire(pool: &PgPool, older_than: Duration, batch: i64) -> Result<u64, sqlx::Error> {
+    let seconds = older_than.as_secs_f64();
+    let inbox = sqlx::query(
+        "DELETE FROM inbox WHERE message_id IN (
+             SELECT message_id FROM inbox
+             WHERE processed_at < now() - make_interval(secs => $1) LIMIT $2)",
+    )
+    .bind(seconds)
+    .bind(batch)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    let outbox = sqlx::query(
+        "DELETE FROM outbox WHERE (topic, txid, id) IN (
+             SELECT o.topic, o.txid, o.id FROM outbox o
+             LEFT JOIN relay_progress p USING (topic)
+             WHERE o.created_at < now() - make_interval(secs => $1)
+               AND (o.txid, o.id) <= (coalesce(p.txid, 0), coalesce(p.id, 0))
+             LIMIT $2)",
+    )
+    .bind(seconds)
+    .bind(batch)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(inbox + outbox)
 }

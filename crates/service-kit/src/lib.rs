@@ -17,9 +17,10 @@ use std::time::Duration;
 use keel_arc::ControlConfig;
 use keel_platform::ops::{self, Readiness};
 use keel_routing::{App, RegionConfig};
-use keel_safestore::{PgPool, StoreOptions};
+use keel_safestore::{PgPool, Retention, StoreOptions};
 use keel_streaming::{
-    consumer::BatchConsumer, ConsumerOptions, Handler, KafkaOptions, OutboxRelay, RelayOptions,
+    consumer::BatchConsumer, ConsumerOptions, Handler, Instances, KafkaOptions, OutboxRelay,
+    RelayOptions,
 };
 use serde::{Deserialize, Serialize};
 use sqlx::migrate::Migrator;
@@ -44,6 +45,11 @@ pub struct StageConfig {
     pub max_batch: usize,
     /// Milliseconds a batch waits to fill once its first message is in.
     pub batch_linger_ms: u64,
+    /// This process's share of its stage's partitions, when the stage runs as several instances in
+    /// one region (`instances.index` of `instances.count`).
+    pub instances: Instances,
+    /// How long inbox and outbox rows are kept.
+    pub retention: Retention,
 }
 
 impl Default for StageConfig {
@@ -55,8 +61,10 @@ impl Default for StageConfig {
             db_max_connections: 8,
             kafka: KafkaOptions::default(),
             ops_listen: "127.0.0.1:0".parse().expect("literal address"),
-            max_batch: 500,
+            max_batch: 1000,
             batch_linger_ms: 5,
+            instances: Instances::default(),
+            retention: Retention::default(),
         }
     }
 }
@@ -212,6 +220,30 @@ pub async fn run_in_rounds<F, Fut>(
     }
 }
 
+/// Retires the safe-store's inbox and outbox rows older than the retention, every interval, in
+/// bounded rounds.
+pub async fn retire_old_messages(
+    pool: PgPool,
+    retention: Retention,
+    relay_wake: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    let batch = retention.batch.max(1);
+    run_in_rounds(
+        "retention",
+        retention.interval(),
+        batch as usize,
+        relay_wake,
+        shutdown,
+        || async {
+            let retired = keel_safestore::retire(&pool, retention.messages(), batch).await?;
+            metrics::counter!("keel_retired_rows_total").increment(retired);
+            Ok(retired as usize)
+        },
+    )
+    .await
+}
+
 /// Connects to the safe-store, retrying while the database is not up yet (bounded by shutdown).
 pub async fn connect_store(
     options: &StoreOptions,
@@ -361,14 +393,16 @@ impl Stage {
             .collect();
         keel_streaming::admin::ensure_topics(&kafka, &topics).await?;
 
+        let relayed: Vec<String> = self
+            .produces
+            .iter()
+            .chain([&self.dead_letter_topic])
+            .map(|t| (*t).to_owned())
+            .collect();
         let relay = OutboxRelay::new(
             clusters,
             Arc::new(regional),
-            self.produces
-                .iter()
-                .chain([&self.dead_letter_topic])
-                .map(|t| (*t).to_owned())
-                .collect(),
+            relayed.clone(),
             pool.clone(),
             RelayOptions::default(),
         );
@@ -377,6 +411,7 @@ impl Stage {
         consumer_options.dead_letter_topic = Some(self.dead_letter_topic.to_owned());
         consumer_options.max_batch = config.max_batch;
         consumer_options.linger = Duration::from_millis(config.batch_linger_ms);
+        consumer_options.instances = config.instances;
         let context = StageContext {
             pool: pool.clone(),
             shutdown: session.clone(),
@@ -394,14 +429,16 @@ impl Stage {
             }
         };
         let main_consumer = context.consume(self.topic, handler);
-        let relay_session = session.clone();
         let mut running = vec![
             tokio::spawn(main_consumer),
-            tokio::spawn(async move {
-                if let Err(error) = relay.run(relay_session).await {
-                    tracing::warn!(%error, "outbox relay ended with an error");
-                }
-            }),
+            tokio::spawn(relay.run(session.clone())),
+            keel_streaming::spawn_depth_gauge(pool.clone(), relayed, session.clone()),
+            tokio::spawn(retire_old_messages(
+                pool.clone(),
+                config.retention.clone(),
+                context.relay_wake.clone(),
+                session.clone(),
+            )),
         ];
         running.extend(tasks.into_iter().map(tokio::spawn));
         context.readiness.set_ready("session");

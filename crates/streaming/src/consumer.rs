@@ -110,10 +110,32 @@ pub struct ConsumerOptions {
     /// How long a batch waits to fill once its first message is in.
     pub linger: Duration,
     pub poison: PoisonLimit,
-    /// Also commit offsets to Kafka, for lag dashboards that read consumer groups. Off by default:
-    /// tansu 0.6 panics in its group coordinator on commits from a manually assigned consumer
-    /// (`unreachable!` in tansu-storage service.rs), and Postgres holds the real position anyway.
-    pub advisory_commits: bool,
+    /// Which share of the topic's partitions this process consumes: partition `p` belongs to
+    /// instance `p % instances.count`. Several instances of a stage split a topic this way, by
+    /// configuration, and each partition keeps the exactly-once protocol on its own.
+    pub instances: Instances,
+}
+
+/// This process's place among a scaled-out stage's instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Instances {
+    /// 0-based.
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Default for Instances {
+    fn default() -> Self {
+        Self { index: 0, count: 1 }
+    }
+}
+
+impl Instances {
+    /// Whether this instance consumes `partition`.
+    pub fn owns(&self, partition: i32) -> bool {
+        let count = self.count.max(1) as i64;
+        i64::from(partition).rem_euclid(count) == i64::from(self.index)
+    }
 }
 
 impl ConsumerOptions {
@@ -123,10 +145,10 @@ impl ConsumerOptions {
             cluster: String::new(),
             topic: topic.to_owned(),
             dead_letter_topic: None,
-            max_batch: 500,
+            max_batch: 1000,
             linger: Duration::from_millis(5),
             poison: PoisonLimit::default(),
-            advisory_commits: false,
+            instances: Instances::default(),
         }
     }
 }
@@ -211,6 +233,20 @@ impl<H: Handler> BatchConsumer<H> {
         let Some(partitions) = self.wait_for_partitions(&consumer, &shutdown).await else {
             return Ok(());
         };
+        let instances = self.options.instances;
+        let partitions: Vec<i32> = partitions
+            .into_iter()
+            .filter(|p| instances.owns(*p))
+            .collect();
+        if partitions.is_empty() {
+            tracing::warn!(
+                topic,
+                ?instances,
+                "no partition of this topic falls to this instance; it consumes nothing"
+            );
+            shutdown.cancelled().await;
+            return Ok(());
+        }
         let Some(stored) = self
             .with_retry(&shutdown, || {
                 keel_safestore::load_offsets(&self.pool, &self.options.cluster, &topic)
@@ -583,7 +619,7 @@ impl<H: Handler> BatchConsumer<H> {
         for (partition, next) in next_offsets {
             let _ = list.add_partition_offset(topic, *partition, Offset::Offset(*next));
         }
-        if self.options.advisory_commits {
+        if self.kafka.advisory_commits {
             if let Err(error) = consumer.commit(&list, CommitMode::Async) {
                 tracing::debug!(topic, %error, "advisory offset commit failed");
             }
@@ -693,5 +729,25 @@ mod tests {
             budget.record(&limit, false).unwrap();
         }
         budget.record(&limit, true).unwrap();
+    }
+
+    #[test]
+    fn instances_split_every_partition_exactly_once() {
+        for count in 1..=4u32 {
+            for partition in 0..16 {
+                let owners = (0..count)
+                    .filter(|index| {
+                        Instances {
+                            index: *index,
+                            count,
+                        }
+                        .owns(partition)
+                    })
+                    .count();
+                assert_eq!(owners, 1, "partition {partition} of {count} instances");
+            }
+        }
+        let first = Instances { index: 0, count: 2 };
+        assert!(first.owns(0) && first.owns(2) && !first.owns(1) && !first.owns(3));
     }
 }

@@ -4,56 +4,78 @@
 //! - [`consumer`]: polls batches; in one Postgres transaction per batch claims message ids in the inbox,
 //!   applies the service's handler, writes its outbox and stores the consumed offsets. Partitions are
 //!   assigned from the offsets stored in Postgres.
-//! - [`relay`]: publishes outbox rows with the idempotent producer, then marks them published.
+//! - [`relay`]: publishes outbox rows continuously with the idempotent producer, and records per topic
+//!   how far the broker has acknowledged them.
 //! - [`admin`]: creates topics.
+//! - [`Watermarks`]: topics' high watermarks, against which consumer lag is measured.
 
 pub mod admin;
 pub mod consumer;
 pub mod relay;
 mod retry;
+mod watermarks;
 
-pub use consumer::{ConsumerError, ConsumerOptions, Handler, Inbound, PoisonLimit};
-pub use relay::{republish, Destinations, OutboxRelay, RelayOptions, SingleCluster};
+pub use consumer::{ConsumerError, ConsumerOptions, Handler, Inbound, Instances, PoisonLimit};
+pub use relay::{
+    republish, spawn_depth_gauge, Destinations, OutboxRelay, RelayOptions, SingleCluster,
+};
+pub use watermarks::Watermarks;
 
 use serde::{Deserialize, Serialize};
 
-/// How to reach a Kafka cluster.
+/// How to reach a Kafka cluster, and how Keel's clients use it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KafkaOptions {
     /// `host:port[,host:port…]`
     pub brokers: String,
-    /// Partitions given to topics Keel creates. One by default: each stage runs one consumer per
-    /// region, so more partitions add no parallelism, and an idle tansu 0.6 consumer costs the broker
-    /// about 7% of a core per partition (measured; see docs/decisions.md). Production sets more.
+    /// Partitions given to topics Keel creates. A stage's instances split them (`instance`,
+    /// `instances` in the stage's configuration), so this bounds how far a stage scales out; each
+    /// assigned partition also costs the broker a little on every fetch.
     #[serde(default = "default_partitions")]
     pub partitions: i32,
-    /// The longest a consumer's fetch waits for data. tansu 0.6 always waits this long per fetch
-    /// (and scans every assigned partition each time), so it is both the per-hop latency floor and
-    /// what idle consumers cost the broker.
+    /// The longest a consumer's fetch waits for data. nisshi answers as soon as data is there and
+    /// otherwise re-reads the partitions at shrinking intervals until this passes, so it bounds the
+    /// per-hop latency of an idle pipeline and sets what idle consumers cost the broker.
     #[serde(default = "default_fetch_wait_ms")]
     pub fetch_wait_ms: u32,
     /// How long the producer gathers messages into one request. Every produce request is a storage
-    /// transaction in tansu, so a few milliseconds buy much throughput.
+    /// transaction in the broker, so a few milliseconds buy much throughput.
     #[serde(default = "default_linger_ms")]
     pub linger_ms: u32,
-    /// Publish with the idempotent producer (the default, as DESIGN section 4 says). Exactly-once
-    /// does not rest on it: consumers dedup by message id. Turned off for tansu 0.6, which panics
-    /// in its idempotent-produce check after a restart (docs/decisions.md); the relay then keeps
-    /// one request in flight, so ordering holds and a retry can only duplicate, which is deduped.
+    /// Publish with the idempotent producer (DESIGN section 4). Exactly-once does not rest on it:
+    /// consumers dedup by message id. Off: the relay keeps one request in flight, so ordering holds
+    /// and a retry can only duplicate, which is deduped.
     #[serde(default = "default_idempotent_producer")]
     pub idempotent_producer: bool,
+    /// The producer's compression codec (`none`, `lz4`, `zstd`, `snappy`, `gzip`). None by default:
+    /// nisshi stores records uncompressed and compresses them again on every fetch, which on one
+    /// machine costs more CPU than the loopback bytes it saves.
+    #[serde(default = "default_compression")]
+    pub compression: String,
+    /// Also commit consumed offsets to Kafka, for tools that read consumer groups' lag. Postgres
+    /// holds the real position either way (DESIGN section 4).
+    #[serde(default = "default_advisory_commits")]
+    pub advisory_commits: bool,
 }
 
 fn default_idempotent_producer() -> bool {
     true
 }
 
+fn default_advisory_commits() -> bool {
+    true
+}
+
+fn default_compression() -> String {
+    "none".to_owned()
+}
+
 fn default_linger_ms() -> u32 {
-    10
+    5
 }
 
 fn default_fetch_wait_ms() -> u32 {
-    50
+    100
 }
 
 fn default_partitions() -> i32 {
@@ -68,6 +90,8 @@ impl Default for KafkaOptions {
             fetch_wait_ms: default_fetch_wait_ms(),
             linger_ms: default_linger_ms(),
             idempotent_producer: default_idempotent_producer(),
+            compression: default_compression(),
+            advisory_commits: default_advisory_commits(),
         }
     }
 }
@@ -81,6 +105,3 @@ impl KafkaOptions {
         config
     }
 }
-
-/// Header carrying a message's id, so a consumer can dedup without parsing the payload.
-pub const MESSAGE_ID_HEADER: &str = "keel-message-id";

@@ -3,30 +3,36 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
-use keel_safestore::PgPool;
+use keel_safestore::{OutboxPosition, PendingMessage, PgPool};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
 use rdkafka::util::Timeout;
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::{retry, KafkaOptions, MESSAGE_ID_HEADER};
+use crate::{retry, KafkaOptions};
 
 #[derive(Debug, Clone)]
 pub struct RelayOptions {
-    /// Rows published per round.
+    /// Rows read from the outbox at a time.
     pub batch: i64,
+    /// Messages sent and not yet acknowledged by the broker, at most.
+    pub max_in_flight: usize,
     /// How often an idle relay looks for rows nobody woke it for (written by another process).
     pub idle_poll: Duration,
+    /// How often progress is recorded while messages keep flowing (always once caught up).
+    pub save_every: Duration,
 }
 
 impl Default for RelayOptions {
     fn default() -> Self {
         Self {
             batch: 1000,
+            max_in_flight: 10_000,
             idle_poll: Duration::from_millis(200),
+            save_every: Duration::from_millis(50),
         }
     }
 }
@@ -50,14 +56,28 @@ impl Destinations for SingleCluster {
 
 #[derive(Debug, thiserror::Error)]
 enum RelayError {
-    #[error("reading the outbox: {0}")]
+    #[error("reading or recording the outbox: {0}")]
     Store(#[from] sqlx::Error),
     #[error("publishing to kafka: {0}")]
     Kafka(#[from] KafkaError),
 }
 
-/// Publishes a service's outbox, in order, with the idempotent producer; a row is marked published only
-/// after the broker acknowledged it. A crash in between re-publishes it, and consumers dedup by id.
+/// A message handed to the producer and not yet acknowledged.
+struct InFlight {
+    topic: String,
+    position: OutboxPosition,
+    delivery: DeliveryFuture,
+}
+
+/// Publishes a service's outbox, per topic in (txid, id) order, with the idempotent producer. It
+/// sends continuously, up to `max_in_flight` unacknowledged messages, while an acknowledging task
+/// follows the broker's acknowledgements in send order and records, per topic, the position up to
+/// which everything is acknowledged. A crash re-publishes what was sent after the last recorded
+/// position, and consumers drop those by message id. A failed delivery rewinds every topic to its
+/// acknowledged position and sends again from there.
+///
+/// Instances of a scaled-out stage share one outbox: a session-level advisory lock lets one relay
+/// publish at a time, and another takes over when its holder's connection ends.
 pub struct OutboxRelay {
     /// The Kafka cluster of each region, by region name.
     clusters: BTreeMap<String, KafkaOptions>,
@@ -104,6 +124,7 @@ impl OutboxRelay {
         config
             .set("acks", "all")
             .set("linger.ms", kafka.linger_ms.to_string())
+            .set("compression.type", kafka.compression.as_str())
             .set("message.timeout.ms", "30000");
         if kafka.idempotent_producer {
             config.set("enable.idempotence", "true");
@@ -115,65 +136,135 @@ impl OutboxRelay {
         config.create()
     }
 
-    pub async fn run(self, shutdown: CancellationToken) -> Result<(), KafkaError> {
-        // One producer per cluster, made when first needed.
+    /// Relays until `shutdown`, holding the outbox's relay lock while it does.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut delays = retry::backoff();
+        let mut waiting_logged = false;
+        while !shutdown.is_cancelled() {
+            let lock = match keel_safestore::try_singleton(&self.pool, "outbox-relay").await {
+                Ok(Some(lock)) => lock,
+                Ok(None) => {
+                    if !waiting_logged {
+                        tracing::info!("another instance relays this outbox; standing by");
+                        waiting_logged = true;
+                    }
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                    continue;
+                }
+                Err(error) => {
+                    let delay = delays.next().unwrap_or(Duration::from_secs(5));
+                    tracing::warn!(%error, ?delay, "cannot take the relay lock; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    continue;
+                }
+            };
+            waiting_logged = false;
+            delays = retry::backoff();
+            self.relay(lock, &shutdown).await;
+        }
+    }
+
+    /// Relays while the lock's connection lives. Returns on shutdown, or when the lock may be lost.
+    async fn relay(
+        &self,
+        mut lock: sqlx::pool::PoolConnection<sqlx::Postgres>,
+        shutdown: &CancellationToken,
+    ) {
         let mut producers: BTreeMap<String, FutureProducer> = BTreeMap::new();
         let mut delays = retry::backoff();
-        let mut depth_checked = Instant::now();
-        while !shutdown.is_cancelled() {
-            if depth_checked.elapsed() > Duration::from_secs(5) {
-                if let Ok(depth) = keel_safestore::outbox_depth(&self.pool).await {
-                    metrics::gauge!("keel_outbox_depth").set(depth as f64);
+        let mut checked = Instant::now();
+        'session: while !shutdown.is_cancelled() {
+            let Ok(acked) = keel_safestore::relay_progress(&self.pool, &self.topics).await else {
+                tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(5))).await;
+                continue;
+            };
+            let mut sent = acked.clone();
+            let (to_acker, acks) = mpsc::channel(self.options.max_in_flight.max(1));
+            let acker = tokio::spawn(acknowledge(
+                self.pool.clone(),
+                acks,
+                acked,
+                self.options.save_every,
+            ));
+            let mut lock_lost = false;
+            let sending: Result<(), RelayError> = loop {
+                if shutdown.is_cancelled() || acker.is_finished() {
+                    break Ok(());
                 }
-                depth_checked = Instant::now();
-            }
-            match self.publish_round(&mut producers).await {
-                Ok(0) => {
+                if checked.elapsed() > Duration::from_secs(1) {
+                    // The lock lives as long as this connection: a relay that lost it stops.
+                    if let Err(error) = sqlx::query("SELECT 1").execute(&mut *lock).await {
+                        tracing::warn!(%error, "the relay lock's connection failed; letting go");
+                        lock_lost = true;
+                        break Ok(());
+                    }
+                    checked = Instant::now();
+                }
+                let sent_now = match self.send_round(&mut producers, &mut sent, &to_acker).await {
+                    Ok(sent_now) => sent_now,
+                    Err(error) => break Err(error),
+                };
+                if sent_now < self.options.batch as usize {
                     tokio::select! {
                         _ = shutdown.cancelled() => {}
                         _ = self.wake.notified() => {}
                         _ = tokio::time::sleep(self.options.idle_poll) => {}
                     }
                 }
-                Ok(_) => delays = retry::backoff(),
-                Err(error) => {
-                    let delay = delays.next().unwrap_or(Duration::from_secs(5));
-                    tracing::warn!(%error, ?delay, "outbox relay round failed; retrying");
-                    producers.retain(|cluster, producer| match producer.client().fatal_error() {
-                        Some(fatal) => {
-                            tracing::warn!(
-                                cluster,
-                                ?fatal,
-                                "producer hit a fatal error; replacing it"
-                            );
-                            false
-                        }
-                        None => true,
-                    });
-                    tokio::select! {
-                        _ = shutdown.cancelled() => {}
-                        _ = tokio::time::sleep(delay) => {}
+            };
+            // Let the acknowledgements in flight land (bounded), so their progress is recorded.
+            drop(to_acker);
+            let acknowledged = tokio::time::timeout(Duration::from_secs(5), acker).await;
+            let finished = acknowledged.is_ok();
+            let outcome = match (sending, acknowledged) {
+                (Err(error), _) | (Ok(()), Ok(Ok(Err(error)))) => Err(error),
+                (Ok(()), Ok(Err(_panicked))) => Err(RelayError::Kafka(KafkaError::Canceled)),
+                (Ok(()), _) => Ok(()),
+            };
+            if lock_lost {
+                break 'session;
+            }
+            if let Err(error) = outcome {
+                let delay = delays.next().unwrap_or(Duration::from_secs(5));
+                tracing::warn!(%error, ?delay, "outbox relay failed; sending again from the acknowledged position");
+                producers.retain(|cluster, producer| match producer.client().fatal_error() {
+                    Some(fatal) => {
+                        tracing::warn!(cluster, ?fatal, "producer hit a fatal error; replacing it");
+                        false
                     }
+                    None => true,
+                });
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = tokio::time::sleep(delay) => {}
                 }
+            } else if !finished {
+                tracing::warn!(
+                    "acknowledgements still outstanding at shutdown; they are sent again next time"
+                );
+            } else {
+                delays = retry::backoff();
             }
         }
         for producer in producers.values() {
             let _ = producer.flush(Timeout::After(Duration::from_secs(5)));
         }
-        Ok(())
     }
 
-    /// Publishes one round of rows; returns how many were published.
-    async fn publish_round(
-        &self,
-        producers: &mut BTreeMap<String, FutureProducer>,
-    ) -> Result<usize, RelayError> {
+    /// Which cluster each routed topic goes to now; held topics are left out.
+    fn routes(&self) -> BTreeMap<String, String> {
         let mut routes = BTreeMap::new();
-        let mut held = Vec::new();
+        let mut held = 0;
         for topic in &self.topics {
             match self.destinations.cluster_for(topic) {
                 Some(cluster) if self.clusters.contains_key(&cluster) => {
-                    routes.insert(topic.as_str(), cluster);
+                    routes.insert(topic.clone(), cluster);
                 }
                 destination => {
                     if let Some(cluster) = destination {
@@ -183,88 +274,160 @@ impl OutboxRelay {
                             "no Kafka cluster configured for this region; holding the topic"
                         );
                     }
-                    held.push(topic.clone());
+                    held += 1;
                 }
             }
         }
-        metrics::gauge!("keel_outbox_held_topics").set(held.len() as f64);
-        let routed: Vec<String> = routes.keys().map(|t| (*t).to_owned()).collect();
-        let rows = keel_safestore::unpublished(&self.pool, self.options.batch, &routed).await?;
-        if rows.is_empty() {
+        metrics::gauge!("keel_outbox_held_topics").set(held as f64);
+        routes
+    }
+
+    /// Reads the next rows after what was sent and hands them to the producers; returns how many.
+    async fn send_round(
+        &self,
+        producers: &mut BTreeMap<String, FutureProducer>,
+        sent: &mut std::collections::HashMap<String, OutboxPosition>,
+        to_acker: &mpsc::Sender<InFlight>,
+    ) -> Result<usize, RelayError> {
+        let routes = self.routes();
+        if routes.is_empty() {
             return Ok(0);
         }
+        let cursors: Vec<(String, OutboxPosition)> = routes
+            .keys()
+            .map(|topic| (topic.clone(), sent.get(topic).copied().unwrap_or_default()))
+            .collect();
+        let rows =
+            keel_safestore::unpublished_after(&self.pool, &cursors, self.options.batch).await?;
         for cluster in routes.values() {
             if !producers.contains_key(cluster) {
                 producers.insert(cluster.clone(), Self::producer(&self.clusters[cluster])?);
             }
         }
-        let mut deliveries = Vec::with_capacity(rows.len());
-        let mut enqueue_error = None;
-        for row in &rows {
-            let producer = &producers[&routes[row.topic.as_str()]];
-            let id = row.message_id.to_string();
-            let record = FutureRecord::to(&row.topic)
-                .key(&row.key)
-                .payload(&row.payload)
-                .headers(OwnedHeaders::new().insert(Header {
-                    key: MESSAGE_ID_HEADER,
-                    value: Some(&id),
-                }));
-            match producer.send_result(record) {
-                Ok(delivery) => deliveries.push((row.id, delivery)),
-                Err((error, _)) => {
-                    // Typically a full local queue: publish what is queued, the rest goes next round.
-                    enqueue_error = Some(error);
-                    break;
+        let count = rows.len();
+        for row in rows {
+            let producer = &producers[&routes[&row.topic]];
+            let delivery = loop {
+                let record = FutureRecord::to(&row.topic)
+                    .key(&row.key)
+                    .payload(&row.payload);
+                match producer.send_result(record) {
+                    Ok(delivery) => break delivery,
+                    Err((
+                        KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                        _,
+                    )) => {
+                        // The producer's own queue is full: let it drain.
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                    Err((error, _)) => return Err(error.into()),
                 }
+            };
+            sent.insert(row.topic.clone(), row.position());
+            let in_flight = InFlight {
+                position: row.position(),
+                topic: row.topic,
+                delivery,
+            };
+            if to_acker.send(in_flight).await.is_err() {
+                // The acknowledging task stopped on a failure; the caller sees why.
+                return Ok(count);
             }
         }
-        let (ids, futures): (Vec<i64>, Vec<_>) = deliveries.into_iter().unzip();
-        let results = join_all(futures).await;
-        let mut published = Vec::with_capacity(ids.len());
-        let mut delivery_error = None;
-        for (id, result) in ids.into_iter().zip(results) {
-            match result {
-                Ok(Ok(_)) => published.push(id),
-                Ok(Err((error, _))) => delivery_error = Some(error),
-                Err(_canceled) => delivery_error = Some(KafkaError::Canceled),
+        metrics::counter!("keel_outbox_sent_total").increment(count as u64);
+        Ok(count)
+    }
+}
+
+/// Follows acknowledgements in send order, moving each topic's acknowledged position, and records
+/// it every `save_every` and whenever it has caught up. Ends with an error at the first failed
+/// delivery, having recorded everything acknowledged before it.
+async fn acknowledge(
+    pool: PgPool,
+    mut in_flight: mpsc::Receiver<InFlight>,
+    mut acked: std::collections::HashMap<String, OutboxPosition>,
+    save_every: Duration,
+) -> Result<(), RelayError> {
+    let mut unsaved: BTreeMap<String, OutboxPosition> = BTreeMap::new();
+    let mut saved_at = Instant::now();
+    let mut published = 0u64;
+    let mut outcome = Ok(());
+    while let Some(message) = in_flight.recv().await {
+        match message.delivery.await {
+            Ok(Ok(_)) => {
+                acked.insert(message.topic.clone(), message.position);
+                unsaved.insert(message.topic, message.position);
+                published += 1;
+            }
+            Ok(Err((error, _))) => {
+                outcome = Err(error.into());
+                break;
+            }
+            Err(_canceled) => {
+                outcome = Err(KafkaError::Canceled.into());
+                break;
             }
         }
-        keel_safestore::mark_published(&self.pool, &published).await?;
-        metrics::counter!("keel_outbox_published_total").increment(published.len() as u64);
-        match delivery_error.or(if published.is_empty() {
-            enqueue_error
-        } else {
-            None
-        }) {
-            Some(error) => Err(error.into()),
-            None => Ok(published.len()),
+        if !unsaved.is_empty() && (in_flight.is_empty() || saved_at.elapsed() >= save_every) {
+            save(&pool, &mut unsaved, &mut published).await?;
+            saved_at = Instant::now();
         }
     }
+    save(&pool, &mut unsaved, &mut published).await?;
+    outcome
+}
+
+async fn save(
+    pool: &PgPool,
+    unsaved: &mut BTreeMap<String, OutboxPosition>,
+    published: &mut u64,
+) -> Result<(), RelayError> {
+    if unsaved.is_empty() {
+        return Ok(());
+    }
+    let progress: Vec<(String, OutboxPosition)> = std::mem::take(unsaved).into_iter().collect();
+    keel_safestore::save_relay_progress(pool, &progress).await?;
+    metrics::counter!("keel_outbox_published_total").increment(*published);
+    *published = 0;
+    Ok(())
 }
 
 /// Publishes stored outbox messages again, straight into `kafka`: reconciliation's replay into the
 /// region where the receiving application processes, whatever the relays' routing says at the
-/// moment. The records are the relay's own (key, payload, message-id header), so consumers drop
-/// what they already have. Returns once every record is acknowledged by the broker.
+/// moment. The records are the relay's own (key and payload), so consumers drop what they already
+/// have. Returns once every record is acknowledged by the broker.
 pub async fn republish(
     kafka: &KafkaOptions,
-    messages: &[keel_safestore::PendingMessage],
+    messages: &[PendingMessage],
 ) -> Result<usize, KafkaError> {
     let producer = OutboxRelay::producer(kafka)?;
-    let ids: Vec<String> = messages.iter().map(|m| m.message_id.to_string()).collect();
-    let deliveries = messages.iter().zip(&ids).map(|(message, id)| {
+    let deliveries = messages.iter().map(|message| {
         let record = FutureRecord::to(&message.topic)
             .key(&message.key)
-            .payload(&message.payload)
-            .headers(OwnedHeaders::new().insert(Header {
-                key: MESSAGE_ID_HEADER,
-                value: Some(id),
-            }));
+            .payload(&message.payload);
         producer.send(record, Timeout::After(Duration::from_secs(30)))
     });
     for delivery in join_all(deliveries).await {
         delivery.map_err(|(error, _)| error)?;
     }
     Ok(messages.len())
+}
+
+/// Keeps the relay's outbox-depth gauge current: rows of `topics` waiting to be published.
+pub fn spawn_depth_gauge(
+    pool: PgPool,
+    topics: Vec<String>,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            if let Ok(depth) = keel_safestore::outbox_depth(&pool, &topics, 1_000_000).await {
+                metrics::gauge!("keel_outbox_depth").set(depth as f64);
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            }
+        }
+    })
 }

@@ -14,12 +14,14 @@ bench_pg="$KEEL_STATE/bench/postgres"
 bench_pg_port="${KEEL_BENCH_PG_PORT:-54391}"
 cleanup() {
   bash deploy/local/bin/postgres.sh stop "$bench_pg" "$bench_pg_port" || true
-  pkill -KILL -f "$CARGO_TARGET_DIR/release/keel-" 2>/dev/null || true
+  stop_noted "$KEEL_TEST_PIDS"
 }
+export KEEL_TEST_PIDS="$KEEL_STATE/bench/pids"
 trap cleanup EXIT
+rm -rf "$KEEL_TEST_PIDS" && mkdir -p "$KEEL_TEST_PIDS"
 bash deploy/local/bin/postgres.sh stop "$bench_pg" "$bench_pg_port" || true
 rm -rf "$bench_pg"
 bash deploy/local/bin/postgres.sh start "$bench_pg" "$bench_pg_port"
 
-KEEL_TEST_PG="postgres://keel@127.0.0.1:$bench_pg_port/postgres" KEEL_TANSU_BIN="$TANSU_BIN" \
+KEEL_TEST_PG="postgres://keel@127.0.0.1:$bench_pg_port/postgres" KEEL_NISSHI_BIN="$NISSHI_BIN" \
   KEEL_BIN_DIR="$CARGO_TARGET_DIR/release" "$CARGO_TARGET_DIR/release/keel-bench"

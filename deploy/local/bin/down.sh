@@ -15,8 +15,8 @@ for dir in "$KEEL_STATE"/us-*; do
 done
 for dir in "$KEEL_STATE"/us-*; do
   [ -d "$dir" ] || continue
-  bash "$(dirname "$0")/tansu.sh" stop "$dir/kafka" 0
-  for app in tm st; do
+  bash "$(dirname "$0")/nisshi.sh" stop "$dir/kafka"
+  for app in tm st kafka; do
     bash "$(dirname "$0")/postgres.sh" stop "$dir/$app-postgres"
   done
   log "stopped $(basename "$dir")"

@@ -14,8 +14,12 @@ if [ ! -e "$KEEL_ROOT/target" ] && [ "$CARGO_TARGET_DIR" != "$KEEL_ROOT/target" 
   mkdir -p "$CARGO_TARGET_DIR" && ln -s "$CARGO_TARGET_DIR" "$KEEL_ROOT/target"
 fi
 PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
-TANSU_BIN="${TANSU_BIN:-$KEEL_TOOLS/bin/tansu}"
-TANSU_VERSION="0.6.0"
+# The Kafka-compatible broker: nisshi (crates.io), built once into KEEL_TOOLS.
+NISSHI_BIN="${NISSHI_BIN:-$KEEL_TOOLS/bin/nisshi}"
+NISSHI_VERSION="0.8.1"
+# Where each broker keeps its log: `postgres` (a database of its own, the default: see
+# docs/decisions.md) or `sqlite` (a file in the broker's folder).
+KEEL_BROKER_STORAGE="${KEEL_BROKER_STORAGE:-postgres}"
 # The local DynamoDB endpoint (the runbook lock, journals and reconciliation audit): moto, from PyPI,
 # in a virtual environment of its own.
 MOTO_VERSION="5.2.5"
@@ -53,4 +57,19 @@ stop_pidfile() {
     kill -KILL "$pid" 2>/dev/null || true
   fi
   rm -f "$pidfile"
+}
+
+# Stops, with SIGKILL, every process noted in DIR (one file per pid, written by the test harness as
+# it starts a process), if it still is one of ours: a Keel binary or the broker (a pid can be
+# reused). Removes DIR.
+stop_noted() {
+  local dir=$1 noted pid
+  for noted in "$dir"/*; do
+    [ -f "$noted" ] || continue
+    pid=$(basename "$noted")
+    if grep -qaE "$CARGO_TARGET_DIR|$NISSHI_BIN" "/proc/$pid/cmdline" 2>/dev/null; then
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  done
+  rm -rf "$dir"
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the local stack needs and is missing: PostgreSQL 15 (Debian), the tansu broker
-# (crates.io, built once into $KEEL_TOOLS, about 16 minutes), moto (PyPI, into a virtual environment
+# Installs what the local stack needs and is missing: PostgreSQL 15 (Debian), the nisshi broker
+# (crates.io, built once into $KEEL_TOOLS, about 21 minutes), moto (PyPI, into a virtual environment
 # in $KEEL_TOOLS) and the non-root Postgres user.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -17,11 +17,14 @@ if [ "$(id -u)" = 0 ] && ! id "$PG_USER" >/dev/null 2>&1; then
   useradd --system --no-create-home --shell /usr/sbin/nologin "$PG_USER"
 fi
 
-if [ ! -x "$TANSU_BIN" ] || ! "$TANSU_BIN" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
-  log "installing tansu $TANSU_VERSION with cargo (once; about 16 minutes)"
+if [ ! -x "$NISSHI_BIN" ] || ! "$NISSHI_BIN" --version 2>/dev/null | grep -q "$NISSHI_VERSION"; then
+  log "installing nisshi $NISSHI_VERSION with cargo (once; about 21 minutes)"
   mkdir -p "$KEEL_TOOLS"
-  CARGO_TARGET_DIR="$KEEL_CACHE/tansu-target" cargo install tansu --locked --version "$TANSU_VERSION" \
-    --features libsql --root "$KEEL_TOOLS"
+  # --ignore-rust-version: its locked rama asks for a newer rustc than the machine's, which builds
+  # it fine. Postgres and SQLite (libsql) storage engines only.
+  CARGO_TARGET_DIR="$KEEL_CACHE/nisshi-target" cargo install nisshi --locked --ignore-rust-version \
+    --version "$NISSHI_VERSION" --no-default-features --features postgres,libsql --root "$KEEL_TOOLS"
+  rm -rf "$KEEL_CACHE/nisshi-target"
 fi
 
 if [ ! -x "$MOTO_BIN" ]; then

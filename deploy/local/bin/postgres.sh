@@ -15,6 +15,21 @@ source "$(dirname "$0")/env.sh"
 action=$1 dir=$2 port=${3:-}
 shift $(($# < 3 ? $# : 3))
 
+# A postmaster killed outright stays a zombie until something reaps it, and both pg_ctl and
+# Postgres take a zombie's pid in its lock files (postmaster.pid, the socket's lock) for a running
+# server. Lock files of a dead or zombie process are stale: removed.
+clear_dead_lock() {
+  local lock pid state
+  for lock in "$1/data/postmaster.pid" "$1"/run/.s.PGSQL.*.lock; do
+    [ -f "$lock" ] || continue
+    pid=$(head -1 "$lock")
+    state=$(sed -n 's/^[0-9]* (.*) \([A-Z]\).*/\1/p' "/proc/$pid/stat" 2>/dev/null || true)
+    if [ -z "$state" ] || [ "$state" = Z ]; then
+      rm -f "$lock" "${lock%.lock}"
+    fi
+  done
+}
+
 case "$action" in
 start)
   mkdir -p "$dir"
@@ -40,6 +55,7 @@ wal_keep_size = 1GB
 logging_collector = off
 CONF
   fi
+  clear_dead_lock "$dir"
   if ! as_pg_user "$PG_BIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
     as_pg_user "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 start >/dev/null
   fi
@@ -62,6 +78,7 @@ port = $port
 unix_socket_directories = '$dir/run'
 CONF
   fi
+  clear_dead_lock "$dir"
   if ! as_pg_user "$PG_BIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
     as_pg_user "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 start >/dev/null
   fi
@@ -73,6 +90,7 @@ rebuild)
     as_pg_user "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w -t 60 stop >/dev/null 2>&1 || true
   fi
   # A cluster killed outright leaves postmaster.pid behind; make sure nothing still runs on it.
+  clear_dead_lock "$dir"
   if as_pg_user "$PG_BIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
     echo "postgres.sh: the cluster in $dir still runs; not rebuilding it" >&2
     exit 1
@@ -87,6 +105,7 @@ promote)
   as_pg_user "$PG_BIN/pg_ctl" -D "$dir/data" -w -t 60 promote >/dev/null
   ;;
 stop)
+  clear_dead_lock "$dir"
   if [ -f "$dir/data/postmaster.pid" ]; then
     as_pg_user "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w -t 60 stop >/dev/null || true
   fi

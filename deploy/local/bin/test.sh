@@ -11,16 +11,20 @@ bash deploy/local/bin/install.sh
 test_pg="$KEEL_STATE/test/postgres"
 test_pg_port="${KEEL_TEST_PG_PORT:-54390}"
 test_dynamodb_port="${KEEL_TEST_DYNAMODB_PORT:-18490}"
+# Every process a test stack starts is noted here by pid (tests/src/lib.rs, register_child).
+export KEEL_TEST_PIDS="$KEEL_STATE/test/pids"
 cleanup() {
+  # Processes of a test that was itself killed: nothing may outlive the run.
+  stop_noted "$KEEL_TEST_PIDS"
+  # Primary and standby clusters of two-region tests that were not stopped.
+  for pidfile in "${TMPDIR:-/tmp}"/keel-tests/*/*/*-postgres/data/postmaster.pid; do
+    [ -f "$pidfile" ] && bash deploy/local/bin/postgres.sh stop "${pidfile%/data/postmaster.pid}" || true
+  done
   bash deploy/local/bin/postgres.sh stop "$test_pg" "$test_pg_port" || true
   bash deploy/local/bin/moto.sh stop "$KEEL_STATE/test/dynamodb" 0 || true
-  # Service processes of a test that was itself killed: nothing may outlive the run.
-  pkill -KILL -f "$CARGO_TARGET_DIR/debug/keel" 2>/dev/null || true
-  pkill -KILL -f "tansu broker --cluster-id keel-test" 2>/dev/null || true
-  # Primary and standby clusters of the two-region tests.
-  pkill -KILL -f "postgres -D ${TMPDIR:-/tmp}/keel-tests" 2>/dev/null || true
 }
 trap cleanup EXIT
+rm -rf "$KEEL_TEST_PIDS" && mkdir -p "$KEEL_TEST_PIDS"
 
 # Stacks of failed tests are kept for inspection (passing ones remove themselves); not forever.
 find "${TMPDIR:-/tmp}/keel-tests" -mindepth 1 -maxdepth 1 -mmin +720 -exec rm -rf {} + 2>/dev/null || true
@@ -40,8 +44,8 @@ log "starting the test DynamoDB endpoint (moto) on 127.0.0.1:$test_dynamodb_port
 bash deploy/local/bin/moto.sh stop "$KEEL_STATE/test/dynamodb" 0 || true
 bash deploy/local/bin/moto.sh start "$KEEL_STATE/test/dynamodb" "$test_dynamodb_port"
 export KEEL_TEST_DYNAMODB="http://127.0.0.1:$test_dynamodb_port"
-export KEEL_TANSU_BIN="$TANSU_BIN"
+export KEEL_NISSHI_BIN="$NISSHI_BIN"
 
-log "system tests (real Postgres, real tansu, the service binaries)"
+log "system tests (real Postgres, real nisshi, the service binaries)"
 # One at a time: each test starts a whole stack, and the machine has two cores.
 KEEL_BIN_DIR="$CARGO_TARGET_DIR/debug" cargo test -p keel-system-tests --quiet -- --test-threads=1

@@ -6,8 +6,9 @@
 #   - per application, a Postgres primary in its active region and a streaming standby in the other
 #     (trade matching and settlement are active in KEEL_TM_ACTIVE and KEEL_ST_ACTIVE, us-east-1 by
 #     default; they may differ);
-#   - per region, a tansu broker and every service (warm: a service whose processing control is Off
-#     waits, and a standby region's ingress answers 503 naming the active one);
+#   - per region, a nisshi broker (its log in a Postgres cluster of its own, or with
+#     KEEL_BROKER_STORAGE=sqlite in a file) and every service (warm: a service whose processing
+#     control is Off waits, and a standby region's ingress answers 503 naming the active one);
 #   - the trade generator, which follows the active region.
 # KEEL_REPLICATION__SYNCHRONOUS=true makes ingress acknowledge only what the standby has flushed.
 # Safe to run again: what already runs is left running.
@@ -28,6 +29,7 @@ declare -A ingress_port=([us-east-1]=8081 [us-west-2]=8082)
 declare -A ops_base=([us-east-1]=91 [us-west-2]=92)
 declare -A tm_pg=([us-east-1]=54321 [us-west-2]=54331)
 declare -A st_pg=([us-east-1]=54322 [us-west-2]=54332)
+declare -A kafka_pg=([us-east-1]=54323 [us-west-2]=54333)
 
 running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 # start PIDFILE LOG COMMAND...: runs COMMAND in the background unless it already runs.
@@ -90,8 +92,14 @@ database st keel_st "$st_active" st_pg
 for region in "${regions[@]}"; do
   dir="$KEEL_STATE/$region"
   mkdir -p "$dir/logs" "$dir/pids"
-  log "starting tansu ($region) on 127.0.0.1:${kafka_port[$region]}"
-  bash deploy/local/bin/tansu.sh start "$dir/kafka" "${kafka_port[$region]}"
+  if [ "$KEEL_BROKER_STORAGE" = sqlite ]; then
+    storage="sqlite://data/nisshi.db"
+  else
+    bash deploy/local/bin/postgres.sh start "$dir/kafka-postgres" "${kafka_pg[$region]}" keel_kafka
+    storage="postgres://keel@127.0.0.1:${kafka_pg[$region]}/keel_kafka"
+  fi
+  log "starting nisshi ($region) on 127.0.0.1:${kafka_port[$region]} ($KEEL_BROKER_STORAGE storage)"
+  bash deploy/local/bin/nisshi.sh start "$dir/kafka" "${kafka_port[$region]}" "$storage"
   b=${ops_base[$region]}
   start "$dir/pids/ingress.pid" "$dir/logs/ingress.log" env KEEL_REGION="$region" KEEL_LISTEN="127.0.0.1:${ingress_port[$region]}" "$bin/keel-ingress"
   start "$dir/pids/ingestion.pid" "$dir/logs/ingestion.log" env KEEL_REGION="$region" KEEL_OPS_LISTEN="127.0.0.1:${b}11" "$bin/keel-ingestion"
@@ -128,6 +136,7 @@ Keel is up in two regions. State and logs: $KEEL_STATE
   region      ingress                 ops: ingestion matching notification settlement   Kafka
   us-east-1   http://127.0.0.1:8081   9111 9112 9113 9121                                127.0.0.1:19092
   us-west-2   http://127.0.0.1:8082   9211 9212 9213 9221                                127.0.0.1:29092
+  (nisshi brokers, $KEEL_BROKER_STORAGE storage; with Postgres storage their clusters are on 54323 / 54333)
 
   Postgres    trade matching 54321 (us-east-1) / 54331 (us-west-2), db keel_tm
               settlement     54322 (us-east-1) / 54332 (us-west-2), db keel_st

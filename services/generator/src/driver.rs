@@ -64,6 +64,8 @@ pub struct Report {
     pub redirects: u64,
     /// Requests sent again because no region took traffic or an ingress was unreachable.
     pub retries: u64,
+    /// Times ingress answered 429 (overloaded) and the request waited its `Retry-After` to go again.
+    pub throttled: u64,
     /// How long the `generator` control held generation paused.
     pub paused: Duration,
     pub trades: HashMap<&'static str, u64>,
@@ -202,6 +204,7 @@ pub async fn run(
                 report.legs_sent += count;
                 report.redirects += delivery.redirects;
                 report.retries += delivery.retries;
+                report.throttled += delivery.throttled;
                 match answer {
                     Ok((202, _)) => {
                         report.legs_accepted += count;
@@ -273,12 +276,14 @@ struct Delivery {
     answer: anyhow::Result<Answer>,
     redirects: u64,
     retries: u64,
+    throttled: u64,
 }
 
-/// Sends `legs` until an ingress answers other than "this region does not take traffic", or the
-/// ingress cannot be reached for longer than `retry_for`. A refusing ingress names the active one,
-/// which is followed at once; with none active, or none reachable, it backs off and tries again.
-/// Resending is safe: ingress records a leg once and acknowledges identical resubmissions.
+/// Sends `legs` until an ingress answers other than "this region does not take traffic" or "too
+/// busy", or the ingress cannot be reached for longer than `retry_for`. A refusing ingress names the
+/// active one, which is followed at once; with none active, or none reachable, it backs off and
+/// tries again; an overloaded one (429) is asked again after its `Retry-After`. Resending is safe:
+/// ingress records a leg once and acknowledges identical resubmissions.
 async fn deliver(
     client: &Client,
     token: &str,
@@ -289,7 +294,7 @@ async fn deliver(
 ) -> Delivery {
     let give_up = Instant::now() + retry_for;
     let mut backoff = Duration::from_millis(50);
-    let (mut redirects, mut retries) = (0, 0);
+    let (mut redirects, mut retries, mut throttled) = (0, 0, 0);
     // Regions learn of a control change at their next poll, so two may briefly name each other:
     // follow at most twice in a row before backing off.
     let mut hops = 0;
@@ -300,7 +305,13 @@ async fn deliver(
         } else {
             client.submit_batch(token, legs).await
         };
+        let mut wait = backoff;
         match &answer {
+            Ok((429, body)) => {
+                throttled += 1;
+                let seconds = body["error"]["retry_after_seconds"].as_u64().unwrap_or(1);
+                wait = Duration::from_secs(seconds.clamp(1, 30));
+            }
             Ok((503, body)) if body["error"]["code"] == "region_not_active" => {
                 if let Some(active) = body["error"]["active_url"].as_str() {
                     if (client.follow(active) || client.base() != base) && hops < 2 {
@@ -316,23 +327,27 @@ async fn deliver(
                     answer,
                     redirects,
                     retries,
+                    throttled,
                 }
             }
         }
-        if Instant::now() + backoff > give_up || stop.is_cancelled() {
+        if Instant::now() + wait > give_up || stop.is_cancelled() {
             return Delivery {
                 answer,
                 redirects,
                 retries,
+                throttled,
             };
         }
         retries += 1;
         hops = 0;
         tokio::select! {
             _ = stop.cancelled() => {}
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
-        backoff = (backoff * 2).min(Duration::from_secs(1));
+        if wait == backoff {
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+        }
     }
 }
 

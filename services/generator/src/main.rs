@@ -103,6 +103,7 @@ async fn main() -> anyhow::Result<()> {
         legs_failed = report.legs_failed,
         redirects = report.redirects,
         retries = report.retries,
+        throttled = report.throttled,
         paused_seconds = report.paused.as_secs_f64(),
         trades = ?report.trades,
         ack_p50_ms = report.percentile(0.5),

@@ -30,6 +30,15 @@ pub enum ApiError {
     Store(#[from] sqlx::Error),
     #[error("settlement ledger: {0}")]
     LedgerUnavailable(sqlx::Error),
+    /// A shared (group) commit failed: nothing of the request was recorded.
+    #[error("the safe-store could not commit: {detail}")]
+    CommitFailed { transient: bool, detail: String },
+    /// The pipeline is too far behind to take more now.
+    #[error("overloaded: {reason}")]
+    Overloaded {
+        reason: String,
+        retry_after_seconds: u64,
+    },
     /// This region does not take trade matching's traffic now.
     #[error("region {region} is not active: {why}")]
     RegionNotActive {
@@ -38,6 +47,22 @@ pub enum ApiError {
         active_region: Option<String>,
         active_url: Option<String>,
     },
+}
+
+impl From<crate::group_commit::CommitError> for ApiError {
+    fn from(error: crate::group_commit::CommitError) -> Self {
+        use crate::group_commit::CommitError;
+        match error {
+            CommitError::Conflict { code, message } => ApiError::Conflict { code, message },
+            CommitError::Store { transient, detail } => {
+                ApiError::CommitFailed { transient, detail }
+            }
+            CommitError::Closed => ApiError::CommitFailed {
+                transient: true,
+                detail: "ingress is shutting down".to_owned(),
+            },
+        }
+    }
 }
 
 impl ApiError {
@@ -111,6 +136,42 @@ impl IntoResponse for ApiError {
                     )),
                 )
                     .into_response()
+            }
+            ApiError::CommitFailed { transient, detail } => {
+                tracing::error!(detail, "group commit failed");
+                let status = if transient {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                };
+                (
+                    status,
+                    Json(body(
+                        "store_unavailable",
+                        "the safe-store could not commit; nothing was accepted, retry".into(),
+                    )),
+                )
+                    .into_response()
+            }
+            ApiError::Overloaded {
+                reason,
+                retry_after_seconds,
+            } => {
+                let mut payload = body(
+                    "overloaded",
+                    format!(
+                        "Keel is behind and takes no new submissions for now ({reason}); nothing of this request was accepted, retry after {retry_after_seconds} s"
+                    ),
+                );
+                payload["error"]["retry_after_seconds"] = json!(retry_after_seconds);
+                let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(payload)).into_response();
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    header::HeaderValue::from(retry_after_seconds),
+                );
+                metrics::counter!("keel_ingress_refused_total", "reason" => "overloaded")
+                    .increment(1);
+                response
             }
             ApiError::RegionNotActive {
                 region,

@@ -14,9 +14,11 @@ use tokio::sync::Notify;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::admission::Admission;
 use crate::api_error::ApiError;
 use crate::auth::{Participants, TokenIssuer};
 use crate::config::Config;
+use crate::group_commit::{GroupCommitter, GroupOptions};
 use crate::routes;
 use crate::store::Durability;
 
@@ -32,6 +34,10 @@ pub struct AppState {
     pub relay_wake: Arc<Notify>,
     pub max_batch: usize,
     pub durability: Durability,
+    /// Records submissions, many requests per transaction.
+    pub committer: GroupCommitter,
+    /// Whether the pipeline takes more submissions now.
+    pub admission: Admission,
     /// The routing controls: `traffic` gates every `/v1` call.
     pub regional: Regional,
     pub regions: Arc<BTreeMap<String, RegionConfig>>,
@@ -47,6 +53,19 @@ impl AppState {
         regional: Regional,
         config: &Config,
     ) -> Self {
+        let durability = if config.replication.synchronous {
+            Durability::Replicated
+        } else {
+            Durability::Local
+        };
+        let committer = GroupCommitter::start(
+            pool.clone(),
+            durability,
+            GroupOptions {
+                committers: config.commit_workers,
+                max_legs: config.max_commit_legs,
+            },
+        );
         Self {
             pool,
             ledger,
@@ -54,14 +73,20 @@ impl AppState {
             tokens: Arc::new(tokens),
             relay_wake,
             max_batch: config.max_batch,
-            durability: if config.replication.synchronous {
-                Durability::Replicated
-            } else {
-                Durability::Local
-            },
+            durability,
+            committer,
+            admission: Admission::open(),
             regional,
             regions: Arc::new(config.regions.clone()),
         }
+    }
+}
+
+impl AppState {
+    /// Refuses submissions while `admission` says the pipeline is too far behind.
+    pub fn with_admission(mut self, admission: Admission) -> Self {
+        self.admission = admission;
+        self
     }
 }
 

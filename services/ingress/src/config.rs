@@ -32,6 +32,13 @@ pub struct Config {
     /// Connections to the settlement ledger (read only, for positions).
     pub ledger_max_connections: u32,
     pub replication: Replication,
+    pub admission: crate::admission::AdmissionConfig,
+    /// Transactions recording submissions at once (group commit: each takes every request waiting).
+    pub commit_workers: usize,
+    /// Most legs one group commit records.
+    pub max_commit_legs: usize,
+    /// How long the outbox and idempotency keys are kept (submissions are kept for good).
+    pub retention: keel_safestore::Retention,
 }
 
 /// `[replication]`: whether an acknowledgement waits for the other region's standby.
@@ -60,6 +67,10 @@ impl Default for Config {
             request_timeout_ms: 30_000,
             ledger_max_connections: 4,
             replication: Replication::default(),
+            admission: crate::admission::AdmissionConfig::default(),
+            commit_workers: 2,
+            max_commit_legs: 5000,
+            retention: keel_safestore::Retention::default(),
         }
     }
 }

@@ -5,10 +5,12 @@
 //! region is On (503 naming the active region otherwise); the outbox relay runs, and the schema is
 //! migrated, while the `processing` control is On.
 
+mod admission;
 mod api_error;
 mod app;
 mod auth;
 mod config;
+mod group_commit;
 mod routes;
 mod store;
 
@@ -59,6 +61,22 @@ async fn main() -> anyhow::Result<()> {
         shutdown.clone(),
     );
 
+    let clusters = keel_service_kit::clusters(&config.regions, &config.kafka);
+    let admission = if config.admission.max_backlog > 0 {
+        let probe = admission::PipelineProbe::new(
+            [
+                (App::TradeMatching, pool.clone()),
+                (App::Settlement, ledger.clone()),
+            ]
+            .into(),
+            regional.clone(),
+            clusters.clone(),
+        );
+        admission::Admission::start(probe, &config.admission, shutdown.clone())
+    } else {
+        admission::Admission::open()
+    };
+
     let readiness = Readiness::default();
     let relay_wake = Arc::new(Notify::new());
     let state = app::AppState::new(
@@ -69,21 +87,22 @@ async fn main() -> anyhow::Result<()> {
         relay_wake.clone(),
         regional.clone(),
         &config,
-    );
+    )
+    .with_admission(admission);
     let router = app::router(state, &config).merge(ops::router(readiness.clone(), metrics));
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     tracing::info!(listen = %listener.local_addr()?, region = config.region, "ingress up");
 
-    let clusters = keel_service_kit::clusters(&config.regions, &config.kafka);
     let kafka = regions.local_kafka()?;
     let sessions = regional.run_while_processing(&readiness, &shutdown, |session| {
-        let (store, kafka, clusters, regional, relay_wake, readiness) = (
+        let (store, kafka, clusters, regional, relay_wake, readiness, retention) = (
             store.clone(),
             kafka.clone(),
             clusters.clone(),
             regional.clone(),
             relay_wake.clone(),
             readiness.clone(),
+            config.retention.clone(),
         );
         async move {
             // Migrates the schema (only a primary can), then relays accepted submissions.
@@ -105,9 +124,20 @@ async fn main() -> anyhow::Result<()> {
             )
             .with_waker(relay_wake);
             readiness.set_ready("session");
-            let outcome = relay.run(session).await.map_err(|e| e.to_string());
+            let depth = keel_streaming::spawn_depth_gauge(
+                migrated.clone(),
+                vec![topics::SUBMISSIONS.to_owned()],
+                session.clone(),
+            );
+            let retire = tokio::spawn(store::retire_old(
+                migrated.clone(),
+                retention.clone(),
+                session.clone(),
+            ));
+            relay.run(session).await;
+            let _ = tokio::join!(depth, retire);
             migrated.close().await;
-            outcome
+            Ok(())
         }
     });
     let (served, ()) = tokio::join!(ops::serve(listener, router, shutdown.clone()), sessions);

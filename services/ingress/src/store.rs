@@ -10,9 +10,6 @@ use serde_json::Value;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use crate::api_error::ApiError;
-use crate::routes::submit::AcceptedLeg;
-
 /// How far an acknowledged submission's commit must have gone (DESIGN section 5): to the local disk
 /// only, or also to the standby's, so that losing the primary's region loses no acknowledged trade.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +21,7 @@ pub enum Durability {
 
 impl Durability {
     /// Sets this transaction's `synchronous_commit`.
-    async fn apply(self, tx: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    pub async fn apply(self, tx: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
         let setting = match self {
             Durability::Local => "local",
             Durability::Replicated => "on",
@@ -35,129 +32,6 @@ impl Durability {
             .await?;
         Ok(())
     }
-}
-
-/// Records accepted legs and their outbox rows in one transaction, and answers `response` (or, for a
-/// replayed idempotency key, the answer first given). A leg already recorded with the same content is
-/// acknowledged again; with other content it is a conflict and nothing is recorded.
-pub async fn record_legs(
-    pool: &PgPool,
-    durability: Durability,
-    sender: &ParticipantId,
-    legs: &[AcceptedLeg],
-    idempotency: Option<(&str, &str)>,
-    response: Value,
-) -> Result<Value, ApiError> {
-    let mut tx = pool.begin().await?;
-    durability.apply(&mut tx).await?;
-    if let Some((key, digest)) = idempotency {
-        let claimed: Option<i32> = sqlx::query_scalar(
-            "INSERT INTO idempotency_keys (participant_id, key, request_digest) VALUES ($1, $2, $3)
-             ON CONFLICT DO NOTHING RETURNING 1",
-        )
-        .bind(sender.as_str())
-        .bind(key)
-        .bind(digest)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if claimed.is_none() {
-            let (stored_digest, stored): (String, Option<Json<Value>>) = sqlx::query_as(
-                "SELECT request_digest, response FROM idempotency_keys WHERE participant_id = $1 AND key = $2",
-            )
-            .bind(sender.as_str())
-            .bind(key)
-            .fetch_one(&mut *tx)
-            .await?;
-            return match stored {
-                Some(Json(answer)) if stored_digest == digest => Ok(answer),
-                _ => Err(ApiError::Conflict {
-                    code: "idempotency_key_reused",
-                    message: format!(
-                        "Idempotency-Key {key:?} was already used for a different request"
-                    ),
-                }),
-            };
-        }
-    }
-
-    let received_at = Utc::now();
-    let inserted: Vec<Uuid> = sqlx::query_scalar(
-        "INSERT INTO submissions (leg_id, trade_id, sender, trade_ref, version, im_id, broker_id, block, digest, received_at)
-         SELECT l.*, $10 FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[], $8::jsonb[], $9::text[])
-             AS l(leg_id, trade_id, sender, trade_ref, version, im_id, broker_id, block, digest)
-         ON CONFLICT (leg_id) DO NOTHING
-         RETURNING leg_id",
-    )
-    .bind(legs.iter().map(|l| l.leg_id.0).collect::<Vec<_>>())
-    .bind(legs.iter().map(|l| l.trade_id.0).collect::<Vec<_>>())
-    .bind(legs.iter().map(|_| sender.as_str()).collect::<Vec<_>>())
-    .bind(legs.iter().map(|l| l.block.trade_ref.as_str()).collect::<Vec<_>>())
-    .bind(legs.iter().map(|l| l.block.version.get() as i32).collect::<Vec<_>>())
-    .bind(legs.iter().map(|l| l.block.im_id.as_str()).collect::<Vec<_>>())
-    .bind(legs.iter().map(|l| l.block.broker_id.as_str()).collect::<Vec<_>>())
-    .bind(legs.iter().map(|l| l.canonical.clone()).collect::<Vec<_>>())
-    .bind(legs.iter().map(|l| l.digest.as_str()).collect::<Vec<_>>())
-    .bind(received_at)
-    .fetch_all(&mut *tx)
-    .await?;
-
-    if inserted.len() < legs.len() {
-        let existing: Vec<(Uuid, String)> =
-            sqlx::query_as("SELECT leg_id, digest FROM submissions WHERE leg_id = ANY($1)")
-                .bind(
-                    legs.iter()
-                        .filter(|l| !inserted.contains(&l.leg_id.0))
-                        .map(|l| l.leg_id.0)
-                        .collect::<Vec<_>>(),
-                )
-                .fetch_all(&mut *tx)
-                .await?;
-        for (leg_id, digest) in existing {
-            let leg = legs
-                .iter()
-                .find(|l| l.leg_id.0 == leg_id)
-                .expect("queried from legs");
-            if leg.digest != digest {
-                return Err(ApiError::Conflict {
-                    code: "leg_version_conflict",
-                    message: format!(
-                        "trade_ref {} version {} was already submitted with different content; amend with a higher version",
-                        leg.block.trade_ref,
-                        leg.block.version.get()
-                    ),
-                });
-            }
-        }
-    }
-
-    let outgoing: Vec<Outgoing> = legs
-        .iter()
-        .filter(|l| inserted.contains(&l.leg_id.0))
-        .map(|l| {
-            Outgoing::of(&Submission::Leg {
-                leg_id: l.leg_id,
-                trade_id: l.trade_id,
-                match_key: l.block.match_key(),
-                sender: sender.clone(),
-                received_at,
-                block: l.canonical.clone(),
-            })
-        })
-        .collect();
-    keel_safestore::enqueue(&mut tx, &outgoing).await?;
-    if let Some((key, _)) = idempotency {
-        sqlx::query(
-            "UPDATE idempotency_keys SET response = $3 WHERE participant_id = $1 AND key = $2",
-        )
-        .bind(sender.as_str())
-        .bind(key)
-        .bind(&response)
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
-    metrics::counter!("keel_ingress_legs_accepted_total").increment(outgoing.len() as u64);
-    Ok(response)
 }
 
 /// A leg as the trade view shows it.
@@ -340,4 +214,37 @@ pub async fn remove_webhook(
         .execute(pool)
         .await?;
     Ok(result.rows_affected() > 0)
+}
+
+/// Retires, every retention interval, outbox rows published and idempotency keys older than the
+/// retention (a retry after that is a new request). Submissions themselves are the record of what
+/// Keel accepted and are kept.
+pub async fn retire_old(
+    pool: PgPool,
+    retention: keel_safestore::Retention,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let batch = retention.batch.max(1);
+    keel_service_kit::run_in_rounds(
+        "retention",
+        retention.interval(),
+        batch as usize,
+        std::sync::Arc::new(tokio::sync::Notify::new()),
+        shutdown,
+        || async {
+            let mut retired = keel_safestore::retire(&pool, retention.messages(), batch).await?;
+            retired += sqlx::query(
+                "DELETE FROM idempotency_keys WHERE (participant_id, key) IN (
+                     SELECT participant_id, key FROM idempotency_keys
+                     WHERE created_at < now() - make_interval(secs => $1) LIMIT $2)",
+            )
+            .bind(retention.messages().as_secs_f64())
+            .bind(batch)
+            .execute(&pool)
+            .await?
+            .rows_affected();
+            Ok(retired as usize)
+        },
+    )
+    .await
 }

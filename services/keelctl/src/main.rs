@@ -30,6 +30,8 @@ pub struct Config {
     pub runbook: RunbookConfig,
     /// Producer tuning for replays (the brokers are each region's).
     pub kafka: keel_streaming::KafkaOptions,
+    /// How long the stores keep inbox and outbox rows: reconciliation must not look further back.
+    pub retention: keel_safestore::Retention,
 }
 
 impl Config {
@@ -316,6 +318,10 @@ async fn main() -> ExitCode {
                     seconds: window_minutes * 60.0,
                     settle_seconds,
                 };
+                if let Err(error) = window.within(&config.retention) {
+                    eprintln!("error: {error}");
+                    return ExitCode::from(2);
+                }
                 if watch {
                     return reconcile::watch(
                         &config,

@@ -36,6 +36,22 @@ pub struct Window {
     pub settle_seconds: f64,
 }
 
+impl Window {
+    /// A window must end inside the stores' retention: rows older than that are retired, and a gap
+    /// found there would be a row aged out, not a message lost.
+    pub fn within(&self, retention: &keel_safestore::Retention) -> Result<(), String> {
+        let kept = retention.messages().as_secs_f64();
+        if self.seconds >= kept {
+            return Err(format!(
+                "a reconciliation window of {:.0} s reaches past the stores' retention ({} h, \
+                 [retention] hours): inbox and outbox rows older than that are retired",
+                self.seconds, retention.hours
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Repairing: where the audit goes, under which run, and how long a hop's repairs may take to
 /// arrive.
 pub struct Repairing<'a> {
@@ -483,10 +499,15 @@ pub fn print_table(result: &Reconciliation) {
     );
 }
 
-/// `keelctl reconcile --watch`: reconciles (reporting only) every `interval` until a signal, or
-/// `rounds` times, and exports what it finds on `/metrics` at `listen`:
+/// `keelctl reconcile --watch`: reconciles continuously (reporting only) every `interval` until a
+/// signal, or `rounds` times, and exports what it finds on `/metrics` at `listen`:
 /// `keel_reconcile_gaps{hop,kind}`, `keel_reconcile_unpublished{hop}`,
 /// `keel_reconcile_runs_total{outcome}` and `keel_reconcile_last_run_seconds`.
+///
+/// The first round covers the window; after that each round reads only what is new on each hop
+/// (what the upstream published since, what the downstream consumed since) and the gaps still
+/// open, so it costs in proportion to the traffic, not to the window, and can run beside the
+/// pipeline at full rate.
 pub async fn watch(
     config: &Config,
     app: Option<App>,
@@ -511,35 +532,28 @@ pub async fn watch(
         shutdown.clone(),
     ));
     eprintln!("reconciling every {interval:?}; metrics on http://{listen}/metrics");
+    let chosen = chosen_hops(app);
+    let mut watched: Vec<WatchedHop> = chosen.iter().map(|hop| WatchedHop::new(hop)).collect();
+    let mut connected: Option<Connected> = None;
     let mut done = 0u64;
     loop {
         let started = Instant::now();
-        match run(config, app, window, None).await {
-            Ok(result) => {
+        match watch_round(config, &chosen, &mut watched, &mut connected, window).await {
+            Ok(()) => {
                 metrics::counter!("keel_reconcile_runs_total", "outcome" => "ok").increment(1);
-                for hop in &result.hops {
-                    let gaps = [
-                        ("missing", hop.left.missing.len()),
-                        ("differing", hop.left.differing.len()),
-                        ("orphaned", hop.left.orphaned.len()),
-                    ];
-                    for (kind, count) in gaps {
-                        metrics::gauge!("keel_reconcile_gaps", "hop" => hop.hop.clone(), "kind" => kind)
-                            .set(count as f64);
-                    }
-                    metrics::gauge!("keel_reconcile_unpublished", "hop" => hop.hop.clone())
-                        .set(hop.unpublished as f64);
-                }
+                let left: usize = watched.iter().map(|w| w.gaps.gaps()).sum();
                 eprintln!(
-                    "{} gap(s) over {} hops ({:.2} s)",
-                    result.left,
-                    result.hops.len(),
+                    "{left} gap(s) over {} hops ({:.3} s)",
+                    watched.len(),
                     started.elapsed().as_secs_f64()
                 );
             }
             Err(error) => {
                 metrics::counter!("keel_reconcile_runs_total", "outcome" => "failed").increment(1);
                 eprintln!("reconciliation failed: {error}");
+                if let Some(connected) = connected.take() {
+                    connected.close().await;
+                }
             }
         }
         metrics::gauge!("keel_reconcile_last_run_seconds").set(started.elapsed().as_secs_f64());
@@ -555,4 +569,177 @@ pub async fn watch(
     shutdown.cancel();
     let _ = server.await;
     ExitCode::SUCCESS
+}
+
+/// How long ids matched on both sides are remembered, and how far each downstream read reaches
+/// back before the last one: longer than any transaction takes to commit (an inbox row carries its
+/// transaction's start time).
+const OVERLAP_SECONDS: f64 = 60.0;
+
+/// Most upstream records one round takes in, per hop (the rest come next round).
+const ROUND_LIMIT: i64 = 200_000;
+
+/// One hop under continuous reconciliation.
+struct WatchedHop {
+    hop: &'static Hop,
+    tracker: keel_reconcile::HopTracker,
+    /// The last upstream record taken in (None before the first round).
+    cursor: Option<keel_safestore::OutboxPosition>,
+    /// Downstream consumption read up to here (seconds since the epoch).
+    consumed_until: Option<f64>,
+    gaps: HopDiff,
+}
+
+impl WatchedHop {
+    fn new(hop: &'static Hop) -> Self {
+        Self {
+            hop,
+            tracker: keel_reconcile::HopTracker::default(),
+            cursor: None,
+            consumed_until: None,
+            gaps: HopDiff::default(),
+        }
+    }
+
+    async fn round(
+        &mut self,
+        upstream: &PgPool,
+        downstream: &PgPool,
+        window: Window,
+    ) -> Result<(), sqlx::Error> {
+        use keel_safestore::hop::incremental::{
+            consumed_since, consumed_with_ids, now, published_after, window_start,
+        };
+        let (up, down, topic) = (
+            self.hop.upstream.schema,
+            self.hop.downstream.schema,
+            self.hop.topic,
+        );
+        let now = now(upstream).await?;
+        let cursor = match self.cursor {
+            Some(cursor) => cursor,
+            None => window_start(upstream, up, topic, window.seconds).await?,
+        };
+        let published = published_after(upstream, up, topic, cursor, ROUND_LIMIT).await?;
+        self.cursor = Some(published.last().map_or(cursor, |p| p.position()));
+        self.tracker.produced(published.into_iter().map(|p| {
+            (
+                Record {
+                    id: p.message_id,
+                    digest: p.digest,
+                },
+                p.produced_at,
+            )
+        }));
+        let awaited = self.tracker.awaited();
+        if !awaited.is_empty() {
+            let found = consumed_with_ids(downstream, down, topic, &awaited).await?;
+            self.tracker.found_downstream(&found, now);
+        }
+
+        let since = self
+            .consumed_until
+            .map_or(now - window.seconds, |until| until - OVERLAP_SECONDS);
+        let consumed = consumed_since(downstream, down, topic, since).await?;
+        self.consumed_until = Some(
+            consumed
+                .iter()
+                .map(|(_, at)| *at)
+                .fold(self.consumed_until.unwrap_or(since), f64::max),
+        );
+        let ids: Vec<Uuid> = consumed.iter().map(|(id, _)| *id).collect();
+        let unaccounted = self.tracker.unaccounted(&ids);
+        if !unaccounted.is_empty() {
+            let held: Vec<Uuid> = produced_with_ids(upstream, up, topic, &unaccounted)
+                .await?
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect();
+            self.tracker.found_upstream(&unaccounted, &held, now);
+        }
+
+        let (differing, orphaned) = self.tracker.open();
+        if !differing.is_empty() || !orphaned.is_empty() {
+            let open: Vec<Uuid> = differing.iter().chain(&orphaned).copied().collect();
+            let upstream_now: Vec<Record> = produced_with_ids(upstream, up, topic, &open)
+                .await?
+                .into_iter()
+                .map(|(id, digest)| Record { id, digest })
+                .collect();
+            let downstream_now = consumed_with_ids(downstream, down, topic, &differing).await?;
+            self.tracker.recheck(&upstream_now, &downstream_now, now);
+        }
+        self.gaps = self.tracker.gaps(now, window.settle_seconds);
+        self.tracker.forget(now, 2.0 * OVERLAP_SECONDS);
+
+        let name = self.hop.name();
+        for (kind, count) in [
+            ("missing", self.gaps.missing.len()),
+            ("differing", self.gaps.differing.len()),
+            ("orphaned", self.gaps.orphaned.len()),
+        ] {
+            metrics::gauge!("keel_reconcile_gaps", "hop" => name.clone(), "kind" => kind)
+                .set(count as f64);
+        }
+        let pending = unpublished(upstream, up, topic).await?;
+        metrics::gauge!("keel_reconcile_unpublished", "hop" => name.clone()).set(pending as f64);
+        metrics::gauge!("keel_reconcile_tracked_ids", "hop" => name)
+            .set(self.tracker.held() as f64);
+        Ok(())
+    }
+}
+
+/// Each application's active database, as connected for the regions where they were active.
+struct Connected {
+    regions: BTreeMap<App, String>,
+    pools: BTreeMap<App, PgPool>,
+}
+
+impl Connected {
+    async fn close(self) {
+        for pool in self.pools.values() {
+            pool.close().await;
+        }
+    }
+}
+
+/// One round over every watched hop, connecting (again) to each application's active database when
+/// the active regions changed.
+async fn watch_round(
+    config: &Config,
+    chosen: &[&'static Hop],
+    watched: &mut [WatchedHop],
+    connected: &mut Option<Connected>,
+    window: Window,
+) -> Result<(), String> {
+    let apps: Vec<App> = chosen
+        .iter()
+        .flat_map(|hop| [hop.upstream.app, hop.downstream.app])
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let regions = active_regions(config, &apps).await?;
+    if connected
+        .as_ref()
+        .is_none_or(|known| known.regions != regions)
+    {
+        if let Some(stale) = connected.take() {
+            stale.close().await;
+        }
+        let (pools, _) = active_pools(config, &regions, &[]).await?;
+        *connected = Some(Connected { regions, pools });
+    }
+    let pools = &connected.as_ref().expect("connected above").pools;
+    for watched in watched.iter_mut() {
+        let hop = watched.hop;
+        watched
+            .round(
+                &pools[&hop.upstream.app],
+                &pools[&hop.downstream.app],
+                window,
+            )
+            .await
+            .map_err(|e| format!("{}: {e}", hop.name()))?;
+    }
+    Ok(())
 }

@@ -45,7 +45,12 @@ impl Handler for SettlementResults {
     ) -> Result<Vec<Outgoing>, sqlx::Error> {
         let commands = batch
             .iter()
-            .map(|m| (m.body.match_key().clone(), result_command(&m.body)))
+            .flat_map(|m| {
+                let key = m.body.match_key();
+                result_commands(&m.body)
+                    .into_iter()
+                    .map(move |command| (key.clone(), command))
+            })
             .collect();
         apply_all(conn, &self.policy, commands).await
     }
@@ -94,33 +99,32 @@ fn command_of(message: &TradeCommand) -> Command {
     }
 }
 
-fn result_command(message: &SettlementResult) -> Command {
+/// The lifecycle commands of one answer from settlement: one per allocation it decided.
+fn result_commands(message: &SettlementResult) -> Vec<Command> {
     match message {
-        SettlementResult::Allocation {
-            allocation_id,
-            outcome,
-            at,
-            ..
-        } => Command::SettlementResult {
-            allocation_id: allocation_id.clone(),
-            outcome: outcome.clone(),
-            at: *at,
-        },
+        SettlementResult::Allocations { results, at, .. } => results
+            .iter()
+            .map(|result| Command::SettlementResult {
+                allocation_id: result.allocation_id.clone(),
+                outcome: result.outcome.clone(),
+                at: *at,
+            })
+            .collect(),
         SettlementResult::CancelConfirmed {
             requested_by, at, ..
-        } => Command::CancelConfirmed {
+        } => vec![Command::CancelConfirmed {
             requested_by: requested_by.clone(),
             at: *at,
-        },
+        }],
         SettlementResult::CancelRefused {
             requested_by,
             reason,
             at,
             ..
-        } => Command::CancelRefused {
+        } => vec![Command::CancelRefused {
             requested_by: requested_by.clone(),
             reason: reason.clone(),
             at: *at,
-        },
+        }],
     }
 }

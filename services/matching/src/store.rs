@@ -1,10 +1,10 @@
 //! The matching schema: trades (current state) and status_history (append-only).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use keel_domain::TradeId;
 use keel_lifecycle::{Effects, ToSettlement, Trade};
-use keel_messages::{SettlementInstruction, TradeEvent};
+use keel_messages::{AllocationInstruction, SettlementInstruction, TradeEvents};
 use keel_safestore::Outgoing;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -27,12 +27,14 @@ pub async fn lock_trades(
         .collect())
 }
 
-/// What a batch changed: the trades touched, the history entries appended and the instructions for
-/// settlement, in order.
+/// What a batch changed: the trades touched, the history entries appended (per trade, in order) and
+/// the requests to settlement, in order.
 #[derive(Default)]
 pub struct Changes {
     touched: BTreeSet<TradeId>,
-    events: Vec<TradeEvent>,
+    /// One `tm.events` message per trade the batch appended to, in the order trades first changed.
+    events: Vec<TradeEvents>,
+    events_of: BTreeMap<TradeId, usize>,
     instructions: Vec<SettlementInstruction>,
 }
 
@@ -42,32 +44,33 @@ impl Changes {
         if effects.changed {
             self.touched.insert(trade.trade_id);
         }
-        self.events
-            .extend(effects.history.into_iter().map(|entry| TradeEvent {
-                trade_id: trade.trade_id,
-                match_key: trade.match_key.clone(),
-                entry,
-            }));
+        if !effects.history.is_empty() {
+            let index = *self.events_of.entry(trade.trade_id).or_insert_with(|| {
+                self.events.push(TradeEvents {
+                    trade_id: trade.trade_id,
+                    match_key: trade.match_key.clone(),
+                    entries: Vec::new(),
+                });
+                self.events.len() - 1
+            });
+            self.events[index].entries.extend(effects.history);
+        }
         for request in effects.to_settlement {
-            self.instructions.extend(instructions_for(trade, request));
+            self.instructions.extend(instruction_for(trade, request));
         }
     }
 }
 
-/// The `st.instructions` messages for one request to settlement.
-fn instructions_for(trade: &Trade, request: ToSettlement) -> Vec<SettlementInstruction> {
+/// The `st.instructions` message for one request to settlement.
+fn instruction_for(trade: &Trade, request: ToSettlement) -> Option<SettlementInstruction> {
     let match_key = &trade.match_key;
     match request {
         ToSettlement::Settle { allocations } => {
-            let Some(im) = trade.im_leg.as_ref().map(|leg| &leg.block) else {
-                return Vec::new(); // A trade matches only with both legs; nothing to settle.
-            };
-            allocations
+            // A trade matches only with both legs; without the IM's there is nothing to settle.
+            let im = &trade.im_leg.as_ref()?.block;
+            let allocations = allocations
                 .into_iter()
-                .map(|allocation| SettlementInstruction::Settle {
-                    trade_id: trade.trade_id,
-                    match_key: match_key.clone(),
-                    settlement_date: im.settlement_date,
+                .map(|allocation| AllocationInstruction {
                     instruction: keel_ledger::Instruction {
                         instruction_id: SettlementInstruction::instruction_id(
                             trade.trade_id,
@@ -84,14 +87,20 @@ fn instructions_for(trade: &Trade, request: ToSettlement) -> Vec<SettlementInstr
                     },
                     allocation_id: allocation.allocation_id,
                 })
-                .collect()
+                .collect();
+            Some(SettlementInstruction::Settle {
+                trade_id: trade.trade_id,
+                match_key: match_key.clone(),
+                settlement_date: im.settlement_date,
+                allocations,
+            })
         }
-        ToSettlement::Cancel { requested_by, at } => vec![SettlementInstruction::Cancel {
+        ToSettlement::Cancel { requested_by, at } => Some(SettlementInstruction::Cancel {
             trade_id: trade.trade_id,
             match_key: match_key.clone(),
             requested_by,
             at,
-        }],
+        }),
     }
 }
 
@@ -121,25 +130,30 @@ pub async fn save(
     .execute(&mut *conn)
     .await?;
 
-    let events = &changes.events;
+    let entries: Vec<(TradeId, &keel_lifecycle::HistoryEntry)> = changes
+        .events
+        .iter()
+        .flat_map(|events| events.entries.iter().map(|e| (events.trade_id, e)))
+        .collect();
     sqlx::query(
         "INSERT INTO status_history (trade_id, seq, status, at, reason, entry)
          SELECT * FROM UNNEST($1::uuid[], $2::int[], $3::text[], $4::timestamptz[], $5::text[], $6::jsonb[])",
     )
-    .bind(events.iter().map(|e| e.trade_id.0).collect::<Vec<_>>())
-    .bind(events.iter().map(|e| e.entry.seq as i32).collect::<Vec<_>>())
-    .bind(events.iter().map(|e| e.entry.status.as_str()).collect::<Vec<_>>())
-    .bind(events.iter().map(|e| e.entry.at).collect::<Vec<_>>())
-    .bind(events.iter().map(|e| e.entry.reason.clone()).collect::<Vec<_>>())
-    .bind(events.iter().map(|e| serde_json::to_value(&e.entry).expect("entry serializes")).collect::<Vec<_>>())
+    .bind(entries.iter().map(|(id, _)| id.0).collect::<Vec<_>>())
+    .bind(entries.iter().map(|(_, e)| e.seq as i32).collect::<Vec<_>>())
+    .bind(entries.iter().map(|(_, e)| e.status.as_str()).collect::<Vec<_>>())
+    .bind(entries.iter().map(|(_, e)| e.at).collect::<Vec<_>>())
+    .bind(entries.iter().map(|(_, e)| e.reason.clone()).collect::<Vec<_>>())
+    .bind(entries.iter().map(|(_, e)| serde_json::to_value(e).expect("entry serializes")).collect::<Vec<_>>())
     .execute(&mut *conn)
     .await?;
 
-    for event in events {
-        metrics::counter!("keel_trade_status_total", "status" => event.entry.status.as_str())
+    for (_, entry) in &entries {
+        metrics::counter!("keel_trade_status_total", "status" => entry.status.as_str())
             .increment(1);
     }
-    Ok(events
+    Ok(changes
+        .events
         .iter()
         .map(Outgoing::of)
         .chain(changes.instructions.iter().map(Outgoing::of))

@@ -1,5 +1,6 @@
 use keel_domain::derive_id;
-use keel_messages::{Message, TradeEvent};
+use keel_lifecycle::HistoryEntry;
+use keel_messages::TradeEvents;
 use keel_safestore::Outgoing;
 use keel_streaming::{Handler, Inbound};
 use serde_json::json;
@@ -12,35 +13,36 @@ struct Row<'a> {
     notification_id: Uuid,
     event_id: Uuid,
     recipient: String,
-    event: &'a TradeEvent,
+    trade: &'a TradeEvents,
+    entry: &'a HistoryEntry,
 }
 
 impl Handler for Notification {
-    type Message = TradeEvent;
+    type Message = TradeEvents;
 
     async fn apply(
         &self,
         conn: &mut PgConnection,
-        batch: &[&Inbound<TradeEvent>],
+        batch: &[&Inbound<TradeEvents>],
     ) -> Result<Vec<Outgoing>, sqlx::Error> {
         let rows: Vec<Row> = batch
             .iter()
             .flat_map(|message| {
-                let event_id = message.body.message_id();
-                message
-                    .body
-                    .entry
-                    .recipients
-                    .iter()
-                    .map(move |recipient| Row {
+                let trade = &message.body;
+                trade.entries.iter().flat_map(move |entry| {
+                    // One notification per party per history entry, whichever message carried it.
+                    let event_id = TradeEvents::entry_id(trade.trade_id, entry.seq);
+                    entry.recipients.iter().map(move |recipient| Row {
                         notification_id: derive_id(
                             "notification",
                             &[&event_id.to_string(), recipient.as_str()],
                         ),
                         event_id,
                         recipient: recipient.to_string(),
-                        event: &message.body,
+                        trade,
+                        entry,
                     })
+                })
             })
             .collect();
         if rows.is_empty() {
@@ -55,9 +57,9 @@ impl Handler for Notification {
         .bind(rows.iter().map(|r| r.notification_id).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.event_id).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.recipient.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.event.trade_id.0).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.event.entry.status.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.event.entry.at).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.trade.trade_id.0).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.entry.status.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.entry.at).collect::<Vec<_>>())
         .bind(&bodies)
         .execute(conn)
         .await?;
@@ -68,13 +70,14 @@ impl Handler for Notification {
 
 /// What the participant receives, in the feed and in a webhook.
 fn body(row: &Row) -> serde_json::Value {
-    let entry = &row.event.entry;
+    let entry = row.entry;
+    let key = &row.trade.match_key;
     let mut body = json!({
         "notification_id": row.notification_id,
-        "trade_id": row.event.trade_id,
-        "trade_ref": row.event.match_key.trade_ref,
-        "im_id": row.event.match_key.im_id,
-        "broker_id": row.event.match_key.broker_id,
+        "trade_id": row.trade.trade_id,
+        "trade_ref": key.trade_ref,
+        "im_id": key.im_id,
+        "broker_id": key.broker_id,
         "status": entry.status,
         "iso20022_status": entry.status.iso20022_code(),
         "at": entry.at,

@@ -35,6 +35,7 @@ async fn main() -> anyhow::Result<()> {
         migrations: &MIGRATIONS,
     };
     let webhook_config = config.webhooks;
+    let retention = config.stage.retention.clone();
     stage
         .run(config.stage, shutdown, async |context| {
             let worker = webhooks::Worker::new(
@@ -42,9 +43,54 @@ async fn main() -> anyhow::Result<()> {
                 webhook_config.clone(),
                 Duration::from_millis(200),
             );
-            let tasks: Vec<Task> = vec![Box::pin(worker.run(context.shutdown.clone()))];
+            let pool = context.pool.clone();
+            let (keep, batch) = (retention.notifications(), retention.batch.max(1));
+            let retire = keel_service_kit::run_in_rounds(
+                "notification retention",
+                retention.interval(),
+                batch as usize,
+                context.relay_wake.clone(),
+                context.shutdown.clone(),
+                move || retire_notifications(pool.clone(), keep, batch),
+            );
+            let tasks: Vec<Task> = vec![
+                Box::pin(worker.run(context.shutdown.clone())),
+                Box::pin(retire),
+            ];
             Ok((handler::Notification, tasks))
         })
         .await?;
     Ok(())
+}
+
+/// Retires up to `batch` notifications (and their webhook deliveries) older than `keep`: the feed
+/// keeps a bounded history.
+async fn retire_notifications(
+    pool: sqlx::PgPool,
+    keep: Duration,
+    batch: i64,
+) -> Result<usize, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    // The oldest rows by feed position (creation order), so no index on created_at is needed.
+    let old: Vec<uuid::Uuid> = sqlx::query_scalar(
+        "SELECT notification_id FROM (SELECT notification_id, created_at FROM notifications ORDER BY seq LIMIT $2) oldest
+         WHERE created_at < now() - make_interval(secs => $1)",
+    )
+    .bind(keep.as_secs_f64())
+    .bind(batch)
+    .fetch_all(&mut *tx)
+    .await?;
+    if old.is_empty() {
+        return Ok(0);
+    }
+    sqlx::query("DELETE FROM webhook_deliveries WHERE notification_id = ANY($1)")
+        .bind(&old)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM notifications WHERE notification_id = ANY($1)")
+        .bind(&old)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(old.len())
 }

@@ -4,9 +4,10 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use keel_domain::{ParticipantId, TradeId};
+use keel_domain::{MatchKey, ParticipantId, TradeId};
 use keel_lifecycle::AllocationOutcome;
-use keel_messages::SettlementInstruction;
+use keel_messages::AllocationInstruction;
+use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -59,6 +60,17 @@ impl Status {
     pub fn is_decided(self) -> bool {
         matches!(self, Status::Settled | Status::Failed)
     }
+}
+
+/// One allocation's instruction as the book keeps it (the `body` column): what the settlement cycle
+/// needs to settle it later and to answer for its trade.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BookedInstruction {
+    pub trade_id: TradeId,
+    pub match_key: MatchKey,
+    pub settlement_date: chrono::NaiveDate,
+    #[serde(flatten)]
+    pub allocation: AllocationInstruction,
 }
 
 struct Known {
@@ -128,33 +140,28 @@ impl Book {
         self.cancelled.contains(&trade_id)
     }
 
-    /// Records a newly received instruction with what became of it.
-    pub fn add(&mut self, message: &SettlementInstruction, status: Status, reason: Option<String>) {
-        let SettlementInstruction::Settle {
-            trade_id,
-            allocation_id,
-            settlement_date,
-            instruction,
-            ..
-        } = message
-        else {
-            return;
-        };
-        self.ids.insert(instruction.instruction_id);
-        self.by_trade.entry(*trade_id).or_default().push(Known {
-            instruction_id: instruction.instruction_id,
-            allocation_id: allocation_id.clone(),
-            status,
-            changed: false,
-        });
+    /// Records a newly received allocation's instruction with what became of it.
+    pub fn add(&mut self, booked: &BookedInstruction, status: Status, reason: Option<String>) {
+        let instruction_id = booked.allocation.instruction.instruction_id;
+        let allocation_id = booked.allocation.allocation_id.clone();
+        self.ids.insert(instruction_id);
+        self.by_trade
+            .entry(booked.trade_id)
+            .or_default()
+            .push(Known {
+                instruction_id,
+                allocation_id: allocation_id.clone(),
+                status,
+                changed: false,
+            });
         self.new.push(New {
-            instruction_id: instruction.instruction_id,
-            trade_id: *trade_id,
-            allocation_id: allocation_id.clone(),
-            settlement_date: *settlement_date,
+            instruction_id,
+            trade_id: booked.trade_id,
+            allocation_id,
+            settlement_date: booked.settlement_date,
             status,
             reason,
-            body: serde_json::to_value(message).expect("instruction serializes"),
+            body: serde_json::to_value(booked).expect("instruction serializes"),
         });
     }
 
@@ -226,14 +233,31 @@ impl Book {
             .execute(&mut *conn)
             .await?;
         }
-        for (trade_id, requested_by, at) in &self.new_cancellations {
+        if !self.new_cancellations.is_empty() {
+            let cancellations = &self.new_cancellations;
             sqlx::query(
-                "INSERT INTO cancellations (trade_id, requested_by, at) VALUES ($1, $2, $3)
+                "INSERT INTO cancellations (trade_id, requested_by, at)
+                 SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[])
                  ON CONFLICT (trade_id) DO NOTHING",
             )
-            .bind(trade_id.0)
-            .bind(requested_by.as_str())
-            .bind(at)
+            .bind(
+                cancellations
+                    .iter()
+                    .map(|(t, _, _)| t.0)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                cancellations
+                    .iter()
+                    .map(|(_, by, _)| by.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                cancellations
+                    .iter()
+                    .map(|(_, _, at)| *at)
+                    .collect::<Vec<_>>(),
+            )
             .execute(&mut *conn)
             .await?;
         }

@@ -1,18 +1,20 @@
 //! The settlement cycle: settles instructions whose settlement date has come, which arrived before it
 //! (a trade matched today for settlement tomorrow waits here, and can be cancelled until then).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use keel_domain::TradeId;
 use keel_ledger::ReferenceData;
-use keel_messages::SettlementInstruction;
+use keel_messages::{AllocationResult, SettlementResult};
 use keel_safestore::{Outgoing, PgPool};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::book::Status;
+use crate::book::{BookedInstruction, Status};
 use crate::ledger_store::{self, Settler};
 
 const BATCH: usize = 500;
@@ -35,41 +37,63 @@ pub async fn run(
     .await
 }
 
+/// Settles the pending instructions of up to `BATCH` trades whose settlement date has come, whole
+/// trades at a time, so each trade gets one answer.
 async fn settle_due(pool: &PgPool, reference: &ReferenceData) -> Result<usize, sqlx::Error> {
     let mut tx = pool.begin().await?;
     ledger_store::lock(&mut tx).await?;
     let now = Utc::now();
-    let rows: Vec<(sqlx::types::Json<SettlementInstruction>,)> = sqlx::query_as(
+    let rows: Vec<(sqlx::types::Json<BookedInstruction>,)> = sqlx::query_as(
         "SELECT body FROM instructions
-         WHERE status = 'PENDING' AND settlement_date <= $1
-         ORDER BY received_at, instruction_id LIMIT $2 FOR UPDATE",
+         WHERE status = 'PENDING' AND trade_id IN (
+             SELECT DISTINCT trade_id FROM instructions
+             WHERE status = 'PENDING' AND settlement_date <= $1 LIMIT $2)
+         ORDER BY received_at, trade_id, instruction_id FOR UPDATE",
     )
     .bind(now.date_naive())
     .bind(BATCH as i64)
     .fetch_all(&mut *tx)
     .await?;
-    let due: Vec<SettlementInstruction> = rows.into_iter().map(|(body,)| body.0).collect();
+    let due: Vec<BookedInstruction> = rows.into_iter().map(|(body,)| body.0).collect();
     if due.is_empty() {
         return Ok(0);
     }
-    let mut settler =
-        Settler::load(&mut tx, reference, due.iter().filter_map(|m| m.to_settle())).await?;
+    let mut settler = Settler::load(
+        &mut tx,
+        reference,
+        due.iter().map(|booked| &booked.allocation.instruction),
+    )
+    .await?;
 
-    let mut results = Vec::new();
+    let mut answers: Vec<SettlementResult> = Vec::new();
+    let mut answer_of: HashMap<TradeId, usize> = HashMap::new();
     let mut ids: Vec<Uuid> = Vec::new();
     let mut statuses: Vec<&str> = Vec::new();
     let mut reasons: Vec<Option<String>> = Vec::new();
-    for message in &due {
-        let Some(instruction) = message.to_settle() else {
-            continue;
-        };
+    for booked in &due {
+        let instruction = &booked.allocation.instruction;
         let outcome = settler.settle(instruction);
         let (status, reason) = Status::of(&outcome);
         status.count();
         ids.push(instruction.instruction_id);
         statuses.push(status.as_str());
         reasons.push(reason);
-        results.extend(message.result(outcome, now));
+        let index = *answer_of.entry(booked.trade_id).or_insert_with(|| {
+            answers.push(SettlementResult::Allocations {
+                trade_id: booked.trade_id,
+                match_key: booked.match_key.clone(),
+                results: Vec::new(),
+                at: now,
+            });
+            answers.len() - 1
+        });
+        if let SettlementResult::Allocations { results, .. } = &mut answers[index] {
+            results.push(AllocationResult {
+                allocation_id: booked.allocation.allocation_id.clone(),
+                instruction_id: instruction.instruction_id,
+                outcome,
+            });
+        }
     }
     sqlx::query(
         "UPDATE instructions AS i SET status = u.s, reason = u.r, decided_at = now()
@@ -82,8 +106,8 @@ async fn settle_due(pool: &PgPool, reference: &ReferenceData) -> Result<usize, s
     .execute(&mut *tx)
     .await?;
     settler.save(&mut tx).await?;
-    let outgoing: Vec<Outgoing> = results.iter().map(Outgoing::of).collect();
+    let outgoing: Vec<Outgoing> = answers.iter().map(Outgoing::of).collect();
     keel_safestore::enqueue(&mut tx, &outgoing).await?;
     tx.commit().await?;
-    Ok(ids.len())
+    Ok(answers.len())
 }

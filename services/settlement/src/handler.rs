@@ -2,12 +2,12 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use keel_ledger::ReferenceData;
-use keel_messages::{SettlementInstruction, SettlementResult};
+use keel_messages::{AllocationResult, SettlementInstruction, SettlementResult};
 use keel_safestore::Outgoing;
 use keel_streaming::{Handler, Inbound};
 use sqlx::PgConnection;
 
-use crate::book::{Book, Status};
+use crate::book::{Book, BookedInstruction, Status};
 use crate::ledger_store::Settler;
 
 /// `st.instructions`: settles due instructions at once, keeps later-dated ones for the settlement
@@ -26,7 +26,7 @@ impl Handler for Settlement {
     ) -> Result<Vec<Outgoing>, sqlx::Error> {
         // The ledger lock first, then the instruction rows: the settlement cycle takes them in the
         // same order.
-        let to_settle = batch.iter().filter_map(|m| m.body.to_settle());
+        let to_settle = batch.iter().flat_map(|m| m.body.to_settle());
         let mut settler = Settler::load(conn, &self.reference, to_settle).await?;
         let trades: Vec<_> = batch.iter().map(|m| m.body.trade_id()).collect();
         let mut book = Book::load(conn, &trades).await?;
@@ -38,25 +38,47 @@ impl Handler for Settlement {
             match &message.body {
                 SettlementInstruction::Settle {
                     trade_id,
+                    match_key,
                     settlement_date,
-                    instruction,
-                    ..
+                    allocations,
                 } => {
-                    if book.knows(instruction.instruction_id) {
-                        continue;
+                    let mut answered = Vec::new();
+                    for allocation in allocations {
+                        let instruction = &allocation.instruction;
+                        if book.knows(instruction.instruction_id) {
+                            continue;
+                        }
+                        let (status, reason) = if book.is_cancelled(*trade_id) {
+                            (Status::Cancelled, None)
+                        } else if *settlement_date > today {
+                            (Status::Pending, None)
+                        } else {
+                            let outcome = settler.settle(instruction);
+                            let decided = Status::of(&outcome);
+                            answered.push(AllocationResult {
+                                allocation_id: allocation.allocation_id.clone(),
+                                instruction_id: instruction.instruction_id,
+                                outcome,
+                            });
+                            decided
+                        };
+                        let booked = BookedInstruction {
+                            trade_id: *trade_id,
+                            match_key: match_key.clone(),
+                            settlement_date: *settlement_date,
+                            allocation: allocation.clone(),
+                        };
+                        book.add(&booked, status, reason);
+                        status.count();
                     }
-                    let (status, reason) = if book.is_cancelled(*trade_id) {
-                        (Status::Cancelled, None)
-                    } else if *settlement_date > today {
-                        (Status::Pending, None)
-                    } else {
-                        let outcome = settler.settle(instruction);
-                        let decided = Status::of(&outcome);
-                        results.extend(message.body.result(outcome, now));
-                        decided
-                    };
-                    book.add(&message.body, status, reason);
-                    status.count();
+                    if !answered.is_empty() {
+                        results.push(SettlementResult::Allocations {
+                            trade_id: *trade_id,
+                            match_key: match_key.clone(),
+                            results: answered,
+                            at: now,
+                        });
+                    }
                 }
                 SettlementInstruction::Cancel {
                     trade_id,

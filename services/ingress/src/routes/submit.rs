@@ -4,7 +4,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use keel_domain::{FieldError, LegId, LegRole, TradeBlock, TradeId};
+use keel_domain::{FieldError, LegId, LegRole, TradeBlock};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
@@ -12,22 +12,7 @@ use tokio::time::Instant;
 use crate::api_error::ApiError;
 use crate::app::AppState;
 use crate::auth::{Caller, Role};
-use crate::store;
-
-/// A leg that passed every check, in its canonical form.
-pub struct AcceptedLeg {
-    pub leg_id: LegId,
-    pub trade_id: TradeId,
-    pub block: TradeBlock,
-    pub canonical: Value,
-    pub digest: String,
-}
-
-impl AcceptedLeg {
-    pub fn receipt(&self) -> Value {
-        json!({"trade_id": self.trade_id, "leg_id": self.leg_id, "status": "RECEIVED"})
-    }
-}
+use crate::group_commit::{AcceptedLeg, Idempotency, Request};
 
 /// `POST /v1/trade-blocks`
 pub async fn one(
@@ -41,7 +26,16 @@ pub async fn one(
     let leg = accept(&app, &caller, &raw, "").map_err(ApiError::Invalid)?;
     let response = leg.receipt();
     let digest = leg.digest.clone();
-    commit(&app, &caller, &headers, &[leg], &digest, response, started).await
+    commit(
+        &app,
+        &caller,
+        &headers,
+        vec![leg],
+        &digest,
+        response,
+        started,
+    )
+    .await
 }
 
 /// `POST /v1/trade-blocks/batch`: all or nothing. Body: an array of blocks, or `{"trade_blocks": [...]}`.
@@ -133,7 +127,7 @@ pub async fn batch(
         &app,
         &caller,
         &headers,
-        &legs,
+        legs,
         &batch_digest,
         response,
         started,
@@ -141,27 +135,34 @@ pub async fn batch(
     .await
 }
 
-/// Records accepted legs durably (honouring an Idempotency-Key over `digest`), wakes the relay and
-/// answers 202 with `response`, or the answer a replayed key was first given.
+/// Records accepted legs durably in the next group commit (honouring an Idempotency-Key over
+/// `digest`), wakes the relay and answers 202 with `response`, or the answer a replayed key was
+/// first given. Refused with 429 while the pipeline is too far behind.
 async fn commit(
     app: &AppState,
     caller: &Caller,
     headers: &HeaderMap,
-    legs: &[AcceptedLeg],
+    legs: Vec<AcceptedLeg>,
     digest: &str,
     response: Value,
     started: Instant,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let idempotency = idempotency(headers, digest)?;
-    let answer = store::record_legs(
-        &app.pool,
-        app.durability,
-        &caller.id,
-        legs,
-        idempotency,
-        response,
-    )
-    .await?;
+    app.admission
+        .check()
+        .map_err(|reason| ApiError::Overloaded {
+            reason,
+            retry_after_seconds: app.admission.retry_after_seconds,
+        })?;
+    let answer = app
+        .committer
+        .commit(Request {
+            sender: caller.id.clone(),
+            legs,
+            idempotency,
+            response,
+        })
+        .await?;
     app.relay_wake.notify_one();
     metrics::histogram!("keel_ingress_ack_seconds").record(started.elapsed().as_secs_f64());
     Ok((StatusCode::ACCEPTED, Json(answer)))
@@ -171,15 +172,15 @@ fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::MalformedJson(e.to_string()))
 }
 
-fn idempotency<'a>(
-    headers: &'a HeaderMap,
-    digest: &'a str,
-) -> Result<Option<(&'a str, &'a str)>, ApiError> {
+fn idempotency(headers: &HeaderMap, digest: &str) -> Result<Option<Idempotency>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
     match value.to_str() {
-        Ok(key) if !key.is_empty() && key.len() <= 255 => Ok(Some((key, digest))),
+        Ok(key) if !key.is_empty() && key.len() <= 255 => Ok(Some(Idempotency {
+            key: key.to_owned(),
+            digest: digest.to_owned(),
+        })),
         _ => Err(ApiError::invalid(
             "Idempotency-Key",
             "invalid",

@@ -517,6 +517,7 @@ impl Steps<'_> {
             seconds: self.config.runbook.reconcile_window_seconds,
             settle_seconds: 0.0,
         };
+        window.within(&self.config.retention)?;
         let result = reconcile_hops(&pools, &hops, window, Some(&repairing)).await;
         for pool in pools.values() {
             pool.close().await;

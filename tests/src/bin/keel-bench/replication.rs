@@ -29,6 +29,9 @@ pub struct ReplicationRow {
     pub ack_p50: f64,
     pub ack_p90: f64,
     pub ack_p99: f64,
+    /// Last leg accepted to the settlement notification, for the trades of the loaded run.
+    pub settle_p50: f64,
+    pub settle_p99: f64,
     pub lag_bytes_p50: f64,
     pub lag_bytes_p99: f64,
     pub lag_bytes_max: f64,
@@ -102,6 +105,7 @@ pub async fn measure(synchronous: bool, rate: f64, seconds: u64) -> anyhow::Resu
     // replicating pair, not a broken one).
     let standby = connect(&stack.regions[WEST].databases[&App::TradeMatching]).await?;
     wait_replayed(&stack.db, &standby, Duration::from_secs(30)).await?;
+    let (settle_p50, settle_p99) = settle_latency(&stack, &format!("R{mode}-%")).await?;
 
     let at = |samples: &[f64], p| percentile(samples, p).unwrap_or(0.0);
     Ok(ReplicationRow {
@@ -112,6 +116,8 @@ pub async fn measure(synchronous: bool, rate: f64, seconds: u64) -> anyhow::Resu
         ack_p50: report.percentile(0.5).unwrap_or(0.0),
         ack_p90: report.percentile(0.9).unwrap_or(0.0),
         ack_p99: report.percentile(0.99).unwrap_or(0.0),
+        settle_p50,
+        settle_p99,
         lag_bytes_p50: at(&bytes, 0.5),
         lag_bytes_p99: at(&bytes, 0.99),
         lag_bytes_max: at(&bytes, 1.0),
@@ -119,6 +125,28 @@ pub async fn measure(synchronous: bool, rate: f64, seconds: u64) -> anyhow::Resu
         replay_lag_ms_p99: at(&replay_ms, 0.99),
         replay_lag_ms_max: at(&replay_ms, 1.0),
     })
+}
+
+/// Last leg accepted to settlement notification, p50 and p99 in ms, for the trades whose refs match
+/// `pattern`, once every one of them that settles has (bounded).
+async fn settle_latency(stack: &Stack, pattern: &str) -> anyhow::Result<(f64, f64)> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let (matched, notified): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM matching.status_history h JOIN matching.trades t USING (trade_id)
+                     WHERE h.status = 'MATCHED' AND t.trade_ref LIKE $1),
+                    (SELECT count(DISTINCT trade_id) FROM notification.notifications
+                     WHERE status IN ('SETTLED', 'SETTLEMENT_FAILED') AND body->>'trade_ref' LIKE $1)",
+        )
+        .bind(pattern)
+        .fetch_one(&stack.db)
+        .await?;
+        if notified >= matched || tokio::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    crate::pipeline::settle_percentiles(&stack.db, pattern, (0.0, 1e10)).await
 }
 
 /// Samples the standby's replay lag on the primary until `stop`: bytes, and `replay_lag` in ms
