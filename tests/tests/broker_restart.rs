@@ -35,7 +35,8 @@ async fn a_broker_restart_mid_stream_loses_nothing() {
     tokio::time::sleep(restart_after).await;
     println!("restarting the broker after {restart_after:?}, down for {down_for:?}");
     stack.restart_broker(down_for).await.unwrap();
-    // Ingress keeps accepting while the broker is down: submissions wait in its outbox.
+    // While the broker is down, accepted submissions wait in ingress's outbox; once they have waited
+    // longer than the latency budget, ingress answers 429 and the stream waits and retries.
     stream.await.unwrap();
 
     stack

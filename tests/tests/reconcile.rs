@@ -73,13 +73,13 @@ async fn reconcile_finds_each_gap_on_its_hop_with_its_repair() {
     // A submission ingestion never saw; an event notification saw with other content; an event
     // matching no longer has; an instruction settlement has but matching lost.
     let lost = one_id(&stack, "DELETE FROM ingestion.inbox WHERE message_id = (SELECT message_id FROM ingestion.inbox LIMIT 1) RETURNING message_id::text").await;
-    let altered = one_id(&stack, "UPDATE notification.inbox SET payload = jsonb_set(payload, '{trade_ref}', '\"TAMPERED\"') WHERE message_id = (SELECT message_id FROM notification.inbox ORDER BY message_id LIMIT 1) RETURNING message_id::text").await;
+    let altered = one_id(&stack, "UPDATE notification.inbox SET payload = jsonb_set(payload::jsonb, '{trade_ref}', '\"TAMPERED\"')::text WHERE message_id = (SELECT message_id FROM notification.inbox ORDER BY message_id LIMIT 1) RETURNING message_id::text").await;
     let forgotten = one_id(&stack, "DELETE FROM matching.outbox WHERE message_id = (SELECT message_id FROM matching.outbox WHERE topic = 'tm.events' ORDER BY message_id DESC LIMIT 1) RETURNING message_id::text").await;
     let lost_upstream = one_id(&stack, "DELETE FROM matching.outbox WHERE message_id = (SELECT message_id FROM matching.outbox WHERE topic = 'st.instructions' LIMIT 1) RETURNING message_id::text").await;
     assert_eq!(
         count_in(
             &stack.db,
-            "SELECT count(*) FROM notification.inbox WHERE payload->>'trade_ref' = 'TAMPERED'"
+            "SELECT count(*) FROM notification.inbox WHERE payload::jsonb->>'trade_ref' = 'TAMPERED'"
         )
         .await,
         1
@@ -157,7 +157,7 @@ async fn reconcile_finds_each_gap_on_its_hop_with_its_repair() {
     assert_eq!(
         count_in(
             &stack.db,
-            "SELECT count(*) FROM notification.inbox WHERE payload->>'trade_ref' = 'TAMPERED'"
+            "SELECT count(*) FROM notification.inbox WHERE payload::jsonb->>'trade_ref' = 'TAMPERED'"
         )
         .await,
         1,

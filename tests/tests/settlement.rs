@@ -242,13 +242,14 @@ async fn a_duplicate_instruction_changes_nothing() {
         .await;
 
     // Publish the trade's instruction (both allocations) again, exactly as matching did.
-    let sent: Vec<(String, Value)> =
+    let sent: Vec<(String, String)> =
         sqlx::query_as("SELECT key, payload FROM matching.outbox WHERE topic = 'st.instructions'")
             .fetch_all(&stack.db)
             .await
             .unwrap();
     assert_eq!(sent.len(), 1, "one instruction message per trade");
-    assert_eq!(sent[0].1["allocations"].as_array().map(Vec::len), Some(2));
+    let instruction: Value = serde_json::from_str(&sent[0].1).unwrap();
+    assert_eq!(instruction["allocations"].as_array().map(Vec::len), Some(2));
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &stack.kafka_brokers)
         .create()
@@ -258,7 +259,7 @@ async fn a_duplicate_instruction_changes_nothing() {
             .send(
                 FutureRecord::to("st.instructions")
                     .key(key)
-                    .payload(&payload.to_string()),
+                    .payload(payload),
                 Duration::from_secs(10),
             )
             .await

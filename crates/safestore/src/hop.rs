@@ -3,18 +3,15 @@
 
 use uuid::Uuid;
 
-/// The content digest reconciliation compares: Postgres's SHA-256 of the stored `jsonb` written out
-/// as text. `jsonb` normalizes key order and whitespace, so an outbox row and the inbox row of the
-/// same message have the same digest.
-const DIGEST: &str = "encode(sha256(convert_to(payload::text, 'UTF8')), 'hex')";
+/// The content digest reconciliation compares: Postgres's SHA-256 of the stored JSON text. The text
+/// that travels is the outbox's, and a consumer keeps the bytes it received, so an outbox row and
+/// the inbox row of the same message have the same digest (safe-store migration 0005).
+const DIGEST: &str = "encode(sha256(convert_to(payload, 'UTF8')), 'hex')";
 
-/// How far `schema`'s relay has published topic `$1`, as a row `(txid, id)`; the start when it
-/// never has. Rows at or before it are published (migration 0004).
+/// How far `schema`'s relay has published topic `$1`: the last outbox row id published (0 when it
+/// never has). Rows at or before it are published (migration 0004).
 fn progress(schema: &str) -> String {
-    format!(
-        "(SELECT coalesce((SELECT txid FROM {schema}.relay_progress WHERE topic = $1), 0),
-                 coalesce((SELECT id FROM {schema}.relay_progress WHERE topic = $1), 0))"
-    )
+    format!("coalesce((SELECT id FROM {schema}.relay_progress WHERE topic = $1), 0)")
 }
 
 /// `schema`'s outbox rows for `topic` published, and created between `window_seconds` and
@@ -30,7 +27,7 @@ pub async fn produced(
     let published = progress(schema);
     sqlx::query_as(&format!(
         "SELECT message_id, {DIGEST} FROM {schema}.outbox
-         WHERE topic = $1 AND (txid, id) <= {published}
+         WHERE topic = $1 AND id <= {published}
            AND created_at >= now() - make_interval(secs => $2)
            AND created_at < now() - make_interval(secs => $3)"
     ))
@@ -86,7 +83,7 @@ pub async fn unpublished(
 ) -> Result<i64, sqlx::Error> {
     let published = progress(schema);
     sqlx::query_scalar(&format!(
-        "SELECT count(*) FROM {schema}.outbox WHERE topic = $1 AND (txid, id) > {published}"
+        "SELECT count(*) FROM {schema}.outbox WHERE topic = $1 AND id > {published}"
     ))
     .bind(topic)
     .fetch_one(pool)
@@ -101,8 +98,8 @@ pub async fn stored_messages(
     ids: &[Uuid],
 ) -> Result<Vec<crate::PendingMessage>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "SELECT txid, id, message_id, topic, key, payload::text AS payload FROM {schema}.outbox
-         WHERE topic = $1 AND message_id = ANY($2) ORDER BY txid, id"
+        "SELECT id, message_id, topic, key, payload FROM {schema}.outbox
+         WHERE topic = $1 AND message_id = ANY($2) ORDER BY id"
     ))
     .bind(topic)
     .bind(ids)
@@ -110,14 +107,14 @@ pub async fn stored_messages(
     .await
 }
 
-/// What `schema`'s inbox kept of these messages: id and payload (rows kept before inboxes had
-/// payloads are left out).
+/// What `schema`'s inbox kept of these messages: id and payload, the JSON text as received (rows
+/// kept before inboxes had payloads are left out).
 pub async fn consumed_payloads(
     pool: &sqlx::PgPool,
     schema: &str,
     topic: &str,
     ids: &[Uuid],
-) -> Result<Vec<(Uuid, serde_json::Value)>, sqlx::Error> {
+) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
     sqlx::query_as(&format!(
         "SELECT message_id, payload FROM {schema}.inbox
          WHERE topic = $1 AND message_id = ANY($2) AND payload IS NOT NULL"
@@ -129,8 +126,8 @@ pub async fn consumed_payloads(
 }
 
 /// Puts lost messages back in `schema`'s outbox as already published (their consumer has them), so
-/// the producer's record is whole again: at txid -1, before every relay position. A message already
-/// there is left as it is.
+/// the producer's record is whole again: under negative row ids, before every relay position. A
+/// message already there is left as it is.
 pub async fn restore(
     pool: &sqlx::PgPool,
     schema: &str,
@@ -139,10 +136,11 @@ pub async fn restore(
     let ids: Vec<Uuid> = messages.iter().map(|m| m.message_id).collect();
     let topics: Vec<&str> = messages.iter().map(|m| m.topic.as_str()).collect();
     let keys: Vec<&str> = messages.iter().map(|m| m.key.as_str()).collect();
-    let payloads: Vec<serde_json::Value> = messages.iter().map(|m| m.payload.clone()).collect();
+    let payloads: Vec<&str> = messages.iter().map(|m| m.payload.as_str()).collect();
     Ok(sqlx::query(&format!(
-        "INSERT INTO {schema}.outbox (message_id, topic, key, payload, txid)
-         SELECT *, -1 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::jsonb[])
+        "INSERT INTO {schema}.outbox (message_id, topic, key, payload, id)
+         SELECT *, -nextval(pg_get_serial_sequence('{schema}.outbox', 'id'))
+         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[])
          ON CONFLICT (message_id) DO NOTHING"
     ))
     .bind(&ids)
@@ -192,26 +190,16 @@ pub mod incremental {
     use uuid::Uuid;
 
     use super::{progress, DIGEST};
-    use crate::OutboxPosition;
 
     /// An upstream record published after the reconciler's cursor.
     #[derive(Debug, Clone, sqlx::FromRow)]
     pub struct Published {
-        pub txid: i64,
+        /// Its outbox row id: the reconciler's cursor.
         pub id: i64,
         pub message_id: Uuid,
         pub digest: String,
         /// When it was produced, in seconds since the epoch (the database's clock).
         pub produced_at: f64,
-    }
-
-    impl Published {
-        pub fn position(&self) -> OutboxPosition {
-            OutboxPosition {
-                txid: self.txid,
-                id: self.id,
-            }
-        }
     }
 
     /// The database's clock, in seconds since the epoch.
@@ -228,29 +216,24 @@ pub mod incremental {
         schema: &str,
         topic: &str,
         window_seconds: f64,
-    ) -> Result<OutboxPosition, sqlx::Error> {
-        let first: Option<(i64, i64)> = sqlx::query_as(&format!(
-            "SELECT txid, id FROM {schema}.outbox
-             WHERE topic = $1 AND created_at >= now() - make_interval(secs => $2)
-             ORDER BY txid, id LIMIT 1"
+    ) -> Result<i64, sqlx::Error> {
+        let first: Option<i64> = sqlx::query_scalar(&format!(
+            "SELECT min(id) FROM {schema}.outbox
+             WHERE topic = $1 AND created_at >= now() - make_interval(secs => $2)"
         ))
         .bind(topic)
         .bind(window_seconds)
-        .fetch_optional(pool)
+        .fetch_one(pool)
         .await?;
-        Ok(match first {
-            Some((txid, id)) => OutboxPosition { txid, id: id - 1 },
+        match first {
+            Some(id) => Ok(id - 1),
             None => {
-                let (txid, id): (i64, i64) = sqlx::query_as(&format!(
-                    "SELECT * FROM {published} AS p",
-                    published = progress(schema)
-                ))
-                .bind(topic)
-                .fetch_one(pool)
-                .await?;
-                OutboxPosition { txid, id }
+                sqlx::query_scalar(&format!("SELECT {published}", published = progress(schema)))
+                    .bind(topic)
+                    .fetch_one(pool)
+                    .await
             }
-        })
+        }
     }
 
     /// Up to `limit` records of `topic` published after `after`, in publishing order.
@@ -258,20 +241,19 @@ pub mod incremental {
         pool: &sqlx::PgPool,
         schema: &str,
         topic: &str,
-        after: OutboxPosition,
+        after: i64,
         limit: i64,
     ) -> Result<Vec<Published>, sqlx::Error> {
         let published = progress(schema);
         sqlx::query_as(&format!(
-            "SELECT txid, id, message_id, {DIGEST} AS digest,
+            "SELECT id, message_id, {DIGEST} AS digest,
                     extract(epoch FROM created_at)::float8 AS produced_at
              FROM {schema}.outbox
-             WHERE topic = $1 AND (txid, id) > ($2, $3) AND (txid, id) <= {published}
-             ORDER BY txid, id LIMIT $4"
+             WHERE topic = $1 AND id > $2 AND id <= {published}
+             ORDER BY id LIMIT $3"
         ))
         .bind(topic)
-        .bind(after.txid)
-        .bind(after.id)
+        .bind(after)
         .bind(limit)
         .fetch_all(pool)
         .await
@@ -311,4 +293,26 @@ pub mod incremental {
         .fetch_all(pool)
         .await
     }
+}
+
+/// How many of `schema`'s outbox rows for `topic` wait for the relay (counting at most `cap`), and
+/// how long the oldest of them has waited, in seconds (0 when none waits).
+pub async fn waiting(
+    pool: &sqlx::PgPool,
+    schema: &str,
+    topic: &str,
+    cap: i64,
+) -> Result<(i64, f64), sqlx::Error> {
+    let published = progress(schema);
+    sqlx::query_as(&format!(
+        "SELECT count(*),
+                coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8
+         FROM (SELECT created_at FROM {schema}.outbox
+               WHERE topic = $1 AND id > {published}
+               ORDER BY id LIMIT $2) waiting"
+    ))
+    .bind(topic)
+    .bind(cap)
+    .fetch_one(pool)
+    .await
 }

@@ -139,7 +139,8 @@ pub struct Outgoing {
     pub message_id: Uuid,
     pub topic: String,
     pub key: String,
-    pub payload: serde_json::Value,
+    /// The message's JSON text, exactly as it will travel.
+    pub payload: String,
 }
 
 impl Outgoing {
@@ -148,24 +149,32 @@ impl Outgoing {
             message_id: message.message_id(),
             topic: M::TOPIC.to_owned(),
             key: message.key(),
-            payload: serde_json::to_value(message).expect("messages always serialize"),
+            payload: serde_json::to_string(message).expect("messages always serialize"),
         }
     }
 }
 
 /// Writes messages to the outbox in one statement. A message already there (same id) is kept as it
 /// was: its id is derived from its content, so it is the same message.
+///
+/// First it takes the outbox's lock, held until the transaction ends, so that writers (several
+/// consumers, a sweeper, a second instance) add rows one transaction at a time: row ids are then in
+/// commit order, and the relay can follow them with a cursor and miss nothing (migration 0004).
+/// Call it last in a transaction, just before committing.
 pub async fn enqueue(conn: &mut PgConnection, messages: &[Outgoing]) -> Result<(), sqlx::Error> {
     if messages.is_empty() {
         return Ok(());
     }
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '/outbox'))")
+        .execute(&mut *conn)
+        .await?;
     let ids: Vec<Uuid> = messages.iter().map(|m| m.message_id).collect();
     let topics: Vec<&str> = messages.iter().map(|m| m.topic.as_str()).collect();
     let keys: Vec<&str> = messages.iter().map(|m| m.key.as_str()).collect();
-    let payloads: Vec<serde_json::Value> = messages.iter().map(|m| m.payload.clone()).collect();
+    let payloads: Vec<&str> = messages.iter().map(|m| m.payload.as_str()).collect();
     sqlx::query(
         "INSERT INTO outbox (message_id, topic, key, payload)
-         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::jsonb[])
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[])
          ON CONFLICT (message_id) DO NOTHING",
     )
     .bind(&ids)
@@ -203,7 +212,7 @@ pub async fn claim_inbox(
     let payloads: Vec<&str> = messages.iter().map(|(_, o)| o.payload).collect();
     let fresh: Vec<Uuid> = sqlx::query_scalar(
         "INSERT INTO inbox (message_id, topic, partition, \"offset\", payload)
-         SELECT id, topic, part, off, payload::jsonb
+         SELECT id, topic, part, off, payload
          FROM UNNEST($1::uuid[], $2::text[], $3::int[], $4::bigint[], $5::text[])
               AS m(id, topic, part, off, payload)
          ON CONFLICT (message_id) DO NOTHING
@@ -293,18 +302,9 @@ pub async fn record_dead_letter(
     Ok(())
 }
 
-/// A place in one topic's outbox, in the order the relay publishes: rows written by older
-/// transactions first, then by id (see migration 0004).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub struct OutboxPosition {
-    pub txid: i64,
-    pub id: i64,
-}
-
 /// An outbox row to publish.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct PendingMessage {
-    pub txid: i64,
     pub id: i64,
     pub message_id: Uuid,
     pub topic: String,
@@ -312,72 +312,55 @@ pub struct PendingMessage {
     pub payload: String,
 }
 
-impl PendingMessage {
-    pub fn position(&self) -> OutboxPosition {
-        OutboxPosition {
-            txid: self.txid,
-            id: self.id,
-        }
-    }
-}
-
-/// The next rows to publish: per topic, up to `limit` rows after its cursor, oldest first, among rows
-/// whose transactions are older than every transaction still running (so no earlier row can still
-/// appear). Topics not asked for keep their rows, in order, until they are.
+/// The next rows to publish: per topic, up to `limit` rows after its cursor (an outbox row id), in
+/// id order. Topics not asked for keep their rows, in order, until they are.
 pub async fn unpublished_after(
     pool: &PgPool,
-    cursors: &[(String, OutboxPosition)],
+    cursors: &[(String, i64)],
     limit: i64,
 ) -> Result<Vec<PendingMessage>, sqlx::Error> {
     let topics: Vec<&str> = cursors.iter().map(|(t, _)| t.as_str()).collect();
-    let txids: Vec<i64> = cursors.iter().map(|(_, p)| p.txid).collect();
-    let ids: Vec<i64> = cursors.iter().map(|(_, p)| p.id).collect();
+    let ids: Vec<i64> = cursors.iter().map(|(_, id)| *id).collect();
     sqlx::query_as(
-        "SELECT r.txid, r.id, r.message_id, r.topic, r.key, r.payload
-         FROM UNNEST($1::text[], $2::bigint[], $3::bigint[]) AS c(topic, txid, id),
+        "SELECT r.id, r.message_id, r.topic, r.key, r.payload
+         FROM UNNEST($1::text[], $2::bigint[]) AS c(topic, id),
          LATERAL (
-             SELECT o.txid, o.id, o.message_id, o.topic, o.key, o.payload::text AS payload
+             SELECT o.id, o.message_id, o.topic, o.key, o.payload
              FROM outbox o
-             WHERE o.topic = c.topic AND (o.txid, o.id) > (c.txid, c.id)
-               AND o.txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
-             ORDER BY o.txid, o.id
-             LIMIT $4
+             WHERE o.topic = c.topic AND o.id > c.id
+             ORDER BY o.id
+             LIMIT $3
          ) r",
     )
     .bind(&topics)
-    .bind(&txids)
     .bind(&ids)
     .bind(limit)
     .fetch_all(pool)
     .await
 }
 
-/// How far the relay has published each of `topics` (the start, for a topic never published).
+/// How far the relay has published each of `topics`: the last row id (0 for a topic never
+/// published).
 pub async fn relay_progress(
     pool: &PgPool,
     topics: &[String],
-) -> Result<HashMap<String, OutboxPosition>, sqlx::Error> {
-    let rows: Vec<(String, i64, i64)> =
-        sqlx::query_as("SELECT topic, txid, id FROM relay_progress WHERE topic = ANY($1)")
+) -> Result<HashMap<String, i64>, sqlx::Error> {
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT topic, id FROM relay_progress WHERE topic = ANY($1)")
             .bind(topics)
             .fetch_all(pool)
             .await?;
-    let mut progress: HashMap<String, OutboxPosition> = topics
-        .iter()
-        .map(|t| (t.clone(), OutboxPosition::default()))
-        .collect();
-    for (topic, txid, id) in rows {
-        progress.insert(topic, OutboxPosition { txid, id });
-    }
+    let mut progress: HashMap<String, i64> = topics.iter().map(|t| (t.clone(), 0)).collect();
+    progress.extend(rows);
     Ok(progress)
 }
 
-/// Records that everything up to each position was published. A cursor never moves backwards. Not
+/// Records that everything up to each row id was published. A cursor never moves backwards. Not
 /// waited for on disk: progress lost in a crash only means publishing some rows again, which
 /// consumers drop by id.
 pub async fn save_relay_progress(
     pool: &PgPool,
-    progress: &[(String, OutboxPosition)],
+    progress: &[(String, i64)],
 ) -> Result<(), sqlx::Error> {
     if progress.is_empty() {
         return Ok(());
@@ -387,14 +370,13 @@ pub async fn save_relay_progress(
         .execute(&mut *tx)
         .await?;
     sqlx::query(
-        "INSERT INTO relay_progress AS p (topic, txid, id)
-         SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[])
-         ON CONFLICT (topic) DO UPDATE SET txid = EXCLUDED.txid, id = EXCLUDED.id, updated_at = now()
-         WHERE (p.txid, p.id) < (EXCLUDED.txid, EXCLUDED.id)",
+        "INSERT INTO relay_progress AS p (topic, id)
+         SELECT * FROM UNNEST($1::text[], $2::bigint[])
+         ON CONFLICT (topic) DO UPDATE SET id = EXCLUDED.id, updated_at = now()
+         WHERE p.id < EXCLUDED.id",
     )
     .bind(progress.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>())
-    .bind(progress.iter().map(|(_, p)| p.txid).collect::<Vec<_>>())
-    .bind(progress.iter().map(|(_, p)| p.id).collect::<Vec<_>>())
+    .bind(progress.iter().map(|(_, id)| *id).collect::<Vec<_>>())
     .execute(&mut *tx)
     .await?;
     tx.commit().await
@@ -410,8 +392,7 @@ pub async fn outbox_depth(pool: &PgPool, topics: &[String], cap: i64) -> Result<
          LATERAL (
              SELECT count(*) AS n FROM (
                  SELECT 1 FROM outbox o
-                 WHERE o.topic = t.topic
-                   AND (o.txid, o.id) > (coalesce(p.txid, 0), coalesce(p.id, 0))
+                 WHERE o.topic = t.topic AND o.id > coalesce(p.id, 0)
                  LIMIT $2) waiting
          ) d",
     )
@@ -493,11 +474,11 @@ pub async fn retire(pool: &PgPool, older_than: Duration, batch: i64) -> Result<u
     .await?
     .rows_affected();
     let outbox = sqlx::query(
-        "DELETE FROM outbox WHERE (topic, txid, id) IN (
-             SELECT o.topic, o.txid, o.id FROM outbox o
+        "DELETE FROM outbox WHERE (topic, id) IN (
+             SELECT o.topic, o.id FROM outbox o
              LEFT JOIN relay_progress p USING (topic)
              WHERE o.created_at < now() - make_interval(secs => $1)
-               AND (o.txid, o.id) <= (coalesce(p.txid, 0), coalesce(p.id, 0))
+               AND o.id <= coalesce(p.id, 0)
              LIMIT $2)",
     )
     .bind(seconds)

@@ -674,7 +674,8 @@ fn dead_letter_message(topic: &str, letter: &DeadLetter) -> Outgoing {
             "message_id": letter.message_id,
             "error": letter.error,
             "payload": letter.payload.as_deref().map(String::from_utf8_lossy),
-        }),
+        })
+        .to_string(),
     }
 }
 

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
-use keel_safestore::{OutboxPosition, PendingMessage, PgPool};
+use keel_safestore::{PendingMessage, PgPool};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
 use rdkafka::util::Timeout;
@@ -65,11 +65,13 @@ enum RelayError {
 /// A message handed to the producer and not yet acknowledged.
 struct InFlight {
     topic: String,
-    position: OutboxPosition,
+    /// Its outbox row id.
+    id: i64,
     delivery: DeliveryFuture,
 }
 
-/// Publishes a service's outbox, per topic in (txid, id) order, with the idempotent producer. It
+/// Publishes a service's outbox, per topic in row id order (commit order: see
+/// `keel_safestore::enqueue`), with the idempotent producer. It
 /// sends continuously, up to `max_in_flight` unacknowledged messages, while an acknowledging task
 /// follows the broker's acknowledgements in send order and records, per topic, the position up to
 /// which everything is acknowledged. A crash re-publishes what was sent after the last recorded
@@ -286,14 +288,14 @@ impl OutboxRelay {
     async fn send_round(
         &self,
         producers: &mut BTreeMap<String, FutureProducer>,
-        sent: &mut std::collections::HashMap<String, OutboxPosition>,
+        sent: &mut std::collections::HashMap<String, i64>,
         to_acker: &mpsc::Sender<InFlight>,
     ) -> Result<usize, RelayError> {
         let routes = self.routes();
         if routes.is_empty() {
             return Ok(0);
         }
-        let cursors: Vec<(String, OutboxPosition)> = routes
+        let cursors: Vec<(String, i64)> = routes
             .keys()
             .map(|topic| (topic.clone(), sent.get(topic).copied().unwrap_or_default()))
             .collect();
@@ -323,9 +325,9 @@ impl OutboxRelay {
                     Err((error, _)) => return Err(error.into()),
                 }
             };
-            sent.insert(row.topic.clone(), row.position());
+            sent.insert(row.topic.clone(), row.id);
             let in_flight = InFlight {
-                position: row.position(),
+                id: row.id,
                 topic: row.topic,
                 delivery,
             };
@@ -345,18 +347,18 @@ impl OutboxRelay {
 async fn acknowledge(
     pool: PgPool,
     mut in_flight: mpsc::Receiver<InFlight>,
-    mut acked: std::collections::HashMap<String, OutboxPosition>,
+    mut acked: std::collections::HashMap<String, i64>,
     save_every: Duration,
 ) -> Result<(), RelayError> {
-    let mut unsaved: BTreeMap<String, OutboxPosition> = BTreeMap::new();
+    let mut unsaved: BTreeMap<String, i64> = BTreeMap::new();
     let mut saved_at = Instant::now();
     let mut published = 0u64;
     let mut outcome = Ok(());
     while let Some(message) = in_flight.recv().await {
         match message.delivery.await {
             Ok(Ok(_)) => {
-                acked.insert(message.topic.clone(), message.position);
-                unsaved.insert(message.topic, message.position);
+                acked.insert(message.topic.clone(), message.id);
+                unsaved.insert(message.topic, message.id);
                 published += 1;
             }
             Ok(Err((error, _))) => {
@@ -379,13 +381,13 @@ async fn acknowledge(
 
 async fn save(
     pool: &PgPool,
-    unsaved: &mut BTreeMap<String, OutboxPosition>,
+    unsaved: &mut BTreeMap<String, i64>,
     published: &mut u64,
 ) -> Result<(), RelayError> {
     if unsaved.is_empty() {
         return Ok(());
     }
-    let progress: Vec<(String, OutboxPosition)> = std::mem::take(unsaved).into_iter().collect();
+    let progress: Vec<(String, i64)> = std::mem::take(unsaved).into_iter().collect();
     keel_safestore::save_relay_progress(pool, &progress).await?;
     metrics::counter!("keel_outbox_published_total").increment(*published);
     *published = 0;

@@ -45,7 +45,11 @@ max_connections = 300
 shared_buffers = ${PG_SHARED_BUFFERS:-512MB}
 max_wal_size = 4GB
 checkpoint_timeout = 15min
-wal_compression = on
+wal_compression = lz4
+# Large values (a trade's state with both legs) are compressed with lz4 rather than pglz: several
+# times cheaper in CPU for about the same size (measured: pglz was a visible share of the stores'
+# CPU at 1,000 legs/s).
+default_toast_compression = lz4
 wal_level = replica
 max_wal_senders = 10
 fsync = on
@@ -53,6 +57,9 @@ synchronous_commit = local
 hot_standby = on
 wal_keep_size = 1GB
 logging_collector = off
+# Statement statistics, for finding where the database's time goes (CREATE EXTENSION
+# pg_stat_statements in a database to read them).
+shared_preload_libraries = 'pg_stat_statements'
 CONF
   fi
   clear_dead_lock "$dir"

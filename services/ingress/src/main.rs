@@ -62,7 +62,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let clusters = keel_service_kit::clusters(&config.regions, &config.kafka);
-    let admission = if config.admission.max_backlog > 0 {
+    let admission = if config.admission.enabled() {
         let probe = admission::PipelineProbe::new(
             [
                 (App::TradeMatching, pool.clone()),

@@ -397,10 +397,13 @@ async fn repair(
         let messages: Vec<Outgoing> = kept
             .into_iter()
             .filter_map(|(message_id, payload)| {
+                // The key is read from the JSON; the text itself is restored byte for byte, so the
+                // restored row's digest is the one the consumer holds.
+                let json: serde_json::Value = serde_json::from_str(&payload).ok()?;
                 Some(Outgoing {
                     message_id,
                     topic: hop.topic.to_owned(),
-                    key: keel_messages::key_of(hop.topic, &payload)?,
+                    key: keel_messages::key_of(hop.topic, &json)?,
                     payload,
                 })
             })
@@ -583,8 +586,8 @@ const ROUND_LIMIT: i64 = 200_000;
 struct WatchedHop {
     hop: &'static Hop,
     tracker: keel_reconcile::HopTracker,
-    /// The last upstream record taken in (None before the first round).
-    cursor: Option<keel_safestore::OutboxPosition>,
+    /// The outbox row id of the last upstream record taken in (None before the first round).
+    cursor: Option<i64>,
     /// Downstream consumption read up to here (seconds since the epoch).
     consumed_until: Option<f64>,
     gaps: HopDiff,
@@ -621,7 +624,7 @@ impl WatchedHop {
             None => window_start(upstream, up, topic, window.seconds).await?,
         };
         let published = published_after(upstream, up, topic, cursor, ROUND_LIMIT).await?;
-        self.cursor = Some(published.last().map_or(cursor, |p| p.position()));
+        self.cursor = Some(published.last().map_or(cursor, |p| p.id));
         self.tracker.produced(published.into_iter().map(|p| {
             (
                 Record {

@@ -295,7 +295,7 @@ pub async fn queues(
         depth += sqlx::query_scalar::<_, i64>(&format!(
             "SELECT count(*) FROM {schema}.outbox o
              LEFT JOIN {schema}.relay_progress p USING (topic)
-             WHERE (o.txid, o.id) > (coalesce(p.txid, 0), coalesce(p.id, 0))"
+             WHERE o.id > coalesce(p.id, 0)"
         ))
         .fetch_one(pool)
         .await?;

@@ -40,9 +40,20 @@ pub async fn run(
 /// Settles the pending instructions of up to `BATCH` trades whose settlement date has come, whole
 /// trades at a time, so each trade gets one answer.
 async fn settle_due(pool: &PgPool, reference: &ReferenceData) -> Result<usize, sqlx::Error> {
+    let now = Utc::now();
+    // Most rounds find nothing due: look before taking the ledger lock, which would make the
+    // consumer's next batch wait for nothing.
+    let due: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM instructions WHERE status = 'PENDING' AND settlement_date <= $1)",
+    )
+    .bind(now.date_naive())
+    .fetch_one(pool)
+    .await?;
+    if !due {
+        return Ok(0);
+    }
     let mut tx = pool.begin().await?;
     ledger_store::lock(&mut tx).await?;
-    let now = Utc::now();
     let rows: Vec<(sqlx::types::Json<BookedInstruction>,)> = sqlx::query_as(
         "SELECT body FROM instructions
          WHERE status = 'PENDING' AND trade_id IN (

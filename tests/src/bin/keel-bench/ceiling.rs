@@ -27,6 +27,14 @@ pub struct Shape {
     pub linger_ms: u32,
 }
 
+/// Which sides of the durable work to run: both (the ceiling), or one alone (to see which binds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sides {
+    Both,
+    BrokerOnly,
+    PostgresOnly,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Ceiling {
     pub messages_per_second: f64,
@@ -41,9 +49,10 @@ const MESSAGES_PER_COMMIT: u64 = 100;
 
 pub async fn measure(
     brokers: &str,
-    database_url: &str,
+    databases: &[&str],
     shape: Shape,
     duration: Duration,
+    sides: Sides,
 ) -> anyhow::Result<Ceiling> {
     let topic = "bench.ceiling";
     let kafka = KafkaOptions {
@@ -52,21 +61,33 @@ pub async fn measure(
         ..KafkaOptions::default()
     };
     keel_streaming::admin::ensure_topics(&kafka, &[topic]).await?;
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(2)
-        .connect(database_url)
+    // One writer per database, as Keel's applications each write their own.
+    let mut pools = Vec::new();
+    for url in databases {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect(url)
+            .await?;
+        sqlx::raw_sql(
+            "DROP SCHEMA IF EXISTS bench CASCADE; CREATE SCHEMA bench;
+             CREATE TABLE bench.rows (id uuid PRIMARY KEY, key text NOT NULL, payload text NOT NULL,
+                                      created_at timestamptz NOT NULL DEFAULT now());
+             CREATE INDEX ON bench.rows (created_at);",
+        )
+        .execute(&pool)
         .await?;
-    sqlx::raw_sql(
-        "DROP SCHEMA IF EXISTS bench CASCADE; CREATE SCHEMA bench;
-         CREATE TABLE bench.rows (id uuid PRIMARY KEY, key text NOT NULL, payload jsonb NOT NULL,
-                                  created_at timestamptz NOT NULL DEFAULT now());
-         CREATE INDEX ON bench.rows (created_at);",
-    )
-    .execute(&pool)
-    .await?;
+        pools.push(pool);
+    }
 
     let consumed = Arc::new(AtomicU64::new(0));
     let written = Arc::new(AtomicU64::new(0));
+    // A side left out counts as always done, so the other runs unpaced.
+    let unpaced = Arc::new(AtomicU64::new(u64::MAX / 2));
+    let (consumed_pace, written_pace) = match sides {
+        Sides::Both => (consumed.clone(), written.clone()),
+        Sides::BrokerOnly => (consumed.clone(), unpaced.clone()),
+        Sides::PostgresOnly => (unpaced.clone(), written.clone()),
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let payload =
         serde_json::json!({"pad": "x".repeat(shape.payload_bytes.saturating_sub(12))}).to_string();
@@ -101,7 +122,8 @@ pub async fn measure(
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let producer_task = {
-        let (consumed, written, stop) = (consumed.clone(), written.clone(), stop.clone());
+        let (consumed, written, stop) = (consumed_pace.clone(), written_pace.clone(), stop.clone());
+        let enabled = sides != Sides::PostgresOnly;
         let payload = payload.clone();
         tokio::spawn(async move {
             let producer: FutureProducer = ClientConfig::new()
@@ -112,7 +134,7 @@ pub async fn measure(
                 .create()?;
             let mut produced = 0u64;
             let mut deliveries = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
+            while enabled && !stop.load(Ordering::Relaxed) {
                 if produced > written.load(Ordering::Relaxed) + SLACK
                     || produced > consumed.load(Ordering::Relaxed) + 4 * SLACK
                 {
@@ -147,11 +169,17 @@ pub async fn measure(
     };
 
     let rows_per_commit = (shape.rows_per_message * MESSAGES_PER_COMMIT as f64).round() as usize;
-    let writers: Vec<_> = (0..2)
-        .map(|_| {
-            let (pool, consumed, written, stop) =
-                (pool.clone(), consumed.clone(), written.clone(), stop.clone());
-            let payload: serde_json::Value = serde_json::from_str(&payload).expect("json");
+    let writer_pools = if sides == Sides::BrokerOnly {
+        Vec::new()
+    } else {
+        pools.clone()
+    };
+    let writers: Vec<_> = writer_pools
+        .into_iter()
+        .map(|pool| {
+            let (consumed, written, stop) =
+                (consumed_pace.clone(), written.clone(), stop.clone());
+            let payload = payload.clone();
             tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
                     if written.load(Ordering::Relaxed) > consumed.load(Ordering::Relaxed) + SLACK {
@@ -163,7 +191,7 @@ pub async fn measure(
                     let payloads = vec![payload.clone(); ids.len()];
                     sqlx::query(
                         "INSERT INTO bench.rows (id, key, payload)
-                         SELECT id, 'IM-ALPHA|BR-NORTH|C', p FROM UNNEST($1::uuid[], $2::jsonb[]) AS u(id, p)",
+                         SELECT id, 'IM-ALPHA|BR-NORTH|C', p FROM UNNEST($1::uuid[], $2::text[]) AS u(id, p)",
                     )
                     .bind(&ids)
                     .bind(&payloads)
@@ -178,9 +206,13 @@ pub async fn measure(
 
     tokio::time::sleep(duration).await;
     let elapsed = started.elapsed().as_secs_f64() - 2.0;
-    let done = consumed
-        .load(Ordering::Relaxed)
-        .min(written.load(Ordering::Relaxed)) as f64;
+    let done = match sides {
+        Sides::Both => consumed
+            .load(Ordering::Relaxed)
+            .min(written.load(Ordering::Relaxed)),
+        Sides::BrokerOnly => consumed.load(Ordering::Relaxed),
+        Sides::PostgresOnly => written.load(Ordering::Relaxed),
+    } as f64;
     stop.store(true, Ordering::Relaxed);
     producer_task.await??;
     for writer in writers {
@@ -189,10 +221,12 @@ pub async fn measure(
     tokio::task::spawn_blocking(move || reader.join().expect("reader"))
         .await?
         .map_err(|e| anyhow::anyhow!("ceiling consumer: {e}"))?;
-    sqlx::raw_sql("DROP SCHEMA bench CASCADE")
-        .execute(&pool)
-        .await?;
-    pool.close().await;
+    for pool in pools {
+        sqlx::raw_sql("DROP SCHEMA bench CASCADE")
+            .execute(&pool)
+            .await?;
+        pool.close().await;
+    }
 
     let messages_per_second = done / elapsed;
     Ok(Ceiling {

@@ -102,15 +102,19 @@ async fn pipeline_section() -> anyhow::Result<String> {
         })
         .collect::<anyhow::Result<_>>()?;
     let times = step_times()?;
+    // As `make up` runs it: each application's database in a Postgres cluster of its own, the
+    // broker's log in another (the test cluster), so their WAL and fsyncs do not queue together.
     let stack = Stack::start(
         "bench",
         StackOptions {
             release: true,
+            replicated: true,
             ..StackOptions::default()
         },
     )
     .await?;
     let admin = admin().await?;
+    let clusters = [stack.db.clone(), stack.st_db.clone(), admin.clone()];
     eprintln!("stack up; logs in {}", stack.dir.join("logs").display());
 
     let mut rows: Vec<StepResult> = Vec::new();
@@ -118,7 +122,7 @@ async fn pipeline_section() -> anyhow::Result<String> {
     for (index, rate) in rates.iter().enumerate() {
         let row = pipeline::step(
             &stack,
-            &admin,
+            &clusters,
             &format!("B{index}"),
             index as u64,
             *rate,
@@ -139,26 +143,32 @@ async fn pipeline_section() -> anyhow::Result<String> {
                 partitions: 1,
                 linger_ms: keel_streaming::KafkaOptions::default().linger_ms,
             };
-            let measured = ceiling::measure(
-                &stack.kafka_brokers,
-                &stack.database_url,
-                shape,
-                Duration::from_secs(15),
-            )
-            .await?;
-            eprintln!("ceiling: {measured:?} for {shape:?}");
-            ceiling = Some((shape, measured));
+            let databases = [stack.database_url.as_str(), stack.st_database_url.as_str()];
+            let measure = |sides| {
+                ceiling::measure(
+                    &stack.kafka_brokers,
+                    &databases,
+                    shape,
+                    Duration::from_secs(15),
+                    sides,
+                )
+            };
+            let both = measure(ceiling::Sides::Both).await?;
+            let broker = measure(ceiling::Sides::BrokerOnly).await?;
+            let postgres = measure(ceiling::Sides::PostgresOnly).await?;
+            eprintln!("ceiling: {both:?}, broker alone {broker:?}, Postgres alone {postgres:?} for {shape:?}");
+            ceiling = Some((shape, both, broker, postgres));
         }
         rows.push(row);
         if saturated {
             break;
         }
     }
-    let (shape, ceiling) = ceiling.expect("at least one step");
+    let (shape, ceiling, broker_alone, postgres_alone) = ceiling.expect("at least one step");
     let best = rows.iter().map(|r| r.sustained).fold(0.0, f64::max);
 
     // Twice what it carried: ingress must refuse the excess and keep the accepted legs' latency.
-    let overload = pipeline::step(&stack, &admin, "BOVER", 99, 2.0 * best, times, false).await?;
+    let overload = pipeline::step(&stack, &clusters, "BOVER", 99, 2.0 * best, times, false).await?;
     eprintln!("overload at {:.0} legs/s: {overload:?}", 2.0 * best);
 
     let mut out = String::new();
@@ -200,6 +210,12 @@ async fn pipeline_section() -> anyhow::Result<String> {
         ceiling.legs_per_second,
         shape.messages_per_leg,
         best / ceiling.legs_per_second)?;
+    writeln!(out)?;
+    writeln!(out, "Each side alone, to see which binds: the broker alone carries {:.0} messages/s (= {:.0} legs/s); Postgres alone takes {:.0} rows/s (= {:.0} legs/s).",
+        broker_alone.messages_per_second,
+        broker_alone.legs_per_second,
+        postgres_alone.rows_per_second,
+        postgres_alone.legs_per_second)?;
     if let Some(top) = rows
         .iter()
         .rev()
@@ -215,6 +231,24 @@ async fn pipeline_section() -> anyhow::Result<String> {
             if *share >= 0.005 {
                 writeln!(out, "| {label} | {:.1} % |", 100.0 * share)?;
             }
+        }
+        writeln!(out)?;
+        writeln!(out, "Where each stage's time went in the same window (a stage busy near 100 % of the window is the bottleneck):")?;
+        writeln!(out)?;
+        writeln!(
+            out,
+            "| stage | busy committing | per commit | ms per commit |"
+        )?;
+        writeln!(out, "|---|---:|---:|---:|")?;
+        for stage in &row.stages {
+            writeln!(
+                out,
+                "| {} | {:.0} % | {:.1} | {:.1} |",
+                stage.stage,
+                100.0 * stage.busy,
+                stage.per_commit,
+                stage.millis_per_commit
+            )?;
         }
     }
     Ok(out)

@@ -9,7 +9,7 @@ use keel_system_tests::Stack;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::profile::{self, CpuShares};
+use crate::profile::{self, CpuShares, StageTime};
 
 /// How long a step's warm-up and steady window last.
 #[derive(Debug, Clone, Copy)]
@@ -48,17 +48,11 @@ pub struct StepResult {
     /// Requests that got 429 and waited their `Retry-After`.
     pub throttled: u64,
     pub cpu: Option<CpuShares>,
+    /// What each stage's time went to over the window (with the CPU profile).
+    pub stages: Vec<StageTime>,
 }
 
-/// Counters read before and after a window.
-#[derive(Debug, Clone, Copy, Default)]
-struct Counters {
-    keel_rows: i64,
-    broker_rows: i64,
-    messages: i64,
-    payload_bytes: i64,
-}
-
+/// Each outbox, and whether it is in settlement's database.
 const OUTBOXES: [(&str, bool); 4] = [
     ("ingress", false),
     ("ingestion", false),
@@ -66,36 +60,54 @@ const OUTBOXES: [(&str, bool); 4] = [
     ("settlement", true),
 ];
 
-async fn counters(stack: &Stack, admin: &PgPool) -> anyhow::Result<Counters> {
+/// Rows written by Keel's stores and by the brokers' storage so far (Postgres's own counters, cheap
+/// to read inside the window).
+#[derive(Debug, Clone, Copy, Default)]
+struct Counters {
+    keel_rows: i64,
+    broker_rows: i64,
+}
+
+/// Reads the counters of every cluster in `clusters` (any connection to each).
+async fn counters(stack: &Stack, clusters: &[PgPool]) -> anyhow::Result<Counters> {
     let (tm_database, st_database) = (
         database_of(&stack.database_url),
         database_of(&stack.st_database_url),
     );
-    let (keel_rows, broker_rows): (i64, i64) = sqlx::query_as(
-        "SELECT coalesce(sum(tup_inserted + tup_updated + tup_deleted) FILTER (WHERE datname IN ($1, $2)), 0)::bigint,
-                coalesce(sum(tup_inserted + tup_updated + tup_deleted) FILTER (WHERE datname LIKE '%\\_kafka\\_%'), 0)::bigint
-         FROM pg_stat_database",
-    )
-    .bind(tm_database)
-    .bind(st_database)
-    .fetch_one(admin)
-    .await?;
-    let mut counters = Counters {
-        keel_rows,
-        broker_rows,
-        ..Counters::default()
-    };
-    for (schema, settlement) in OUTBOXES {
-        let db = if settlement { &stack.st_db } else { &stack.db };
-        let (messages, bytes): (i64, i64) = sqlx::query_as(&format!(
-            "SELECT count(*), coalesce(sum(octet_length(payload::text)), 0)::bigint FROM {schema}.outbox"
-        ))
-        .fetch_one(db)
+    let mut counters = Counters::default();
+    for cluster in clusters {
+        let (keel_rows, broker_rows): (i64, i64) = sqlx::query_as(
+            "SELECT coalesce(sum(tup_inserted + tup_updated + tup_deleted) FILTER (WHERE datname IN ($1, $2)), 0)::bigint,
+                    coalesce(sum(tup_inserted + tup_updated + tup_deleted) FILTER (WHERE datname LIKE '%\\_kafka\\_%'), 0)::bigint
+             FROM pg_stat_database",
+        )
+        .bind(tm_database)
+        .bind(st_database)
+        .fetch_one(cluster)
         .await?;
-        counters.messages += messages;
-        counters.payload_bytes += bytes;
+        counters.keel_rows += keel_rows;
+        counters.broker_rows += broker_rows;
     }
     Ok(counters)
+}
+
+/// Broker messages Keel produced between two times (its outboxes' rows), and their average size.
+async fn messages_between(stack: &Stack, (from, to): (f64, f64)) -> anyhow::Result<(i64, f64)> {
+    let (mut messages, mut bytes) = (0i64, 0i64);
+    for (schema, settlement) in OUTBOXES {
+        let db = if settlement { &stack.st_db } else { &stack.db };
+        let (count, size): (i64, i64) = sqlx::query_as(&format!(
+            "SELECT count(*), coalesce(sum(octet_length(payload)), 0)::bigint FROM {schema}.outbox
+             WHERE created_at BETWEEN to_timestamp($1) AND to_timestamp($2)"
+        ))
+        .bind(from)
+        .bind(to)
+        .fetch_one(db)
+        .await?;
+        messages += count;
+        bytes += size;
+    }
+    Ok((messages, bytes as f64 / messages.max(1) as f64))
 }
 
 fn database_of(url: &str) -> &str {
@@ -129,7 +141,7 @@ pub async fn generate(
 /// One step at `rate` legs/s. With `profile`, the CPU of every process is sampled over the window.
 pub async fn step(
     stack: &Stack,
-    admin: &PgPool,
+    clusters: &[PgPool],
     prefix: &str,
     seed: u64,
     rate: f64,
@@ -154,27 +166,38 @@ pub async fn step(
     };
     let measuring = async {
         tokio::time::sleep(times.warm_up).await;
-        let before = counters(stack, admin).await?;
+        let before = counters(stack, clusters).await?;
         let cpu_before = if profile {
-            Some(profile::sample(stack, admin).await?)
+            Some((
+                profile::sample(stack, clusters).await?,
+                profile::stage_counters(stack).await?,
+            ))
         } else {
             None
         };
         tokio::time::sleep(times.window).await;
-        let after = counters(stack, admin).await?;
-        let cpu = match cpu_before {
-            Some(before) => Some(profile::shares(
-                &before,
-                &profile::sample(stack, admin).await?,
-                crate::num_cpus(),
-            )),
-            None => None,
+        let after = counters(stack, clusters).await?;
+        let (cpu, stages) = match cpu_before {
+            Some((cpu_before, stages_before)) => {
+                let cpu = profile::shares(
+                    &cpu_before,
+                    &profile::sample(stack, clusters).await?,
+                    crate::num_cpus(),
+                );
+                let stages = profile::stage_times(
+                    &stages_before,
+                    &profile::stage_counters(stack).await?,
+                    cpu.seconds,
+                );
+                (Some(cpu), stages)
+            }
+            None => (None, Vec::new()),
         };
-        Ok::<_, anyhow::Error>((before, after, cpu))
+        Ok::<_, anyhow::Error>((before, after, cpu, stages))
     };
     let (report, measured) = tokio::join!(generator, measuring);
     let report = report?;
-    let (before, after, cpu) = measured?;
+    let (before, after, cpu, stages) = measured?;
     let stopped = Instant::now();
     anyhow::ensure!(
         stopped.duration_since(begun) < times.warm_up + times.window + Duration::from_secs(30),
@@ -184,15 +207,25 @@ pub async fn step(
     let pattern = format!("{prefix}-%");
     let to_settle = (report.trades.get("matching").copied().unwrap_or(0)
         + report.trades.get("failing").copied().unwrap_or(0)) as i64;
+    // Drained: every matched trade of the step settled (or failed to) and both parties were told.
     let drained_at = loop {
         let done: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM notification.notifications
-             WHERE status IN ('SETTLED', 'SETTLEMENT_FAILED') AND body->>'trade_ref' LIKE $1",
+            "SELECT count(*) FROM matching.trades
+             WHERE status IN ('SETTLED', 'SETTLEMENT_FAILED') AND trade_ref LIKE $1",
         )
         .bind(&pattern)
         .fetch_one(&stack.db)
         .await?;
-        if done >= to_settle * 2 {
+        let notified = done >= to_settle
+            && sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM notification.notifications
+                 WHERE status IN ('SETTLED', 'SETTLEMENT_FAILED') AND body->>'trade_ref' LIKE $1",
+            )
+            .bind(&pattern)
+            .fetch_one(&stack.db)
+            .await?
+                >= to_settle * 2;
+        if notified {
             break Some(stopped.elapsed().as_secs_f64());
         }
         if stopped.elapsed() > times.drain_bound {
@@ -227,7 +260,8 @@ pub async fn step(
     let accepted = accepted_in_window as f64 / window_seconds;
     let notified =
         notifications_in_window as f64 / notifications_per_leg.max(1e-9) / window_seconds;
-    let messages = (after.messages - before.messages) as f64;
+    let (messages, payload_bytes) = messages_between(stack, (window_start, window_end)).await?;
+    let messages = messages as f64;
     Ok(StepResult {
         offered: rate,
         accepted,
@@ -241,9 +275,10 @@ pub async fn step(
         messages_per_leg: messages / window_legs,
         rows_per_leg: (after.keel_rows - before.keel_rows) as f64 / window_legs,
         broker_rows_per_leg: (after.broker_rows - before.broker_rows) as f64 / window_legs,
-        payload_bytes: (after.payload_bytes - before.payload_bytes) as f64 / messages.max(1.0),
+        payload_bytes,
         throttled: report.throttled,
         cpu,
+        stages,
     })
 }
 

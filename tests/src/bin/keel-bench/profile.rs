@@ -88,7 +88,9 @@ async fn postgres_processes(admin: &PgPool) -> anyhow::Result<Vec<(String, u32)>
         .collect())
 }
 
-pub async fn sample(stack: &Stack, admin: &PgPool) -> anyhow::Result<CpuSample> {
+/// Samples every process of `stack`, of the Postgres clusters behind `clusters` (one connection
+/// to each), and this process.
+pub async fn sample(stack: &Stack, clusters: &[PgPool]) -> anyhow::Result<CpuSample> {
     let mut labelled: Vec<(String, u32)> = stack
         .processes()
         .into_iter()
@@ -103,7 +105,9 @@ pub async fn sample(stack: &Stack, admin: &PgPool) -> anyhow::Result<CpuSample> 
             (kind, pid)
         })
         .collect();
-    labelled.extend(postgres_processes(admin).await?);
+    for cluster in clusters {
+        labelled.extend(postgres_processes(cluster).await?);
+    }
     labelled.push(("bench process (generator)".to_owned(), std::process::id()));
     let processes = labelled
         .into_iter()
@@ -137,4 +141,108 @@ pub fn shares(before: &CpuSample, after: &CpuSample, cores: usize) -> CpuShares 
         machine_busy: busy / total,
         shares,
     }
+}
+
+/// Each consumer's and ingress's own counters, read from their `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct StageCounters {
+    /// (service, topic) → (batches, seconds in batches, messages processed).
+    consumers: std::collections::BTreeMap<(String, String), (f64, f64, f64)>,
+    /// Ingress's group commits: (commits, seconds in commits, requests).
+    commits: (f64, f64, f64),
+}
+
+/// One stage over a window: what its time went to.
+#[derive(Debug, Clone)]
+pub struct StageTime {
+    pub stage: String,
+    /// Share of the window the stage spent in its commits (consumer batches or ingress's group
+    /// commits): near 1, the stage is the bottleneck.
+    pub busy: f64,
+    pub per_commit: f64,
+    pub millis_per_commit: f64,
+}
+
+/// Sums of `metric` lines (counters, or a histogram's `_sum`/`_count`) whose labels contain
+/// `label`, in Prometheus text.
+fn metric(text: &str, metric: &str, label: &str) -> f64 {
+    text.lines()
+        .filter(|line| line.starts_with(metric) && line[metric.len()..].starts_with('{'))
+        .filter(|line| line.contains(label))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+pub async fn stage_counters(stack: &keel_system_tests::Stack) -> anyhow::Result<StageCounters> {
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(2))
+        .build()?;
+    let mut counters = StageCounters::default();
+    let region = keel_system_tests::EAST;
+    for (service, topics) in [
+        ("ingestion", &["tm.submissions"][..]),
+        ("matching", &["tm.trades", "tm.settlement-results"][..]),
+        ("notification", &["tm.events"][..]),
+        ("settlement", &["st.instructions"][..]),
+    ] {
+        let text = http
+            .get(format!("{}/metrics", stack.ops_url(region, service)))
+            .send()
+            .await?
+            .text()
+            .await?;
+        for topic in topics {
+            let label = format!("topic=\"{topic}\"");
+            counters.consumers.insert(
+                (service.to_owned(), (*topic).to_owned()),
+                (
+                    metric(&text, "keel_consumer_batch_seconds_count", &label),
+                    metric(&text, "keel_consumer_batch_seconds_sum", &label),
+                    metric(
+                        &text,
+                        "keel_consumer_messages_total",
+                        &format!("{label},outcome=\"processed\""),
+                    ),
+                ),
+            );
+        }
+    }
+    let text = http
+        .get(format!("{}/metrics", stack.ops_url(region, "ingress")))
+        .send()
+        .await?
+        .text()
+        .await?;
+    counters.commits = (
+        metric(&text, "keel_ingress_commit_seconds_count", ""),
+        metric(&text, "keel_ingress_commit_seconds_sum", ""),
+        metric(&text, "keel_ingress_commit_requests_sum", ""),
+    );
+    Ok(counters)
+}
+
+pub fn stage_times(before: &StageCounters, after: &StageCounters, seconds: f64) -> Vec<StageTime> {
+    let time = |stage: String, (b0, s0, m0): (f64, f64, f64), (b1, s1, m1): (f64, f64, f64)| {
+        let batches = (b1 - b0).max(1.0);
+        StageTime {
+            stage,
+            busy: (s1 - s0) / seconds,
+            per_commit: (m1 - m0) / batches,
+            millis_per_commit: 1000.0 * (s1 - s0) / batches,
+        }
+    };
+    let mut times = vec![time(
+        "ingress: group commits (requests per commit)".to_owned(),
+        before.commits,
+        after.commits,
+    )];
+    for (key, end) in &after.consumers {
+        let start = before.consumers.get(key).copied().unwrap_or_default();
+        times.push(time(
+            format!("{}: consumer of {} (messages per batch)", key.0, key.1),
+            start,
+            *end,
+        ));
+    }
+    times
 }
