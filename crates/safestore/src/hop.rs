@@ -168,21 +168,27 @@ pub async fn consumed_ids(
     .await
 }
 
-/// The next offset `schema`'s consumer of `topic` will read, per partition, in the Kafka `cluster`.
+/// Where `schema`'s consumer of `topic` stands in the Kafka `cluster`, per partition: the next
+/// offset it will read, and how long ago the newest message it finished was produced (seconds, on
+/// the database's clock; None before the first).
 pub async fn consumer_offsets(
     pool: &sqlx::PgPool,
     schema: &str,
     cluster: &str,
     topic: &str,
-) -> Result<std::collections::HashMap<i32, i64>, sqlx::Error> {
-    let rows: Vec<(i32, i64)> = sqlx::query_as(&format!(
-        "SELECT partition, next_offset FROM {schema}.consumer_offsets WHERE cluster = $1 AND topic = $2"
+) -> Result<std::collections::HashMap<i32, (i64, Option<f64>)>, sqlx::Error> {
+    let rows: Vec<(i32, i64, Option<f64>)> = sqlx::query_as(&format!(
+        "SELECT partition, next_offset, extract(epoch FROM now() - message_at)::float8
+         FROM {schema}.consumer_offsets WHERE cluster = $1 AND topic = $2"
     ))
     .bind(cluster)
     .bind(topic)
     .fetch_all(pool)
     .await?;
-    Ok(rows.into_iter().collect())
+    Ok(rows
+        .into_iter()
+        .map(|(partition, next, age)| (partition, (next, age)))
+        .collect())
 }
 
 /// The continuous reconciler's reads: only what is new since its last round.

@@ -245,25 +245,42 @@ pub async fn load_offsets(
     Ok(rows.into_iter().collect())
 }
 
+/// A consumer's position in one partition, as stored with its effects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub partition: i32,
+    /// The next offset to consume.
+    pub next: i64,
+    /// When the newest message consumed was produced (the record's timestamp, in milliseconds
+    /// since the epoch), if known.
+    pub produced_ms: Option<i64>,
+}
+
 /// Stores the consumer's position; a position never moves backwards.
 pub async fn save_offsets(
     conn: &mut PgConnection,
     cluster: &str,
     topic: &str,
-    next: &[(i32, i64)],
+    positions: &[Position],
 ) -> Result<(), sqlx::Error> {
-    let partitions: Vec<i32> = next.iter().map(|(p, _)| *p).collect();
-    let offsets: Vec<i64> = next.iter().map(|(_, o)| *o).collect();
+    let partitions: Vec<i32> = positions.iter().map(|p| p.partition).collect();
+    let offsets: Vec<i64> = positions.iter().map(|p| p.next).collect();
+    let produced: Vec<Option<i64>> = positions.iter().map(|p| p.produced_ms).collect();
     sqlx::query(
-        "INSERT INTO consumer_offsets (cluster, topic, partition, next_offset)
-         SELECT $4, $1, * FROM UNNEST($2::int[], $3::bigint[])
+        "INSERT INTO consumer_offsets (cluster, topic, partition, next_offset, message_at)
+         SELECT $4, $1, p, o, to_timestamp(m::float8 / 1000)
+         FROM UNNEST($2::int[], $3::bigint[], $5::bigint[]) AS u(p, o, m)
          ON CONFLICT (cluster, topic, partition) DO UPDATE
-         SET next_offset = GREATEST(consumer_offsets.next_offset, EXCLUDED.next_offset), updated_at = now()",
+         SET next_offset = GREATEST(consumer_offsets.next_offset, EXCLUDED.next_offset),
+             message_at = coalesce(GREATEST(consumer_offsets.message_at, EXCLUDED.message_at),
+                                   consumer_offsets.message_at),
+             updated_at = now()",
     )
     .bind(topic)
     .bind(&partitions)
     .bind(&offsets)
     .bind(cluster)
+    .bind(&produced)
     .execute(conn)
     .await?;
     Ok(())

@@ -26,6 +26,8 @@ pub struct Inbound<M> {
     pub offset: i64,
     /// The message as received, kept in the inbox.
     pub raw: String,
+    /// When it was produced (the record's timestamp, ms since the epoch), if the broker says.
+    pub produced_ms: Option<i64>,
 }
 
 /// A service's business step. `apply` runs inside the batch transaction with the messages never seen
@@ -275,10 +277,15 @@ impl<H: Handler> BatchConsumer<H> {
         let mut budget = PoisonBudget::default();
         let mut lag_reported = Instant::now();
         loop {
+            let waiting = Instant::now();
             let batch = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
                 batch = self.next_batch(&consumer) => batch,
             };
+            // Time spent waiting for messages, beside the time spent committing them: together they
+            // say whether a stage is short of work or of speed.
+            metrics::histogram!("keel_consumer_wait_seconds", "topic" => topic.clone())
+                .record(waiting.elapsed().as_secs_f64());
             let started = Instant::now();
             let Some(next_offsets) = self.process(batch, &mut budget, &shutdown).await? else {
                 return Ok(());
@@ -374,13 +381,13 @@ impl<H: Handler> BatchConsumer<H> {
             let decoded = self.decode(message);
             self.check_poison(
                 budget,
-                decoded.is_err(),
+                matches!(decoded, Decoded::Dead(_)),
                 message.partition(),
                 message.offset(),
             )?;
             match decoded {
-                Ok(message) => inbound.push(message),
-                Err(letter) => dead.push(letter),
+                Decoded::Message(message) => inbound.push(message),
+                Decoded::Dead(letter) => dead.push(letter),
             }
         }
         match self
@@ -396,16 +403,19 @@ impl<H: Handler> BatchConsumer<H> {
 
         // Isolation: one transaction per message, in offset order, so the stored position never passes
         // a message whose effect is not committed.
-        let mut items: Vec<(i32, i64, Result<Inbound<H::Message>, DeadLetter>)> = inbound
+        let mut items: Vec<(i32, i64, Decoded<H::Message>)> = inbound
             .into_iter()
-            .map(|m| (m.partition, m.offset, Ok(m)))
-            .chain(dead.into_iter().map(|l| (l.partition, l.offset, Err(l))))
+            .map(|m| (m.partition, m.offset, Decoded::Message(m)))
+            .chain(
+                dead.into_iter()
+                    .map(|l| (l.partition, l.offset, Decoded::Dead(l))),
+            )
             .collect();
         items.sort_by_key(|(partition, offset, _)| (*partition, *offset));
         for (partition, offset, item) in items {
             let next = BTreeMap::from([(partition, offset + 1)]);
             let letter = match item {
-                Ok(message) => match self
+                Decoded::Message(message) => match self
                     .commit_retrying(std::slice::from_ref(&message), &[], &next, shutdown)
                     .await
                 {
@@ -416,7 +426,7 @@ impl<H: Handler> BatchConsumer<H> {
                         self.dead_letter_for(&batch, &message, &error)
                     }
                 },
-                Err(letter) => letter,
+                Decoded::Dead(letter) => letter,
             };
             match self
                 .commit_retrying(&[], std::slice::from_ref(&letter), &next, shutdown)
@@ -479,17 +489,18 @@ impl<H: Handler> BatchConsumer<H> {
         }
     }
 
-    fn decode(&self, message: &OwnedMessage) -> Result<Inbound<H::Message>, DeadLetter> {
+    fn decode(&self, message: &OwnedMessage) -> Decoded<H::Message> {
         let payload = message.payload().unwrap_or_default();
         match serde_json::from_slice::<H::Message>(payload) {
-            Ok(body) => Ok(Inbound {
+            Ok(body) => Decoded::Message(Inbound {
                 message_id: body.message_id(),
                 body,
                 partition: message.partition(),
                 offset: message.offset(),
                 raw: String::from_utf8_lossy(payload).into_owned(),
+                produced_ms: message.timestamp().to_millis(),
             }),
-            Err(error) => Err(DeadLetter {
+            Err(error) => Decoded::Dead(DeadLetter {
                 message_id: None,
                 topic: self.options.topic.clone(),
                 partition: message.partition(),
@@ -582,7 +593,18 @@ impl<H: Handler> BatchConsumer<H> {
         keel_safestore::enqueue(&mut tx, &outgoing)
             .await
             .map_err(classify)?;
-        let positions: Vec<(i32, i64)> = next_offsets.iter().map(|(p, o)| (*p, *o)).collect();
+        let positions: Vec<keel_safestore::Position> = next_offsets
+            .iter()
+            .map(|(partition, next)| keel_safestore::Position {
+                partition: *partition,
+                next: *next,
+                produced_ms: inbound
+                    .iter()
+                    .filter(|m| m.partition == *partition)
+                    .filter_map(|m| m.produced_ms)
+                    .max(),
+            })
+            .collect();
         keel_safestore::save_offsets(&mut tx, &self.options.cluster, topic, &positions)
             .await
             .map_err(classify)?;
@@ -661,6 +683,12 @@ impl<H: Handler> BatchConsumer<H> {
             }
         }
     }
+}
+
+/// One message off the broker: decoded for the handler, or a dead letter to record.
+enum Decoded<M> {
+    Message(Inbound<M>),
+    Dead(DeadLetter),
 }
 
 fn dead_letter_message(topic: &str, letter: &DeadLetter) -> Outgoing {

@@ -75,7 +75,7 @@ fn default_linger_ms() -> u32 {
 }
 
 fn default_fetch_wait_ms() -> u32 {
-    100
+    40
 }
 
 fn default_partitions() -> i32 {

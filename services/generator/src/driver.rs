@@ -69,7 +69,8 @@ pub struct Report {
     /// How long the `generator` control held generation paused.
     pub paused: Duration,
     pub trades: HashMap<&'static str, u64>,
-    /// Acknowledgement latency of each accepted leg's request, in milliseconds.
+    /// Acknowledgement latency of each accepted leg's request (the answering attempt, without
+    /// earlier 429 waits), in milliseconds.
     pub ack_ms: Vec<f64>,
     pub elapsed: Duration,
 }
@@ -195,10 +196,9 @@ pub async fn run(
             let (stop, retry_for) = (stop.clone(), options.retry_for);
             requests.spawn(async move {
                 let _permit = permit;
-                let begun = Instant::now();
                 let delivery = deliver(&client, &token, &legs, single, retry_for, &stop).await;
                 let answer = delivery.answer;
-                let ms = begun.elapsed().as_secs_f64() * 1000.0;
+                let ms = delivery.answered_in.as_secs_f64() * 1000.0;
                 let count = legs.len() as u64;
                 let mut report = report.lock().await;
                 report.legs_sent += count;
@@ -277,13 +277,17 @@ struct Delivery {
     redirects: u64,
     retries: u64,
     throttled: u64,
+    /// How long the answering attempt took: the acknowledgement latency, apart from any time spent
+    /// waiting out 429s or redirects before it.
+    answered_in: Duration,
 }
 
 /// Sends `legs` until an ingress answers other than "this region does not take traffic" or "too
-/// busy", or the ingress cannot be reached for longer than `retry_for`. A refusing ingress names the
+/// busy", or no answer comes for longer than `retry_for`. A refusing ingress names the
 /// active one, which is followed at once; with none active, or none reachable, it backs off and
-/// tries again; an overloaded one (429) is asked again after its `Retry-After`. Resending is safe:
-/// ingress records a leg once and acknowledges identical resubmissions.
+/// tries again; an overloaded one (429) is asked again after its `Retry-After` plus up to as much
+/// again at random. Resending is safe: ingress records a leg once and acknowledges identical
+/// resubmissions.
 async fn deliver(
     client: &Client,
     token: &str,
@@ -300,6 +304,7 @@ async fn deliver(
     let mut hops = 0;
     loop {
         let base = client.base();
+        let attempt = Instant::now();
         let answer = if single && legs.len() == 1 {
             client.submit(token, &legs[0]).await
         } else {
@@ -310,7 +315,10 @@ async fn deliver(
             Ok((429, body)) => {
                 throttled += 1;
                 let seconds = body["error"]["retry_after_seconds"].as_u64().unwrap_or(1);
-                wait = Duration::from_secs(seconds.clamp(1, 30));
+                // Clients refused together would otherwise all come back in the same instant, and
+                // the stack would take their whole backlog at once when it opens again.
+                let spread = rand::random_range(0..=seconds.clamp(1, 30) * 1000);
+                wait = Duration::from_secs(seconds.clamp(1, 30)) + Duration::from_millis(spread);
             }
             Ok((503, body)) if body["error"]["code"] == "region_not_active" => {
                 if let Some(active) = body["error"]["active_url"].as_str() {
@@ -322,12 +330,17 @@ async fn deliver(
                 }
             }
             Err(error) if is_unreachable(error) => client.fail_over(&base),
+            // Sent, but the answer was lost (the connection dropped, as when a region dies): the
+            // legs may or may not be recorded, and sending them again settles which, since ingress
+            // acknowledges an identical resubmission. Giving up here would leave them unknown.
+            Err(_) => {}
             _ => {
                 return Delivery {
                     answer,
                     redirects,
                     retries,
                     throttled,
+                    answered_in: attempt.elapsed(),
                 }
             }
         }
@@ -337,6 +350,7 @@ async fn deliver(
                 redirects,
                 retries,
                 throttled,
+                answered_in: attempt.elapsed(),
             };
         }
         retries += 1;

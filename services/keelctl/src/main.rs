@@ -315,7 +315,7 @@ async fn main() -> ExitCode {
             Err(code) => code,
             Ok(config) => {
                 let window = reconcile::Window {
-                    seconds: window_minutes * 60.0,
+                    seconds: minutes_to_seconds(window_minutes),
                     settle_seconds,
                 };
                 if let Err(error) = window.within(&config.retention) {
@@ -376,4 +376,9 @@ async fn main() -> ExitCode {
             ledger::verify(&database_url, cli.json).await
         }
     }
+}
+
+#[allow(clippy::float_arithmetic)] // a duration typed by an operator, not money
+fn minutes_to_seconds(minutes: f64) -> f64 {
+    minutes * 60.0
 }
