@@ -81,13 +81,7 @@ pub async fn unpublished(
     schema: &str,
     topic: &str,
 ) -> Result<i64, sqlx::Error> {
-    let published = progress(schema);
-    sqlx::query_scalar(&format!(
-        "SELECT count(*) FROM {schema}.outbox WHERE topic = $1 AND id > {published}"
-    ))
-    .bind(topic)
-    .fetch_one(pool)
-    .await
+    Ok(waiting(pool, schema, topic, i64::MAX).await?.0)
 }
 
 /// These messages as `schema`'s outbox stored them, to publish again.

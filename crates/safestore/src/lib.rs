@@ -272,8 +272,7 @@ pub async fn save_offsets(
          FROM UNNEST($2::int[], $3::bigint[], $5::bigint[]) AS u(p, o, m)
          ON CONFLICT (cluster, topic, partition) DO UPDATE
          SET next_offset = GREATEST(consumer_offsets.next_offset, EXCLUDED.next_offset),
-             message_at = coalesce(GREATEST(consumer_offsets.message_at, EXCLUDED.message_at),
-                                   consumer_offsets.message_at),
+             message_at = GREATEST(consumer_offsets.message_at, EXCLUDED.message_at),
              updated_at = now()",
     )
     .bind(topic)

@@ -508,6 +508,12 @@ mod tests {
         }
     }
 
+    /// A start instant, and the instant `ms` milliseconds after it.
+    fn clock() -> (Instant, impl Fn(u64) -> Instant) {
+        let start = Instant::now();
+        (start, move |ms| start + Duration::from_millis(ms))
+    }
+
     /// A consumer of one partition.
     fn one(next: i64, waiting: i64, newest_age: Option<f64>) -> [PartitionReading; 1] {
         [PartitionReading {
@@ -577,8 +583,7 @@ mod tests {
     #[test]
     fn a_consumer_s_backlog_in_seconds_is_its_lag_at_the_best_rate_it_showed() {
         let mut pace = Pace::default();
-        let start = Instant::now();
-        let later = |ms: u64| start + Duration::from_millis(ms);
+        let (start, later) = clock();
         // No rate shown yet, and it moved just now: nothing to go by, and no stall either.
         assert_eq!(pace.seconds_for(start, &one(0, 500, None)), 0.0);
         // Busy: 2,000 messages a second with work waiting throughout.
@@ -595,8 +600,7 @@ mod tests {
     #[test]
     fn a_consumer_behind_in_time_is_as_far_behind_as_its_newest_finished_message_is_old() {
         let mut pace = Pace::default();
-        let start = Instant::now();
-        let later = |ms: u64| start + Duration::from_millis(ms);
+        let (start, later) = clock();
         pace.seconds_for(start, &one(10, 0, Some(600.0)));
         // Work arrived 300 ms after it was last seen caught up: its newest finished message is
         // from a minute ago (the stream had paused), so it is 0.3 s behind, not 60 s.
@@ -610,8 +614,7 @@ mod tests {
     #[test]
     fn each_partition_is_behind_from_when_it_last_had_nothing_waiting() {
         let mut pace = Pace::default();
-        let start = Instant::now();
-        let later = |ms: u64| start + Duration::from_millis(ms);
+        let (start, later) = clock();
         let reading = |partition, waiting, newest_age| PartitionReading {
             partition,
             next: 100,
@@ -641,8 +644,7 @@ mod tests {
     #[test]
     fn a_stuck_consumer_counts_from_when_work_arrived() {
         let mut pace = Pace::default();
-        let start = Instant::now();
-        let later = |ms: u64| start + Duration::from_millis(ms);
+        let (start, later) = clock();
         pace.seconds_for(start, &one(7, 0, None));
         pace.seconds_for(later(200_000), &one(7, 0, None));
         let fresh = pace.seconds_for(later(200_100), &one(7, 40, None));
