@@ -34,8 +34,10 @@ pub struct KafkaOptions {
     #[serde(default = "default_partitions")]
     pub partitions: i32,
     /// The longest a consumer's fetch waits for data. nisshi answers as soon as data is there and
-    /// otherwise re-reads the partitions at shrinking intervals until this passes, so it bounds the
-    /// per-hop latency of an idle pipeline and sets what idle consumers cost the broker.
+    /// otherwise re-reads the partitions at halving intervals until this passes (sleeping half of
+    /// what is left after each empty round), so it bounds the per-hop latency of an idle pipeline
+    /// (a message arriving mid-wait is seen up to half of it later) and sets what polling costs
+    /// the broker (docs/decisions.md, item 11).
     #[serde(default = "default_fetch_wait_ms")]
     pub fetch_wait_ms: u32,
     /// How long the producer gathers messages into one request. Every produce request is a storage
@@ -75,7 +77,7 @@ fn default_linger_ms() -> u32 {
 }
 
 fn default_fetch_wait_ms() -> u32 {
-    40
+    100
 }
 
 fn default_partitions() -> i32 {
