@@ -23,14 +23,15 @@ use sqlx::PgPool;
 
 pub use keel_generator::Client;
 
-/// The services of both applications, in start order: trade matching, then settlement.
-pub const SERVICES: [&str; 5] = [
-    "ingress",
-    "ingestion",
-    "matching",
-    "notification",
-    "settlement",
-];
+/// The names of the services of both applications, in the topology's start order.
+pub fn service_names() -> impl Iterator<Item = &'static str> {
+    keel_topology::SERVICES.iter().map(|service| service.name)
+}
+
+/// Whether `service` serves the API (its health and metrics on the API's listener).
+fn serves_api(service: &str) -> bool {
+    keel_topology::service(service).map(|s| s.kind) == Some(keel_topology::Kind::Api)
+}
 
 pub const EAST: &str = "us-east-1";
 pub const WEST: &str = "us-west-2";
@@ -387,12 +388,11 @@ impl Stack {
             .map(|name| {
                 let kafka_port = free_port();
                 let ingress_port = free_port();
-                let ops_ports = SERVICES
-                    .iter()
+                let ops_ports = service_names()
                     .map(|s| {
                         (
-                            *s,
-                            if *s == "ingress" {
+                            s,
+                            if serves_api(s) {
                                 ingress_port
                             } else {
                                 free_port()
@@ -451,7 +451,7 @@ impl Stack {
             stack.start_broker_in(region).await?;
         }
         for region in &names {
-            for service in SERVICES {
+            for service in service_names() {
                 stack.start_service_in(region, service)?;
             }
             let extra: Vec<(&'static str, u32)> = stack.regions[region]
@@ -464,7 +464,7 @@ impl Stack {
             }
         }
         for region in &names {
-            for service in SERVICES {
+            for service in service_names() {
                 stack
                     .wait_ready_in(region, service, Duration::from_secs(60))
                     .await?;
@@ -766,7 +766,7 @@ impl Stack {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
-        if service == "ingress" {
+        if serves_api(service) {
             command.env("KEEL_LISTEN", format!("127.0.0.1:{port}"));
         } else {
             command.env("KEEL_OPS_LISTEN", format!("127.0.0.1:{port}"));

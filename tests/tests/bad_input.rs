@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use keel_system_tests::{sample_block, Stack, StackOptions, SERVICES};
+use keel_system_tests::{sample_block, service_names, Stack, StackOptions};
 use serde_json::{json, Value};
 
 fn field_codes(body: &Value) -> Vec<(String, String)> {
@@ -240,7 +240,7 @@ async fn bad_input_is_refused_with_a_field_level_error_and_reaches_no_topic() {
             .await,
         0
     );
-    for service in SERVICES {
+    for service in service_names() {
         assert!(stack.is_running(service), "{service} crashed");
         stack
             .wait_ready(service, Duration::from_secs(5))

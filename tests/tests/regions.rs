@@ -9,9 +9,10 @@ use keel_arc::ArcError;
 use keel_generator::DriverOptions;
 use keel_routing::GENERATOR;
 use keel_system_tests::{
-    connect, control_name, count_in, participants, settling_block, stream_pairs, unpublished_sql,
-    wait_replayed, App, Client, Gate, Stack, StackOptions, EAST, WEST,
+    connect, control_name, count_in, participants, service_names, settling_block, stream_pairs,
+    unpublished_sql, wait_replayed, App, Client, Gate, Stack, StackOptions, EAST, WEST,
 };
+use keel_topology::services_of;
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -126,13 +127,7 @@ async fn services_fence_themselves_when_the_controls_cannot_be_read() {
 
     // Controls readable again: everything resumes, and the fenced-out submission can be retried.
     stack.start_arc(0).await.unwrap();
-    for service in [
-        "ingress",
-        "ingestion",
-        "matching",
-        "notification",
-        "settlement",
-    ] {
+    for service in service_names() {
         stack.wait_ready(service, WAIT).await.unwrap();
     }
     let (status, body) = stack
@@ -281,7 +276,7 @@ async fn manual_handover_moves_processing_between_regions_with_nothing_lost() {
         false,
     )])
     .await;
-    for service in ["ingress", "ingestion", "matching", "notification"] {
+    for service in services_of(App::TradeMatching).map(|s| s.name) {
         loop {
             let (_, body) = stack.readiness_in(EAST, service).await.unwrap();
             if body["notes"]["processing"]
@@ -308,7 +303,7 @@ async fn manual_handover_moves_processing_between_regions_with_nothing_lost() {
         (control_name(App::TradeMatching, Gate::Traffic, WEST), true),
     ])
     .await;
-    for service in ["ingress", "ingestion", "matching", "notification"] {
+    for service in services_of(App::TradeMatching).map(|s| s.name) {
         stack.wait_ready_in(WEST, service, WAIT).await.unwrap();
     }
 

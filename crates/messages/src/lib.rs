@@ -9,23 +9,8 @@ use keel_lifecycle::{AllocationOutcome, HistoryEntry, Leg};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-pub mod topics {
-    /// ingress -> ingestion: accepted submissions and cancel requests.
-    pub const SUBMISSIONS: &str = "tm.submissions";
-    /// ingestion -> matching: validated legs, rejections and cancels.
-    pub const TRADES: &str = "tm.trades";
-    /// matching -> notification: the status history entries appended to a trade.
-    pub const EVENTS: &str = "tm.events";
-    /// matching -> settlement.
-    pub const INSTRUCTIONS: &str = "st.instructions";
-    /// settlement -> matching.
-    pub const SETTLEMENT_RESULTS: &str = "tm.settlement-results";
-    /// Poison messages of the trade-matching application, with their origin in headers.
-    pub const TM_DEAD_LETTERS: &str = "tm.dead-letters";
-
-    /// Poison messages of the settlement application.
-    pub const ST_DEAD_LETTERS: &str = "st.dead-letters";
-}
+/// The topic names, declared with the rest of the topology.
+pub use keel_topology::topics;
 
 /// A message that can go through an outbox: it knows its id and its partitioning key.
 pub trait Message: Serialize {

@@ -22,6 +22,7 @@ use keel_streaming::{
     consumer::BatchConsumer, ConsumerOptions, Handler, Instances, KafkaOptions, OutboxRelay,
     RelayOptions,
 };
+use keel_topology::{Kind, Service};
 use serde::{Deserialize, Serialize};
 use sqlx::migrate::Migrator;
 use tokio::sync::Notify;
@@ -169,16 +170,11 @@ impl StageContext {
     }
 }
 
-/// One stage: consumes `topic` into `handler`, owns `schema` in its application's database.
+/// One stage: a consuming service of the topology, with its schema's migrations. It consumes its
+/// main input into the handler `run` builds, and owns its schema in its application's database.
 pub struct Stage {
-    pub app: App,
-    pub name: &'static str,
-    pub schema: &'static str,
-    pub topic: &'static str,
-    pub dead_letter_topic: &'static str,
-    /// Topics the stage publishes to, created at start so its relay never waits on another stage.
-    pub produces: &'static [&'static str],
-    pub migrations: &'static Migrator,
+    service: &'static Service,
+    migrations: &'static Migrator,
 }
 
 /// A stage's background job that commits work in bounded rounds (expiring legs, settling due
@@ -307,6 +303,29 @@ pub async fn drain(tasks: Vec<tokio::task::JoinHandle<()>>) {
 }
 
 impl Stage {
+    /// Panics if `service` consumes nothing: only a stage of the topology runs as one.
+    pub fn new(service: &'static Service, migrations: &'static Migrator) -> Self {
+        assert!(
+            service.kind == Kind::Stage && !service.consumes.is_empty(),
+            "{} is not a stage of the topology",
+            service.name
+        );
+        Self {
+            service,
+            migrations,
+        }
+    }
+
+    fn main_input(&self) -> &'static str {
+        self.service.consumes[0]
+    }
+
+    fn dead_letter_topic(&self) -> &'static str {
+        self.service
+            .dead_letter_topic()
+            .expect("a stage has a dead-letter topic")
+    }
+
     /// Runs the stage until `shutdown`. Each time its processing control opens, `build` makes the
     /// handler and any background tasks (such as a sweeper) from the connected context.
     pub async fn run<H, B>(
@@ -321,13 +340,13 @@ impl Stage {
     {
         let readiness = Readiness::default();
         let store = StoreOptions {
-            url: config.database_url(self.app)?,
-            schema: self.schema.to_owned(),
+            url: config.database_url(self.service.app)?,
+            schema: self.service.schema.to_owned(),
             max_connections: config.db_max_connections,
         };
         let kafka = config.local_kafka()?;
         let ops_server = serve_ops(
-            self.name,
+            self.service.name,
             &config.region,
             config.ops_listen,
             &readiness,
@@ -335,7 +354,7 @@ impl Stage {
         )
         .await?;
         let regional = Regional::start(
-            self.app,
+            self.service.app,
             &config.region,
             &config.regions,
             &config.control,
@@ -387,18 +406,11 @@ impl Stage {
         let Some(pool) = connect_store(&store, self.migrations, &session).await? else {
             return Ok(());
         };
-        let topics: Vec<&str> = [self.topic, self.dead_letter_topic]
-            .into_iter()
-            .chain(self.produces.iter().copied())
-            .collect();
+        // Every input and output, so that no stage waits for another to create a topic.
+        let topics: Vec<&str> = self.service.topics().collect();
         keel_streaming::admin::ensure_topics(&kafka, &topics).await?;
 
-        let relayed: Vec<String> = self
-            .produces
-            .iter()
-            .chain([&self.dead_letter_topic])
-            .map(|t| (*t).to_owned())
-            .collect();
+        let relayed: Vec<String> = self.service.relayed().map(str::to_owned).collect();
         let relay = OutboxRelay::new(
             clusters,
             Arc::new(regional),
@@ -406,9 +418,9 @@ impl Stage {
             pool.clone(),
             RelayOptions::default(),
         );
-        let mut consumer_options = ConsumerOptions::new(self.name, self.topic);
+        let mut consumer_options = ConsumerOptions::new(self.service.name, self.main_input());
         consumer_options.cluster = config.region.clone();
-        consumer_options.dead_letter_topic = Some(self.dead_letter_topic.to_owned());
+        consumer_options.dead_letter_topic = Some(self.dead_letter_topic().to_owned());
         consumer_options.max_batch = config.max_batch;
         consumer_options.linger = Duration::from_millis(config.batch_linger_ms);
         consumer_options.instances = config.instances;
@@ -428,7 +440,7 @@ impl Stage {
                 return Err(error);
             }
         };
-        let main_consumer = context.consume(self.topic, handler);
+        let main_consumer = context.consume(self.main_input(), handler);
         let mut running = vec![
             tokio::spawn(main_consumer),
             tokio::spawn(relay.run(session.clone())),

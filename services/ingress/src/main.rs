@@ -16,12 +16,12 @@ mod store;
 
 use std::sync::Arc;
 
-use keel_messages::topics;
 use keel_platform::ops::{self, Readiness};
 use keel_routing::App;
 use keel_safestore::StoreOptions;
 use keel_service_kit::{Regional, StageConfig};
 use keel_streaming::{OutboxRelay, RelayOptions};
+use keel_topology::INGRESS;
 use tokio::sync::Notify;
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -29,9 +29,9 @@ static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config: config::Config = keel_platform::config::load()?;
-    let _telemetry = keel_platform::telemetry::init("ingress");
+    let _telemetry = keel_platform::telemetry::init(INGRESS.name);
     let shutdown = keel_platform::shutdown::on_signal();
-    let metrics = ops::install_metrics("ingress", &config.region);
+    let metrics = ops::install_metrics(INGRESS.name, &config.region);
     let participants = auth::Participants::load(&config.participants_file)?;
     let tokens = auth::TokenIssuer::new(&config.token_secret, config.token_ttl_seconds);
     // The region plumbing is the stages'; ingress reads it from the same tables.
@@ -43,8 +43,8 @@ async fn main() -> anyhow::Result<()> {
     };
 
     let store = StoreOptions {
-        url: regions.database_url(App::TradeMatching)?,
-        schema: "ingress".to_owned(),
+        url: regions.database_url(INGRESS.app)?,
+        schema: INGRESS.schema.to_owned(),
         max_connections: config.db_max_connections,
     };
     // Lazy: in a standby region the database is a read-only replica, and nothing is served anyway.
@@ -54,7 +54,7 @@ async fn main() -> anyhow::Result<()> {
         .acquire_timeout(std::time::Duration::from_secs(3))
         .connect_lazy(&regions.database_url(App::Settlement)?)?;
     let regional = Regional::start(
-        App::TradeMatching,
+        INGRESS.app,
         &config.region,
         &config.regions,
         &config.control,
@@ -112,23 +112,21 @@ async fn main() -> anyhow::Result<()> {
             else {
                 return Ok(());
             };
-            keel_streaming::admin::ensure_topics(&kafka, &[topics::SUBMISSIONS])
+            let relayed: Vec<String> = INGRESS.relayed().map(str::to_owned).collect();
+            keel_streaming::admin::ensure_topics(&kafka, INGRESS.produces)
                 .await
                 .map_err(|e| e.to_string())?;
             let relay = OutboxRelay::new(
                 clusters,
                 Arc::new(regional),
-                vec![topics::SUBMISSIONS.to_owned()],
+                relayed.clone(),
                 migrated.clone(),
                 RelayOptions::default(),
             )
             .with_waker(relay_wake);
             readiness.set_ready("session");
-            let depth = keel_streaming::spawn_depth_gauge(
-                migrated.clone(),
-                vec![topics::SUBMISSIONS.to_owned()],
-                session.clone(),
-            );
+            let depth =
+                keel_streaming::spawn_depth_gauge(migrated.clone(), relayed, session.clone());
             let retire = tokio::spawn(store::retire_old(
                 migrated.clone(),
                 retention.clone(),

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use keel_arc::ArcClient;
 use keel_routing::{App, Gate};
+use keel_topology::services_of;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde::Serialize;
 use serde_json::json;
@@ -69,14 +70,6 @@ pub async fn readiness(http: &reqwest::Client, base: &str) -> Health {
     }
 }
 
-/// Each application's services; each owns the schema of its name in the application's database.
-pub fn services_of(app: App) -> &'static [&'static str] {
-    match app {
-        App::TradeMatching => &["ingress", "ingestion", "matching", "notification"],
-        App::Settlement => &["settlement"],
-    }
-}
-
 #[derive(Debug, Serialize)]
 struct Row {
     app: &'static str,
@@ -117,11 +110,11 @@ pub async fn status(config: &Config, json_out: bool) -> ExitCode {
             let state = |gate| controls.as_ref().ok().map(|c| c.allows(app, gate, region));
             let mut services = BTreeMap::new();
             for service in services_of(app) {
-                let health = match topology.services.get(*service) {
+                let health = match topology.services.get(service.name) {
                     None => "not configured".to_owned(),
                     Some(base) => readiness(&http, base).await.to_string(),
                 };
-                services.insert(*service, health);
+                services.insert(service.name, health);
             }
             let mut row = Row {
                 app: app.name(),
@@ -284,7 +277,7 @@ pub async fn queues(
 ) -> Result<(i64, BTreeMap<String, i64>), sqlx::Error> {
     let mut depth = 0;
     let mut offsets: Vec<(String, i32, i64)> = Vec::new();
-    for schema in services_of(app) {
+    for schema in services_of(app).map(|service| service.schema) {
         let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
             .bind(format!("{schema}.outbox"))
             .fetch_one(pool)

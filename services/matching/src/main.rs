@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use keel_lifecycle::MatchPolicy;
 use keel_messages::topics;
-use keel_routing::App;
 use keel_service_kit::{Stage, StageConfig, Task};
+use keel_topology::MATCHING;
 use serde::{Deserialize, Serialize};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -48,22 +48,14 @@ impl Default for MatchingConfig {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config: Config = keel_platform::config::load()?;
-    let _telemetry = keel_platform::telemetry::init("matching");
+    let _telemetry = keel_platform::telemetry::init(MATCHING.name);
     let shutdown = keel_platform::shutdown::on_signal();
     let policy = MatchPolicy {
         price_tolerance: config.matching.price_tolerance,
         match_window: chrono::Duration::seconds(config.matching.match_window_seconds),
     };
     let sweep_every = Duration::from_millis(config.matching.sweep_interval_ms);
-    let stage = Stage {
-        app: App::TradeMatching,
-        name: "matching",
-        schema: "matching",
-        topic: topics::TRADES,
-        dead_letter_topic: topics::TM_DEAD_LETTERS,
-        produces: &[topics::EVENTS, topics::INSTRUCTIONS],
-        migrations: &MIGRATIONS,
-    };
+    let stage = Stage::new(&MATCHING, &MIGRATIONS);
     stage
         .run(config.stage, shutdown, async |context| {
             let sweeper = sweeper::run(

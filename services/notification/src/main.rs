@@ -5,9 +5,8 @@ mod webhooks;
 
 use std::time::Duration;
 
-use keel_messages::topics;
-use keel_routing::App;
 use keel_service_kit::{Stage, StageConfig, Task};
+use keel_topology::NOTIFICATION;
 use serde::{Deserialize, Serialize};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -23,17 +22,9 @@ struct Config {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config: Config = keel_platform::config::load()?;
-    let _telemetry = keel_platform::telemetry::init("notification");
+    let _telemetry = keel_platform::telemetry::init(NOTIFICATION.name);
     let shutdown = keel_platform::shutdown::on_signal();
-    let stage = Stage {
-        app: App::TradeMatching,
-        name: "notification",
-        schema: "notification",
-        topic: topics::EVENTS,
-        dead_letter_topic: topics::TM_DEAD_LETTERS,
-        produces: &[],
-        migrations: &MIGRATIONS,
-    };
+    let stage = Stage::new(&NOTIFICATION, &MIGRATIONS);
     let webhook_config = config.webhooks;
     let retention = config.stage.retention.clone();
     stage

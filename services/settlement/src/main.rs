@@ -13,9 +13,8 @@ mod reference;
 use std::sync::Arc;
 use std::time::Duration;
 
-use keel_messages::topics;
-use keel_routing::App;
 use keel_service_kit::{Stage, StageConfig, Task};
+use keel_topology::SETTLEMENT;
 use serde::{Deserialize, Serialize};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -50,18 +49,10 @@ impl Default for SettlementConfig {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config: Config = keel_platform::config::load()?;
-    let _telemetry = keel_platform::telemetry::init("settlement");
+    let _telemetry = keel_platform::telemetry::init(SETTLEMENT.name);
     let shutdown = keel_platform::shutdown::on_signal();
     let reference = Arc::new(reference::read(&config.settlement.reference_data)?);
-    let stage = Stage {
-        app: App::Settlement,
-        name: "settlement",
-        schema: "settlement",
-        topic: topics::INSTRUCTIONS,
-        dead_letter_topic: topics::ST_DEAD_LETTERS,
-        produces: &[topics::SETTLEMENT_RESULTS],
-        migrations: &MIGRATIONS,
-    };
+    let stage = Stage::new(&SETTLEMENT, &MIGRATIONS);
     let cycle_every = Duration::from_millis(config.settlement.cycle_interval_ms);
     stage
         .run(config.stage, shutdown, async |context| {

@@ -16,8 +16,9 @@ use sqlx::PgPool;
 use super::databases::{self, Databases};
 use super::store::RunbookStore;
 use crate::reconcile::{active_pools, reconcile_hops, Repairing, Window};
-use crate::status::{active_regions, queues, readiness, services_of, Health};
+use crate::status::{active_regions, queues, readiness, Health};
 use crate::Config;
+use keel_topology::services_of;
 
 pub struct Steps<'a> {
     pub config: &'a Config,
@@ -132,12 +133,12 @@ impl Steps<'_> {
     ) -> Result<BTreeMap<&'static str, Health>, String> {
         let topology = self.region(region)?;
         let mut out = BTreeMap::new();
-        for service in services_of(app) {
+        for service in services_of(app).map(|service| service.name) {
             let base = topology
                 .services
-                .get(*service)
+                .get(service)
                 .ok_or_else(|| format!("no {service} in regions.{region}.services"))?;
-            out.insert(*service, readiness(&self.http, base).await);
+            out.insert(service, readiness(&self.http, base).await);
         }
         Ok(out)
     }

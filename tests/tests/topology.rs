@@ -1,0 +1,66 @@
+//! The local stack agrees with the one topology (`keel_topology`): a service added there must be
+//! configured in every region and started and stopped by `make up` / `make down`. No stack is
+//! started; these read the files the local stack runs from.
+
+use std::collections::BTreeSet;
+
+use keel_routing::App;
+use keel_system_tests::{repo_root, service_names};
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(repo_root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+#[test]
+fn every_region_of_the_local_configuration_has_the_topologys_services_and_applications() {
+    let config: toml::Value = read("deploy/local/config/keel.toml").parse().unwrap();
+    let regions = config["regions"].as_table().expect("[regions]");
+    assert!(regions.len() >= 2, "two regions at least");
+    let services: BTreeSet<&str> = service_names().collect();
+    let apps: BTreeSet<&str> = App::ALL.iter().map(|app| app.name()).collect();
+    for (region, table) in regions {
+        let keys = |field: &str| -> BTreeSet<String> {
+            table[field]
+                .as_table()
+                .unwrap_or_else(|| panic!("regions.{region}.{field}"))
+                .keys()
+                .cloned()
+                .collect()
+        };
+        let configured = keys("services");
+        assert_eq!(
+            configured
+                .iter()
+                .map(String::as_str)
+                .collect::<BTreeSet<_>>(),
+            services,
+            "regions.{region}.services"
+        );
+        let databases = keys("databases");
+        assert_eq!(
+            databases
+                .iter()
+                .map(String::as_str)
+                .collect::<BTreeSet<_>>(),
+            apps,
+            "regions.{region}.databases"
+        );
+    }
+}
+
+#[test]
+fn make_up_starts_and_make_down_stops_every_service_of_the_topology() {
+    let up = read("deploy/local/bin/up.sh");
+    let down = read("deploy/local/bin/down.sh");
+    for name in service_names() {
+        assert!(
+            up.contains(&format!("\"$bin/keel-{name}\"")),
+            "up.sh does not start keel-{name}"
+        );
+        assert!(
+            down.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+                .any(|word| word == name),
+            "down.sh does not stop {name}"
+        );
+    }
+}
