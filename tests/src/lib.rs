@@ -163,8 +163,12 @@ pub fn bin_dir(release: bool) -> PathBuf {
     target.join(if release { "release" } else { "debug" })
 }
 
+/// The checkout this runs from. Cargo sets `CARGO_MANIFEST_DIR` when it runs a test, so a test
+/// binary reused from a build in another checkout (the target dir is shared between clones) still
+/// reads this checkout's files; the build-time value is for binaries started without cargo.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
         .parent()
         .expect("repo root")
         .to_path_buf()

@@ -254,11 +254,11 @@ mod tests {
     fn the_local_reference_data_settles_exactly_the_trades_meant_to_settle() {
         use keel_ledger::{Instruction, Ledger, ReferenceData};
 
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../deploy/local/reference-data.json"
-        );
-        let reference = ReferenceData::from_json(&std::fs::read_to_string(path).unwrap()).unwrap();
+        // Embedded, not read by a path fixed at build time: a test binary may be reused from a
+        // build in another checkout (the target dir is shared) that no longer exists.
+        let reference =
+            ReferenceData::from_json(include_str!("../../../deploy/local/reference-data.json"))
+                .unwrap();
         let mix: Mix = "matching=0.9,failing=0.1".parse().unwrap();
         let mut factory = TradeFactory::new(
             11,
