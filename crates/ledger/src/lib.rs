@@ -8,12 +8,15 @@
 //! - [`Ledger`]: positions in memory; [`Ledger::settle`] applies an instruction's postings only if no
 //!   position would go negative where that is not allowed, else it changes nothing and says why.
 //! - [`verify`]: checks a whole ledger (openings, postings, positions) and names the first violation.
+//! - [`desk`]: settlement's decisions over a batch's trades: settle an arriving instruction now,
+//!   keep it pending for its date, or cancel it; confirm or refuse a cancel. Today is passed in.
 //!
 //! The settlement service loads the positions a batch touches, settles through [`Ledger`] and writes
 //! back the postings and new positions in the same transaction; `keelctl ledger verify` runs
 //! [`verify`] over the stored ledger.
 
 mod asset;
+pub mod desk;
 mod ledger;
 mod posting;
 mod reference;

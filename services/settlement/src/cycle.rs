@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::book::{BookedInstruction, Status};
+use crate::book::{count, status_of, BookedInstruction};
 use crate::ledger_store::{self, Settler};
 
 const BATCH: usize = 500;
@@ -84,8 +84,8 @@ async fn settle_due(pool: &PgPool, reference: &ReferenceData) -> Result<usize, s
     for booked in &due {
         let instruction = &booked.allocation.instruction;
         let outcome = settler.settle(instruction);
-        let (status, reason) = Status::of(&outcome);
-        status.count();
+        let (status, reason) = status_of(&outcome);
+        count(status);
         ids.push(instruction.instruction_id);
         statuses.push(status.as_str());
         reasons.push(reason);

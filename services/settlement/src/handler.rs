@@ -7,7 +7,9 @@ use keel_safestore::Outgoing;
 use keel_streaming::{Handler, Inbound};
 use sqlx::PgConnection;
 
-use crate::book::{Book, BookedInstruction, Status};
+use keel_ledger::desk::{Arrival, CancelAnswer, InstructionStatus};
+
+use crate::book::{count, status_of, Book, BookedInstruction};
 use crate::ledger_store::Settler;
 
 /// `st.instructions`: settles due instructions at once, keeps later-dated ones for the settlement
@@ -31,6 +33,7 @@ impl Handler for Settlement {
         let trades: Vec<_> = batch.iter().map(|m| m.body.trade_id()).collect();
         let mut book = Book::load(conn, &trades).await?;
 
+        // The one clock reading of the batch: the desk decides against its date.
         let now = Utc::now();
         let today = now.date_naive();
         let mut results = Vec::new();
@@ -44,32 +47,30 @@ impl Handler for Settlement {
                 } => {
                     let mut answered = Vec::new();
                     for allocation in allocations {
-                        let instruction = &allocation.instruction;
-                        if book.knows(instruction.instruction_id) {
-                            continue;
-                        }
-                        let (status, reason) = if book.is_cancelled(*trade_id) {
-                            (Status::Cancelled, None)
-                        } else if *settlement_date > today {
-                            (Status::Pending, None)
-                        } else {
-                            let outcome = settler.settle(instruction);
-                            let decided = Status::of(&outcome);
-                            answered.push(AllocationResult {
-                                allocation_id: allocation.allocation_id.clone(),
-                                instruction_id: instruction.instruction_id,
-                                outcome,
-                            });
-                            decided
-                        };
                         let booked = BookedInstruction {
                             trade_id: *trade_id,
                             match_key: match_key.clone(),
                             settlement_date: *settlement_date,
                             allocation: allocation.clone(),
                         };
+                        let (status, reason) = match book.arrival(&booked, today) {
+                            Arrival::Known => continue,
+                            Arrival::Cancelled => (InstructionStatus::Cancelled, None),
+                            Arrival::Pending => (InstructionStatus::Pending, None),
+                            Arrival::Due => {
+                                let instruction = &allocation.instruction;
+                                let outcome = settler.settle(instruction);
+                                let decided = status_of(&outcome);
+                                answered.push(AllocationResult {
+                                    allocation_id: allocation.allocation_id.clone(),
+                                    instruction_id: instruction.instruction_id,
+                                    outcome,
+                                });
+                                decided
+                            }
+                        };
                         book.add(&booked, status, reason);
-                        status.count();
+                        count(status);
                     }
                     if !answered.is_empty() {
                         results.push(SettlementResult::Allocations {
@@ -85,32 +86,24 @@ impl Handler for Settlement {
                     match_key,
                     requested_by,
                     at,
-                } => {
-                    if book.is_cancelled(*trade_id) {
-                        continue;
-                    }
-                    let decided = book.decided(*trade_id);
-                    if decided.is_empty() {
-                        book.cancel(*trade_id, requested_by.clone(), *at);
-                        results.push(SettlementResult::CancelConfirmed {
-                            trade_id: *trade_id,
-                            match_key: match_key.clone(),
-                            requested_by: requested_by.clone(),
-                            at: now,
-                        });
-                    } else {
+                } => match book.cancel(*trade_id, requested_by.clone(), *at) {
+                    CancelAnswer::AlreadyCancelled => {}
+                    CancelAnswer::Confirmed => results.push(SettlementResult::CancelConfirmed {
+                        trade_id: *trade_id,
+                        match_key: match_key.clone(),
+                        requested_by: requested_by.clone(),
+                        at: now,
+                    }),
+                    CancelAnswer::Refused { decided } => {
                         results.push(SettlementResult::CancelRefused {
                             trade_id: *trade_id,
                             match_key: match_key.clone(),
                             requested_by: requested_by.clone(),
-                            reason: format!(
-                                "settlement has already decided {}",
-                                decided.join(", ")
-                            ),
+                            reason: CancelAnswer::refusal_reason(&decided),
                             at: now,
-                        });
+                        })
                     }
-                }
+                },
             }
         }
         book.save(conn).await?;
