@@ -83,6 +83,8 @@ struct Row {
     consumer_lag: BTreeMap<String, i64>,
     /// Outbox rows not yet published (primary only).
     outbox_depth: Option<i64>,
+    /// Why the consumer lag could not be read from this region's broker.
+    broker_error: Option<String>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -125,6 +127,7 @@ pub async fn status(config: &Config, json_out: bool) -> ExitCode {
                 database: Database::default(),
                 consumer_lag: BTreeMap::new(),
                 outbox_depth: None,
+                broker_error: None,
             };
             match topology.databases.get(app.name()) {
                 None => row.database.error = Some("not configured".to_owned()),
@@ -212,6 +215,9 @@ pub async fn status(config: &Config, json_out: bool) -> ExitCode {
             if let Some(error) = &row.database.error {
                 println!("{:<26} database: {error}", "");
             }
+            if let Some(error) = &row.broker_error {
+                println!("{:<26} {error}", "");
+            }
         }
     }
     if controls.is_err() {
@@ -262,10 +268,24 @@ async fn inspect(pool: &PgPool, app: App, kafka: &str, row: &mut Row) -> Result<
         row.database.replication_lag_seconds = None;
         row.database.error = Some("no standby is connected".to_owned());
     }
-    let (depth, lag) = queues(pool, app, &row.region, kafka).await?;
-    row.outbox_depth = Some(depth);
-    row.consumer_lag = lag;
+    match queues(pool, app, &row.region, kafka).await {
+        Ok((depth, lag)) => {
+            row.outbox_depth = Some(depth);
+            row.consumer_lag = lag;
+        }
+        Err(QueuesError::Database(error)) => return Err(error),
+        Err(broker @ QueuesError::Broker { .. }) => row.broker_error = Some(broker.to_string()),
+    }
     Ok(())
+}
+
+/// Why `app`'s queues could not be read: the database, or the broker the lag is measured in.
+#[derive(Debug, thiserror::Error)]
+pub enum QueuesError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("broker {kafka}: consumer lag unreadable: {reason}")]
+    Broker { kafka: String, reason: String },
 }
 
 /// `app`'s outbox rows waiting for the relay, and its consumers' lag per topic in `region`'s Kafka.
@@ -274,7 +294,7 @@ pub async fn queues(
     app: App,
     region: &str,
     kafka: &str,
-) -> Result<(i64, BTreeMap<String, i64>), sqlx::Error> {
+) -> Result<(i64, BTreeMap<String, i64>), QueuesError> {
     let mut depth = 0;
     let mut offsets: Vec<(String, i32, i64)> = Vec::new();
     for schema in services_of(app).map(|service| service.schema) {
@@ -309,10 +329,13 @@ pub async fn queues(
 async fn consumer_lag(
     kafka: &str,
     offsets: &[(String, i32, i64)],
-) -> Result<BTreeMap<String, i64>, sqlx::Error> {
+) -> Result<BTreeMap<String, i64>, QueuesError> {
     let kafka = kafka.to_owned();
     let offsets = offsets.to_vec();
-    let unreadable = |why: String| sqlx::Error::Protocol(format!("consumer lag in {kafka}: {why}"));
+    let unreadable = |reason: String| QueuesError::Broker {
+        kafka: kafka.clone(),
+        reason,
+    };
     let read = tokio::task::spawn_blocking({
         let kafka = kafka.clone();
         move || -> Result<BTreeMap<String, i64>, String> {
@@ -442,4 +465,24 @@ pub async fn active_databases(
         .into_iter()
         .map(|(app, region)| Ok((app, config.database_url(app, &region)?.to_owned())))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_broker_that_does_not_answer_is_a_broker_error_not_a_database_one() {
+        // Nothing listens on the discard port: the watermark read fails after its timeout.
+        let error = consumer_lag("127.0.0.1:9", &[("tm.trades".to_owned(), 0, 0)])
+            .await
+            .unwrap_err();
+        assert!(matches!(error, QueuesError::Broker { .. }), "{error:?}");
+        assert!(
+            error
+                .to_string()
+                .starts_with("broker 127.0.0.1:9: consumer lag unreadable: tm.trades:"),
+            "{error}"
+        );
+    }
 }
