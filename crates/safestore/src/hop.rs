@@ -3,13 +3,15 @@
 
 use uuid::Uuid;
 
+use crate::quote_ident;
+
 /// The content digest reconciliation compares: Postgres's SHA-256 of the stored JSON text. The text
 /// that travels is the outbox's, and a consumer keeps the bytes it received, so an outbox row and
 /// the inbox row of the same message have the same digest (safe-store migration 0005).
 const DIGEST: &str = "encode(sha256(convert_to(payload, 'UTF8')), 'hex')";
 
-/// How far `schema`'s relay has published topic `$1`: the last outbox row id published (0 when it
-/// never has). Rows at or before it are published (migration 0004).
+/// How far `schema`'s relay has published topic `$1` (`schema` already quoted): the last outbox row
+/// id published (0 when it never has). Rows at or before it are published (migration 0004).
 fn progress(schema: &str) -> String {
     format!("coalesce((SELECT id FROM {schema}.relay_progress WHERE topic = $1), 0)")
 }
@@ -24,6 +26,7 @@ pub async fn produced(
     window_seconds: f64,
     settle_seconds: f64,
 ) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
+    let schema = &quote_ident(schema);
     let published = progress(schema);
     sqlx::query_as(&format!(
         "SELECT message_id, {DIGEST} FROM {schema}.outbox
@@ -45,6 +48,7 @@ pub async fn produced_with_ids(
     topic: &str,
     ids: &[Uuid],
 ) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
+    let schema = &quote_ident(schema);
     sqlx::query_as(&format!(
         "SELECT message_id, {DIGEST} FROM {schema}.outbox WHERE topic = $1 AND message_id = ANY($2)"
     ))
@@ -63,6 +67,7 @@ pub async fn consumed(
     window_seconds: f64,
     ids: &[Uuid],
 ) -> Result<Vec<(Uuid, Option<String>)>, sqlx::Error> {
+    let schema = &quote_ident(schema);
     sqlx::query_as(&format!(
         "SELECT message_id, {DIGEST} FROM {schema}.inbox
          WHERE topic = $1
@@ -91,6 +96,7 @@ pub async fn stored_messages(
     topic: &str,
     ids: &[Uuid],
 ) -> Result<Vec<crate::PendingMessage>, sqlx::Error> {
+    let schema = &quote_ident(schema);
     sqlx::query_as(&format!(
         "SELECT id, message_id, topic, key, payload FROM {schema}.outbox
          WHERE topic = $1 AND message_id = ANY($2) ORDER BY id"
@@ -109,6 +115,7 @@ pub async fn consumed_payloads(
     topic: &str,
     ids: &[Uuid],
 ) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
+    let schema = &quote_ident(schema);
     sqlx::query_as(&format!(
         "SELECT message_id, payload FROM {schema}.inbox
          WHERE topic = $1 AND message_id = ANY($2) AND payload IS NOT NULL"
@@ -127,13 +134,14 @@ pub async fn restore(
     schema: &str,
     messages: &[crate::Outgoing],
 ) -> Result<u64, sqlx::Error> {
+    let schema = &quote_ident(schema);
     let ids: Vec<Uuid> = messages.iter().map(|m| m.message_id).collect();
     let topics: Vec<&str> = messages.iter().map(|m| m.topic.as_str()).collect();
     let keys: Vec<&str> = messages.iter().map(|m| m.key.as_str()).collect();
     let payloads: Vec<&str> = messages.iter().map(|m| m.payload.as_str()).collect();
     Ok(sqlx::query(&format!(
         "INSERT INTO {schema}.outbox (message_id, topic, key, payload, id)
-         SELECT *, -nextval(pg_get_serial_sequence('{schema}.outbox', 'id'))
+         SELECT *, -nextval(pg_get_serial_sequence($5, 'id'))
          FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[])
          ON CONFLICT (message_id) DO NOTHING"
     ))
@@ -141,6 +149,7 @@ pub async fn restore(
     .bind(&topics)
     .bind(&keys)
     .bind(&payloads)
+    .bind(format!("{schema}.outbox"))
     .execute(pool)
     .await?
     .rows_affected())
@@ -153,6 +162,7 @@ pub async fn consumed_ids(
     topic: &str,
     ids: &[Uuid],
 ) -> Result<Vec<Uuid>, sqlx::Error> {
+    let schema = &quote_ident(schema);
     sqlx::query_scalar(&format!(
         "SELECT message_id FROM {schema}.inbox WHERE topic = $1 AND message_id = ANY($2)"
     ))
@@ -171,6 +181,7 @@ pub async fn consumer_offsets(
     cluster: &str,
     topic: &str,
 ) -> Result<std::collections::HashMap<i32, (i64, Option<f64>)>, sqlx::Error> {
+    let schema = &quote_ident(schema);
     let rows: Vec<(i32, i64, Option<f64>)> = sqlx::query_as(&format!(
         "SELECT partition, next_offset, extract(epoch FROM now() - message_at)::float8
          FROM {schema}.consumer_offsets WHERE cluster = $1 AND topic = $2"
@@ -189,7 +200,7 @@ pub async fn consumer_offsets(
 pub mod incremental {
     use uuid::Uuid;
 
-    use super::{progress, DIGEST};
+    use super::{progress, quote_ident, DIGEST};
 
     /// An upstream record published after the reconciler's cursor.
     #[derive(Debug, Clone, sqlx::FromRow)]
@@ -217,6 +228,7 @@ pub mod incremental {
         topic: &str,
         window_seconds: f64,
     ) -> Result<i64, sqlx::Error> {
+        let schema = &quote_ident(schema);
         let first: Option<i64> = sqlx::query_scalar(&format!(
             "SELECT min(id) FROM {schema}.outbox
              WHERE topic = $1 AND created_at >= now() - make_interval(secs => $2)"
@@ -244,6 +256,7 @@ pub mod incremental {
         after: i64,
         limit: i64,
     ) -> Result<Vec<Published>, sqlx::Error> {
+        let schema = &quote_ident(schema);
         let published = progress(schema);
         sqlx::query_as(&format!(
             "SELECT id, message_id, {DIGEST} AS digest,
@@ -267,6 +280,7 @@ pub mod incremental {
         topic: &str,
         ids: &[Uuid],
     ) -> Result<Vec<(Uuid, Option<String>)>, sqlx::Error> {
+        let schema = &quote_ident(schema);
         sqlx::query_as(&format!(
             "SELECT message_id, {DIGEST} FROM {schema}.inbox WHERE topic = $1 AND message_id = ANY($2)"
         ))
@@ -284,6 +298,7 @@ pub mod incremental {
         topic: &str,
         since: f64,
     ) -> Result<Vec<(Uuid, f64)>, sqlx::Error> {
+        let schema = &quote_ident(schema);
         sqlx::query_as(&format!(
             "SELECT message_id, extract(epoch FROM processed_at)::float8 FROM {schema}.inbox
              WHERE topic = $1 AND processed_at >= to_timestamp($2)"
@@ -303,6 +318,7 @@ pub async fn waiting(
     topic: &str,
     cap: i64,
 ) -> Result<(i64, f64), sqlx::Error> {
+    let schema = &quote_ident(schema);
     let published = progress(schema);
     sqlx::query_as(&format!(
         "SELECT count(*),

@@ -108,7 +108,9 @@ fn clone_migrator(migrator: &Migrator) -> Migrator {
     }
 }
 
-fn quote_ident(name: &str) -> String {
+/// The one way a schema or table name goes into SQL that cannot take it as a parameter: quoted as
+/// an identifier, so that a name is only ever a name.
+pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
@@ -503,4 +505,19 @@ pub async fn retire(pool: &PgPool, older_than: Duration, batch: i64) -> Result<u
     .await?
     .rows_affected();
     Ok(inbox + outbox)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quote_ident;
+
+    #[test]
+    fn a_quoted_name_stays_one_identifier() {
+        assert_eq!(quote_ident("matching"), r#""matching""#);
+        // A quote inside is doubled, so the name cannot end the identifier and go on as SQL.
+        assert_eq!(
+            quote_ident(r#"x"; DROP TABLE inbox; --"#),
+            r#""x""; DROP TABLE inbox; --""#
+        );
+    }
 }

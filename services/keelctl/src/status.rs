@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use keel_arc::ArcClient;
 use keel_routing::{App, Gate};
+use keel_safestore::quote_ident;
 use keel_topology::services_of;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde::Serialize;
@@ -297,7 +298,7 @@ pub async fn queues(
 ) -> Result<(i64, BTreeMap<String, i64>), QueuesError> {
     let mut depth = 0;
     let mut offsets: Vec<(String, i32, i64)> = Vec::new();
-    for schema in services_of(app).map(|service| service.schema) {
+    for schema in services_of(app).map(|service| quote_ident(service.schema)) {
         let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
             .bind(format!("{schema}.outbox"))
             .fetch_one(pool)

@@ -376,9 +376,10 @@ impl Steps<'_> {
             let lsn = databases::flushed_lsn(&source).await?;
             let took = databases::wait_replayed(&target, &lsn, self.bound).await?;
             // Nothing writes now, so both sides must hold the same acknowledged records.
-            let (table, id) = acknowledged(app);
-            let in_source = count(&source, table).await?;
-            let in_target = count(&target, table).await?;
+            let acknowledged = acknowledged(app);
+            let (table, id) = (acknowledged.table, acknowledged.id);
+            let in_source = count(&source, &acknowledged).await?;
+            let in_target = count(&target, &acknowledged).await?;
             let missing = (in_source - in_target).max(0);
             journal.facts.insert(
                 "rpo".into(),
@@ -456,13 +457,14 @@ impl Steps<'_> {
         to: &str,
         target: &PgPool,
     ) -> serde_json::Value {
-        let (table, id) = acknowledged(app);
+        let acknowledged = acknowledged(app);
+        let (table, id) = (acknowledged.table, acknowledged.id);
         if let Ok(source) = self
             .databases
             .connect(app, from, Duration::from_secs(2))
             .await
         {
-            let missing = missing_ids(&source, target, table, id).await;
+            let missing = missing_ids(&source, target, &acknowledged).await;
             source.close().await;
             if let Ok(missing) = missing {
                 return json!({
@@ -641,40 +643,57 @@ pub async fn reprotect(
     ))
 }
 
-/// The table and id of what an application acknowledges: trade matching the submissions ingress
-/// accepted, settlement the instructions it took from trade matching.
-fn acknowledged(app: App) -> (&'static str, &'static str) {
+/// What an application acknowledges, and the fixed queries that count it: trade matching the
+/// submissions ingress accepted, settlement the instructions it took from trade matching.
+struct Acknowledged {
+    table: &'static str,
+    id: &'static str,
+    count: &'static str,
+    ids: &'static str,
+    present: &'static str,
+}
+
+fn acknowledged(app: App) -> Acknowledged {
     match app {
-        App::TradeMatching => ("ingress.submissions", "leg_id"),
-        App::Settlement => ("settlement.inbox", "message_id"),
+        App::TradeMatching => Acknowledged {
+            table: "ingress.submissions",
+            id: "leg_id",
+            count: "SELECT count(*) FROM ingress.submissions",
+            ids: "SELECT leg_id FROM ingress.submissions",
+            present: "SELECT count(*) FROM ingress.submissions WHERE leg_id = ANY($1)",
+        },
+        App::Settlement => Acknowledged {
+            table: "settlement.inbox",
+            id: "message_id",
+            count: "SELECT count(*) FROM settlement.inbox",
+            ids: "SELECT message_id FROM settlement.inbox",
+            present: "SELECT count(*) FROM settlement.inbox WHERE message_id = ANY($1)",
+        },
     }
 }
 
-async fn count(pool: &PgPool, table: &str) -> Result<i64, String> {
-    sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+async fn count(pool: &PgPool, acknowledged: &Acknowledged) -> Result<i64, String> {
+    sqlx::query_scalar(acknowledged.count)
         .fetch_one(pool)
         .await
-        .map_err(|e| format!("{table}: {e}"))
+        .map_err(|e| format!("{}: {e}", acknowledged.table))
 }
 
-/// How many of `table`'s ids in `source` `target` lacks.
+/// How many of the acknowledged ids in `source` `target` lacks.
 async fn missing_ids(
     source: &PgPool,
     target: &PgPool,
-    table: &str,
-    id: &str,
+    acknowledged: &Acknowledged,
 ) -> Result<i64, String> {
-    let ids: Vec<uuid::Uuid> = sqlx::query_scalar(&format!("SELECT {id} FROM {table}"))
+    let ids: Vec<uuid::Uuid> = sqlx::query_scalar(acknowledged.ids)
         .fetch_all(source)
         .await
         .map_err(|e| e.to_string())?;
-    let present: i64 = sqlx::query_scalar(&format!(
-        "SELECT count(*) FROM {table} WHERE {id} = ANY($1)"
-    ))
-    .bind(&ids)
-    .fetch_one(target)
-    .await
-    .map_err(|e| e.to_string())?;
+    let present: i64 = sqlx::query_scalar(acknowledged.present)
+        .bind(&ids)
+        .fetch_one(target)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(ids.len() as i64 - present)
 }
 
