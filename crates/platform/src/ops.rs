@@ -12,6 +12,21 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 
+/// The readiness check a service fails while it cannot read its routing controls (fenced).
+pub const ROUTING_CONTROLS_CHECK: &str = "routing-controls";
+
+/// What `/readyz` answers (200 when ready, 503 when not): the shape `keelctl` and the console read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReadyzBody {
+    pub ready: bool,
+    /// The checks that do not pass, and why.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub failing: BTreeMap<String, String>,
+    /// Facts that do not make the service unready, such as `processing`: "active" or "standby (...)".
+    #[serde(default)]
+    pub notes: BTreeMap<String, String>,
+}
+
 /// Named readiness checks; the service is ready when all of them pass.
 #[derive(Clone, Default)]
 pub struct Readiness {
@@ -87,19 +102,23 @@ pub fn router(readiness: Readiness, metrics: PrometheusHandle) -> Router {
 }
 
 async fn ready(State(state): State<OpsState>) -> impl IntoResponse {
-    let failing = state.readiness.failing();
-    let notes = state.readiness.notes();
-    if failing.is_empty() {
-        (
-            StatusCode::OK,
-            Json(serde_json::json!({"ready": true, "notes": notes})),
-        )
+    let owned = |map: BTreeMap<&'static str, String>| {
+        map.into_iter()
+            .map(|(key, value)| (key.to_owned(), value))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let failing = owned(state.readiness.failing());
+    let body = ReadyzBody {
+        ready: failing.is_empty(),
+        failing,
+        notes: owned(state.readiness.notes()),
+    };
+    let status = if body.ready {
+        StatusCode::OK
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({"ready": false, "failing": failing, "notes": notes})),
-        )
-    }
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
 }
 
 /// Serves `router` on `listener` until `shutdown`, then lets in-flight requests finish.
@@ -111,4 +130,29 @@ pub async fn serve(
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readyz_keeps_its_wire_shape_and_reads_back() {
+        let ready = ReadyzBody {
+            ready: true,
+            failing: BTreeMap::new(),
+            notes: BTreeMap::from([("processing".to_owned(), "active".to_owned())]),
+        };
+        let json = serde_json::to_value(&ready).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"ready": true, "notes": {"processing": "active"}})
+        );
+        let unready: ReadyzBody = serde_json::from_value(serde_json::json!(
+            {"ready": false, "failing": {ROUTING_CONTROLS_CHECK: "fenced"}, "notes": {}}
+        ))
+        .unwrap();
+        assert_eq!(unready.failing[ROUTING_CONTROLS_CHECK], "fenced");
+        assert_eq!(serde_json::from_value::<ReadyzBody>(json).unwrap(), ready);
+    }
 }

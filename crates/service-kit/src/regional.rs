@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keel_arc::{ArcClient, Fence, Reading};
-use keel_platform::ops::Readiness;
+use keel_platform::ops::{Readiness, ROUTING_CONTROLS_CHECK};
 use keel_routing::{control_name, App, Gate, RegionConfig};
 use keel_streaming::{Destinations, KafkaOptions};
 use tokio::sync::watch;
@@ -95,15 +95,15 @@ impl Regional {
     fn show(&self, readiness: &Readiness) {
         match self.check(Gate::Processing) {
             Ok(()) => {
-                readiness.set_ready("routing-controls");
+                readiness.set_ready(ROUTING_CONTROLS_CHECK);
                 readiness.note("processing", "active");
             }
             Err(Fence::Off(control)) => {
-                readiness.set_ready("routing-controls");
+                readiness.set_ready(ROUTING_CONTROLS_CHECK);
                 readiness.note("processing", format!("standby ({control} is Off)"));
             }
             Err(fence @ Fence::Unreadable(_)) => {
-                readiness.set_unready("routing-controls", fence.to_string());
+                readiness.set_unready(ROUTING_CONTROLS_CHECK, fence.to_string());
                 readiness.note("processing", "fenced");
             }
         }
@@ -123,7 +123,7 @@ impl Regional {
         S: FnMut(CancellationToken) -> Fut,
         Fut: Future<Output = Result<(), String>>,
     {
-        readiness.register("routing-controls");
+        readiness.register(ROUTING_CONTROLS_CHECK);
         let shown = {
             let this = self.clone();
             let readiness = readiness.clone();

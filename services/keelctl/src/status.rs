@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use keel_arc::ArcClient;
+use keel_platform::ops::{ReadyzBody, ROUTING_CONTROLS_CHECK};
 use keel_routing::{App, Gate};
 use keel_safestore::quote_ident;
 use keel_topology::services_of;
@@ -21,7 +22,8 @@ use crate::Config;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Health {
     Down(String),
-    Unready(String),
+    /// The checks that fail, and why.
+    Unready(BTreeMap<String, String>),
     /// Ready; the note says whether it processes: "active", "standby (...)".
     Ready(String),
 }
@@ -36,7 +38,8 @@ impl Health {
         match self {
             Health::Down(_) => true,
             Health::Ready(note) => note.starts_with("standby"),
-            Health::Unready(failing) => failing.contains("routing-controls"),
+            // Fenced: it cannot read its routing controls, so it neither consumes nor produces.
+            Health::Unready(failing) => failing.contains_key(ROUTING_CONTROLS_CHECK),
         }
     }
 }
@@ -45,7 +48,13 @@ impl std::fmt::Display for Health {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Health::Down(why) => write!(f, "down ({why})"),
-            Health::Unready(failing) => write!(f, "unready: {failing}"),
+            Health::Unready(failing) => {
+                let failing: Vec<String> = failing
+                    .iter()
+                    .map(|(check, why)| format!("{check}: {why}"))
+                    .collect();
+                write!(f, "unready ({})", failing.join("; "))
+            }
             Health::Ready(note) => f.write_str(note),
         }
     }
@@ -55,17 +64,16 @@ pub async fn readiness(http: &reqwest::Client, base: &str) -> Health {
     match http.get(format!("{base}/readyz")).send().await {
         Err(error) => Health::Down(error.without_url().to_string()),
         Ok(response) => {
-            let ready = response.status().is_success();
-            let body: serde_json::Value = response.json().await.unwrap_or_default();
-            if ready {
-                Health::Ready(
-                    body["notes"]["processing"]
-                        .as_str()
-                        .unwrap_or("")
-                        .to_owned(),
-                )
-            } else {
-                Health::Unready(body["failing"].to_string())
+            let status = response.status();
+            match response.json::<ReadyzBody>().await {
+                Err(error) => Health::Down(format!(
+                    "/readyz answered {status} with a body that is not readiness: {}",
+                    error.without_url()
+                )),
+                Ok(body) if body.ready => {
+                    Health::Ready(body.notes.get("processing").cloned().unwrap_or_default())
+                }
+                Ok(body) => Health::Unready(body.failing),
             }
         }
     }

@@ -743,8 +743,9 @@ mod tests {
         let active = Health::Ready("active".into());
         let standby = Health::Ready("standby (x is Off)".into());
         let down = Health::Down("connection refused".into());
-        let fenced = Health::Unready(r#"{"routing-controls":"fenced"}"#.into());
-        let starting = Health::Unready(r#"{"session":"starting"}"#.into());
+        let failing = |check: &str, why: &str| BTreeMap::from([(check.to_owned(), why.to_owned())]);
+        let fenced = Health::Unready(failing("routing-controls", "fenced"));
+        let starting = Health::Unready(failing("session", "starting"));
         let healths = BTreeMap::from([("ingress", active.clone()), ("matching", standby.clone())]);
         assert_eq!(not_yet(&healths, Health::is_stopped), ["ingress: active"]);
         assert_eq!(
