@@ -19,32 +19,15 @@ fn every_region_of_the_local_configuration_has_the_topologys_services_and_applic
     let services: BTreeSet<&str> = service_names().collect();
     let apps: BTreeSet<&str> = App::ALL.iter().map(|app| app.name()).collect();
     for (region, table) in regions {
-        let keys = |field: &str| -> BTreeSet<String> {
-            table[field]
+        for (field, expected) in [("services", &services), ("databases", &apps)] {
+            let configured: BTreeSet<&str> = table[field]
                 .as_table()
                 .unwrap_or_else(|| panic!("regions.{region}.{field}"))
                 .keys()
-                .cloned()
-                .collect()
-        };
-        let configured = keys("services");
-        assert_eq!(
-            configured
-                .iter()
                 .map(String::as_str)
-                .collect::<BTreeSet<_>>(),
-            services,
-            "regions.{region}.services"
-        );
-        let databases = keys("databases");
-        assert_eq!(
-            databases
-                .iter()
-                .map(String::as_str)
-                .collect::<BTreeSet<_>>(),
-            apps,
-            "regions.{region}.databases"
-        );
+                .collect();
+            assert_eq!(&configured, expected, "regions.{region}.{field}");
+        }
     }
 }
 

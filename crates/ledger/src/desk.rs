@@ -83,7 +83,6 @@ impl CancelAnswer {
 
 #[derive(Debug, Clone)]
 struct Known {
-    instruction_id: Uuid,
     allocation_id: String,
     status: InstructionStatus,
 }
@@ -91,8 +90,8 @@ struct Known {
 /// What is known of some trades' instructions: each one's status, and which trades were cancelled.
 #[derive(Debug, Clone, Default)]
 pub struct Book {
-    by_trade: HashMap<TradeId, Vec<Known>>,
-    ids: HashSet<Uuid>,
+    known: HashMap<Uuid, Known>,
+    by_trade: HashMap<TradeId, Vec<Uuid>>,
     cancelled: HashSet<TradeId>,
 }
 
@@ -109,14 +108,20 @@ impl Book {
         allocation_id: &str,
         status: InstructionStatus,
     ) {
-        if !self.ids.insert(instruction_id) {
+        if self.known.contains_key(&instruction_id) {
             return;
         }
-        self.by_trade.entry(trade_id).or_default().push(Known {
+        self.known.insert(
             instruction_id,
-            allocation_id: allocation_id.to_owned(),
-            status,
-        });
+            Known {
+                allocation_id: allocation_id.to_owned(),
+                status,
+            },
+        );
+        self.by_trade
+            .entry(trade_id)
+            .or_default()
+            .push(instruction_id);
     }
 
     /// Records that `trade_id` was cancelled (loaded from the store).
@@ -125,11 +130,7 @@ impl Book {
     }
 
     pub fn status(&self, instruction_id: Uuid) -> Option<InstructionStatus> {
-        self.by_trade
-            .values()
-            .flatten()
-            .find(|known| known.instruction_id == instruction_id)
-            .map(|known| known.status)
+        self.known.get(&instruction_id).map(|known| known.status)
     }
 
     /// What to do with an instruction of `trade_id` dated `settlement_date` that arrives `today`.
@@ -140,7 +141,7 @@ impl Book {
         settlement_date: NaiveDate,
         today: NaiveDate,
     ) -> Arrival {
-        if self.ids.contains(&instruction_id) {
+        if self.known.contains_key(&instruction_id) {
             Arrival::Known
         } else if self.cancelled.contains(&trade_id) {
             Arrival::Cancelled
@@ -158,9 +159,10 @@ impl Book {
         if self.cancelled.contains(&trade_id) {
             return (CancelAnswer::AlreadyCancelled, Vec::new());
         }
-        let known = self.by_trade.entry(trade_id).or_default();
-        let mut decided: Vec<String> = known
+        let ids = self.by_trade.get(&trade_id).map_or(&[][..], Vec::as_slice);
+        let mut decided: Vec<String> = ids
             .iter()
+            .map(|id| &self.known[id])
             .filter(|k| k.status.is_decided())
             .map(|k| format!("allocation {} {}", k.allocation_id, k.status.as_str()))
             .collect();
@@ -169,12 +171,15 @@ impl Book {
             return (CancelAnswer::Refused { decided }, Vec::new());
         }
         let mut withdrawn = Vec::new();
-        for k in known
-            .iter_mut()
-            .filter(|k| k.status == InstructionStatus::Pending)
-        {
-            k.status = InstructionStatus::Cancelled;
-            withdrawn.push(k.instruction_id);
+        for id in ids {
+            let known = self
+                .known
+                .get_mut(id)
+                .expect("every id of a trade is known");
+            if known.status == InstructionStatus::Pending {
+                known.status = InstructionStatus::Cancelled;
+                withdrawn.push(*id);
+            }
         }
         self.cancelled.insert(trade_id);
         (CancelAnswer::Confirmed, withdrawn)

@@ -289,26 +289,23 @@ impl<H: Handler> BatchConsumer<H> {
                 _ = shutdown.cancelled() => return Ok(()),
                 batch = self.next_batch(&consumer, idle_until) => batch,
             };
-            if batch.is_empty() {
-                advised = Instant::now();
-                self.advise_kafka(&consumer, &std::mem::take(&mut unadvised), false);
-                continue;
+            if !batch.is_empty() {
+                // Time spent waiting for messages, beside the time spent committing them: together
+                // they say whether a stage is short of work or of speed.
+                metrics::histogram!("keel_consumer_wait_seconds", "topic" => topic.clone())
+                    .record(waiting.elapsed().as_secs_f64());
+                let started = Instant::now();
+                let Some(next_offsets) = self.process(batch, &mut budget, &shutdown).await? else {
+                    return Ok(());
+                };
+                metrics::histogram!("keel_consumer_batch_seconds", "topic" => topic.clone())
+                    .record(started.elapsed().as_secs_f64());
+                self.relay_wake.notify_one();
+                unadvised.extend(next_offsets);
             }
-            // Time spent waiting for messages, beside the time spent committing them: together they
-            // say whether a stage is short of work or of speed.
-            metrics::histogram!("keel_consumer_wait_seconds", "topic" => topic.clone())
-                .record(waiting.elapsed().as_secs_f64());
-            let started = Instant::now();
-            let Some(next_offsets) = self.process(batch, &mut budget, &shutdown).await? else {
-                return Ok(());
-            };
-            metrics::histogram!("keel_consumer_batch_seconds", "topic" => topic.clone())
-                .record(started.elapsed().as_secs_f64());
-            self.relay_wake.notify_one();
             // Every advisory commit is a write transaction in the broker's storage (about ten
             // statements in nisshi); one per batch was a tenth of its writes for a lag dashboard.
-            unadvised.extend(next_offsets);
-            if advised.elapsed() >= ADVISE_EVERY {
+            if !unadvised.is_empty() && advised.elapsed() >= ADVISE_EVERY {
                 advised = Instant::now();
                 let report_lag = lag_reported.elapsed() > Duration::from_secs(5);
                 if report_lag {

@@ -47,7 +47,7 @@ struct New {
 pub struct Book {
     desk: desk::Book,
     new: Vec<New>,
-    /// Stored instructions a cancel withdrew.
+    /// Instructions a cancel withdrew.
     withdrawn: Vec<Uuid>,
     new_cancellations: Vec<(TradeId, ParticipantId, DateTime<Utc>)>,
 }
@@ -122,11 +122,9 @@ impl Book {
     ) -> CancelAnswer {
         let (answer, withdrawn) = self.desk.cancel(trade_id);
         if answer == CancelAnswer::Confirmed {
-            // Rows of this batch are written with their final status; stored ones are updated.
-            let new: std::collections::HashSet<Uuid> =
-                self.new.iter().map(|n| n.instruction_id).collect();
-            self.withdrawn
-                .extend(withdrawn.into_iter().filter(|id| !new.contains(id)));
+            // Rows of this batch are inserted with their final status, which the update (of rows
+            // still PENDING) then leaves alone; stored ones are updated.
+            self.withdrawn.extend(withdrawn);
             self.new_cancellations.push((trade_id, requested_by, at));
         }
         answer
