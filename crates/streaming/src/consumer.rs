@@ -99,9 +99,6 @@ impl PoisonBudget {
     }
 }
 
-/// How often the consumer's position goes to Kafka (advisory; Postgres holds the real one).
-const ADVISE_EVERY: Duration = Duration::from_secs(1);
-
 #[derive(Debug, Clone)]
 pub struct ConsumerOptions {
     /// Consumer group, used only for advisory offset commits (lag dashboards).
@@ -279,40 +276,28 @@ impl<H: Handler> BatchConsumer<H> {
 
         let mut budget = PoisonBudget::default();
         let mut lag_reported = Instant::now();
-        let mut advised = Instant::now();
-        let mut unadvised = BTreeMap::new();
         loop {
             let waiting = Instant::now();
-            // Advice still owed goes out once the consumer has been idle until it is due.
-            let idle_until = (!unadvised.is_empty()).then_some(advised + ADVISE_EVERY);
             let batch = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
-                batch = self.next_batch(&consumer, idle_until) => batch,
+                batch = self.next_batch(&consumer) => batch,
             };
-            if !batch.is_empty() {
-                // Time spent waiting for messages, beside the time spent committing them: together
-                // they say whether a stage is short of work or of speed.
-                metrics::histogram!("keel_consumer_wait_seconds", "topic" => topic.clone())
-                    .record(waiting.elapsed().as_secs_f64());
-                let started = Instant::now();
-                let Some(next_offsets) = self.process(batch, &mut budget, &shutdown).await? else {
-                    return Ok(());
-                };
-                metrics::histogram!("keel_consumer_batch_seconds", "topic" => topic.clone())
-                    .record(started.elapsed().as_secs_f64());
-                self.relay_wake.notify_one();
-                unadvised.extend(next_offsets);
+            // Time spent waiting for messages, beside the time spent committing them: together they
+            // say whether a stage is short of work or of speed.
+            metrics::histogram!("keel_consumer_wait_seconds", "topic" => topic.clone())
+                .record(waiting.elapsed().as_secs_f64());
+            let started = Instant::now();
+            let Some(next_offsets) = self.process(batch, &mut budget, &shutdown).await? else {
+                return Ok(());
+            };
+            metrics::histogram!("keel_consumer_batch_seconds", "topic" => topic.clone())
+                .record(started.elapsed().as_secs_f64());
+            self.relay_wake.notify_one();
+            let report_lag = lag_reported.elapsed() > Duration::from_secs(5);
+            if report_lag {
+                lag_reported = Instant::now();
             }
-            // Every advisory commit is a write transaction in the broker's storage (about ten
-            // statements in nisshi); one per batch was a tenth of its writes for a lag dashboard.
-            if !unadvised.is_empty() && advised.elapsed() >= ADVISE_EVERY {
-                advised = Instant::now();
-                let report_lag = lag_reported.elapsed() > Duration::from_secs(5);
-                if report_lag {
-                    lag_reported = Instant::now();
-                }
-                self.advise_kafka(&consumer, &std::mem::take(&mut unadvised), report_lag);
-            }
+            self.advise_kafka(&consumer, &next_offsets, report_lag);
         }
     }
 
@@ -355,22 +340,10 @@ impl<H: Handler> BatchConsumer<H> {
         }
     }
 
-    /// The next batch; empty only when `idle_until` passed before a first message came.
-    async fn next_batch(
-        &self,
-        consumer: &StreamConsumer,
-        idle_until: Option<Instant>,
-    ) -> Vec<OwnedMessage> {
+    async fn next_batch(&self, consumer: &StreamConsumer) -> Vec<OwnedMessage> {
         let mut batch = Vec::new();
         while batch.is_empty() {
-            let received = match idle_until {
-                Some(deadline) => match tokio::time::timeout_at(deadline, consumer.recv()).await {
-                    Ok(received) => received,
-                    Err(_) => return batch,
-                },
-                None => consumer.recv().await,
-            };
-            match received {
+            match consumer.recv().await {
                 Ok(message) => batch.push(message.detach()),
                 Err(error) => {
                     tracing::warn!(topic = self.options.topic, %error, "kafka consumer error");
