@@ -1,9 +1,7 @@
-use std::collections::BTreeMap;
-
 use keel_routing::App;
 use serde::{Deserialize, Serialize};
 
-use crate::{Mode, Plan, Step};
+use crate::{Facts, Mode, Plan, Step};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -30,10 +28,9 @@ pub struct Journal {
     pub plan: Plan,
     pub started_at_ms: u64,
     pub records: Vec<StepRecord>,
-    /// What steps measured for the report (the RPO, the reconciliation), by name, kept so that a
-    /// resumed run still reports what the steps before the interruption found.
+    /// What steps measured for the report (the RPO, the reconciliation).
     #[serde(default)]
-    pub facts: BTreeMap<String, serde_json::Value>,
+    pub facts: Facts,
 }
 
 /// Where a run goes on.
@@ -71,7 +68,7 @@ impl Journal {
             plan,
             started_at_ms: now_ms,
             records: Vec::new(),
-            facts: BTreeMap::new(),
+            facts: Facts::default(),
         }
     }
 

@@ -6,10 +6,12 @@
 //!   [`Journal::next`]: where a run, or an interrupted one resumed, goes on.
 //! - [`Journal::rto`]: how long the application took no traffic.
 //!
-//! keelctl carries the steps out; this crate decides their order and reads the journal.
+//! keel-operations carries the steps out; this crate decides their order and reads the journal.
 
+mod facts;
 mod journal;
 mod plan;
 
+pub use facts::{Facts, GapCounts, HopTally, Reconciled, Rpo};
 pub use journal::{Journal, JournalError, Next, StepRecord, StepState};
 pub use plan::{plan, Mode, Plan, PlanError, Step};

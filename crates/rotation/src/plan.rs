@@ -45,6 +45,24 @@ pub enum Step {
 }
 
 impl Step {
+    /// The step's name, as the journal and the report spell it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Step::Preflight => "preflight",
+            Step::TrafficOff => "traffic-off",
+            Step::Drain => "drain",
+            Step::ProcessingOff => "processing-off",
+            Step::FenceSource => "fence-source",
+            Step::WaitReplayed => "wait-replayed",
+            Step::SwitchDatabase => "switch-database",
+            Step::ProcessingOn => "processing-on",
+            Step::Reconcile => "reconcile",
+            Step::Verify => "verify",
+            Step::TrafficOn => "traffic-on",
+            Step::Reprotect => "reprotect",
+        }
+    }
+
     /// What the step does and what it checks, as `--dry-run` prints it.
     pub fn describe(&self) -> &'static str {
         match self {
@@ -179,6 +197,14 @@ mod tests {
 
     fn regions() -> Vec<String> {
         vec!["us-east-1".into(), "us-west-2".into()]
+    }
+
+    #[test]
+    fn a_step_is_named_as_the_journal_spells_it() {
+        for step in PLANNED.iter().chain(UNPLANNED) {
+            let stored = serde_json::to_value(step).unwrap();
+            assert_eq!(stored, step.name(), "{step:?}");
+        }
     }
 
     #[test]

@@ -1,51 +1,24 @@
 //! keelctl: what SREs run: `keelctl status`, `keelctl controls list|set`, `keelctl rotate`,
 //! `keelctl failover`, `keelctl reprotect`, `keelctl reconcile`, `keelctl ledger verify`.
 //! It reads the same configuration as the services (`KEEL_CONFIG`, by default the local stack's
-//! `deploy/local/config/keel.toml`).
+//! `deploy/local/config/keel.toml`). The work is keel-operations' (the runbook, over ports) and
+//! keel-operations-live's (the ports against the real systems); keelctl parses, renders, and maps
+//! each failure to an exit code ([`error::Error::exit_code`]).
 //!
-//! Exit codes: 0 all good, 1 the check found a violation (named on stderr or in the JSON), 2 the check
-//! could not run (for example the database is unreachable).
+//! Exit codes: 0 all good, 1 the command found something wrong (named on stderr or in the JSON),
+//! 2 it could not run (for example the database is unreachable) or would not (a refusal).
 
-mod ledger;
-mod reconcile;
-mod runbook;
-mod status;
+mod commands;
+mod error;
+mod render;
 
-use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use keel_arc::ControlConfig;
-use keel_rotation::Mode;
-use keel_routing::{App, RegionConfig};
-use runbook::store::{RunbookConfig, RunbookStore};
-use serde::{Deserialize, Serialize};
+use keel_operations_live::Config;
+use keel_routing::App;
 
-/// The parts of the services' configuration keelctl needs.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Config {
-    pub regions: BTreeMap<String, RegionConfig>,
-    pub control: ControlConfig,
-    pub runbook: RunbookConfig,
-    /// Producer tuning for replays (the brokers are each region's).
-    pub kafka: keel_streaming::KafkaOptions,
-    /// How long the stores keep inbox and outbox rows: reconciliation must not look further back.
-    pub retention: keel_safestore::Retention,
-}
-
-impl Config {
-    /// `app`'s database in `region`.
-    pub fn database_url(&self, app: App, region: &str) -> Result<&str, String> {
-        self.regions
-            .get(region)
-            .and_then(|r| r.databases.get(app.name()))
-            .map(String::as_str)
-            .ok_or_else(|| {
-                format!("no database for {app} in {region} (regions.{region}.databases)")
-            })
-    }
-}
+use crate::error::Error;
 
 #[derive(Parser)]
 #[command(
@@ -53,16 +26,16 @@ impl Config {
     version,
     about = "Operate Keel: status, routing controls, rotation and failover, reconciliation, the ledger."
 )]
-struct Cli {
+pub(crate) struct Cli {
     /// Print JSON instead of text.
     #[arg(long, global = true)]
-    json: bool,
+    pub(crate) json: bool,
     #[command(subcommand)]
-    command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Subcommand)]
-enum Command {
+pub(crate) enum Command {
     /// Per application and region: routing controls, service health, database role and
     /// replication lag, consumer lag and outbox depth.
     Status,
@@ -142,25 +115,25 @@ enum Command {
 }
 
 #[derive(clap::Args)]
-struct MoveArgs {
+pub(crate) struct MoveArgs {
     #[arg(long, value_parser = parse_app)]
-    app: App,
+    pub(crate) app: App,
     /// The region to move to.
     #[arg(long)]
-    to: String,
+    pub(crate) to: String,
     /// The region to move from; by default the one where the application processes now.
     #[arg(long)]
-    from: Option<String>,
+    pub(crate) from: Option<String>,
     /// Print the plan and what each step checks; change nothing.
     #[arg(long)]
-    dry_run: bool,
+    pub(crate) dry_run: bool,
     /// Do not ask for confirmation.
     #[arg(long)]
-    yes: bool,
+    pub(crate) yes: bool,
 }
 
 #[derive(Subcommand)]
-enum ControlsCommand {
+pub(crate) enum ControlsCommand {
     /// Every control and its state.
     List,
     /// Sets controls, all at once or none: `keelctl controls set trade-matching-us-east-1-traffic=Off`.
@@ -176,7 +149,7 @@ enum ControlsCommand {
 }
 
 #[derive(Subcommand)]
-enum LedgerCommand {
+pub(crate) enum LedgerCommand {
     /// Checks the whole ledger: postings balance per instruction, postings belong to settled
     /// instructions, every position equals its opening balance plus its postings, every asset is
     /// conserved, and nothing is negative where not allowed. Names the first violation.
@@ -188,197 +161,30 @@ enum LedgerCommand {
     },
 }
 
-async fn move_app(
-    config: impl FnOnce() -> Result<Config, ExitCode>,
-    mode: Mode,
-    args: MoveArgs,
-    json: bool,
-) -> ExitCode {
-    match config() {
-        Err(code) => code,
-        Ok(config) => {
-            let args = runbook::RunArgs {
-                app: args.app,
-                mode,
-                to: args.to,
-                from: args.from,
-                dry_run: args.dry_run,
-                yes: args.yes,
-                json,
-            };
-            runbook::run(&config, args).await
-        }
-    }
+#[derive(Debug, thiserror::Error)]
+#[error("unknown application {0:?} (trade-matching, settlement)")]
+struct UnknownApp(String);
+
+fn parse_app(name: &str) -> Result<App, UnknownApp> {
+    App::from_name(name).ok_or_else(|| UnknownApp(name.to_owned()))
 }
 
-fn parse_app(name: &str) -> Result<App, String> {
-    App::from_name(name)
-        .ok_or_else(|| format!("unknown application {name:?} (trade-matching, settlement)"))
+fn load_config() -> Result<Config, Error> {
+    if std::env::var_os("KEEL_CONFIG").is_none() {
+        std::env::set_var("KEEL_CONFIG", "deploy/local/config/keel.toml");
+    }
+    keel_platform::config::load().map_err(|error| Error::Config(error.to_string()))
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = || -> Result<Config, ExitCode> {
-        if std::env::var_os("KEEL_CONFIG").is_none() {
-            std::env::set_var("KEEL_CONFIG", "deploy/local/config/keel.toml");
-        }
-        keel_platform::config::load().map_err(|error| {
-            eprintln!("error: {error}");
-            ExitCode::from(2)
-        })
-    };
-    match cli.command {
-        Command::Status => match config() {
-            Ok(config) => status::status(&config, cli.json).await,
-            Err(code) => code,
-        },
-        Command::Controls { command } => match config() {
-            Err(code) => code,
-            Ok(config) => match command {
-                ControlsCommand::List => status::list_controls(&config, cli.json).await,
-                ControlsCommand::Set { changes, overrides } => {
-                    status::set_controls(&config, &changes, &overrides, cli.json).await
-                }
-            },
-        },
-        Command::Rotate(args) => move_app(config, Mode::Planned, args, cli.json).await,
-        Command::Failover(args) => move_app(config, Mode::Unplanned, args, cli.json).await,
-        Command::Reprotect { app, region } => match config() {
-            Err(code) => code,
-            Ok(config) => runbook::reprotect(&config, app, region, cli.json).await,
-        },
-        Command::Unlock { app, run } => match config() {
-            Err(code) => code,
-            Ok(config) => {
-                let store = RunbookStore::new(&config.runbook);
-                match store.lock_holder(app).await {
-                    Ok(Some(holder)) if holder == run => match store.unlock(app, &run).await {
-                        Ok(()) => {
-                            println!("released {app}'s runbook lock held by run {run}");
-                            ExitCode::SUCCESS
-                        }
-                        Err(error) => {
-                            eprintln!("error: {error}");
-                            ExitCode::from(2)
-                        }
-                    },
-                    Ok(Some(holder)) => {
-                        eprintln!("error: {app}'s lock is held by run {holder}, not {run}");
-                        ExitCode::from(1)
-                    }
-                    Ok(None) => {
-                        eprintln!("{app}'s runbook lock is not held");
-                        ExitCode::SUCCESS
-                    }
-                    Err(error) => {
-                        eprintln!("error: {error}");
-                        ExitCode::from(2)
-                    }
-                }
-            }
-        },
-        Command::Audit { run } => match config() {
-            Err(code) => code,
-            Ok(config) => match RunbookStore::new(&config.runbook).audit_of(&run).await {
-                Err(error) => {
-                    eprintln!("error: {error}");
-                    ExitCode::from(2)
-                }
-                Ok(items) if items.is_empty() => {
-                    eprintln!("no audit for run {run}");
-                    ExitCode::from(1)
-                }
-                Ok(items) => {
-                    if cli.json {
-                        let map: BTreeMap<_, _> = items.into_iter().collect();
-                        println!("{}", serde_json::to_string_pretty(&map).expect("json"));
-                    } else {
-                        for (what, action) in items {
-                            println!("{what}\t{action}");
-                        }
-                    }
-                    ExitCode::SUCCESS
-                }
-            },
-        },
-        Command::Reconcile {
-            app,
-            window_minutes,
-            settle_seconds,
-            repair,
-            watch,
-            metrics_listen,
-            interval_seconds,
-            rounds,
-        } => match config() {
-            Err(code) => code,
-            Ok(config) => {
-                let window = reconcile::Window {
-                    seconds: minutes_to_seconds(window_minutes),
-                    settle_seconds,
-                };
-                if let Err(error) = window.within(&config.retention) {
-                    eprintln!("error: {error}");
-                    return ExitCode::from(2);
-                }
-                if watch {
-                    return reconcile::watch(
-                        &config,
-                        app,
-                        window,
-                        std::time::Duration::from_secs(interval_seconds),
-                        rounds,
-                        &metrics_listen,
-                    )
-                    .await;
-                }
-                if !repair {
-                    return reconcile::reconcile(&config, app, window, None, cli.json).await;
-                }
-                let store = RunbookStore::new(&config.runbook);
-                if let Err(error) = store.ensure_table().await {
-                    eprintln!("error: {error}");
-                    return ExitCode::from(2);
-                }
-                let regions = match status::active_regions(&config, &App::ALL).await {
-                    Ok(regions) => regions,
-                    Err(error) => {
-                        eprintln!("error: {error}");
-                        return ExitCode::from(2);
-                    }
-                };
-                let run_id = format!(
-                    "reconcile-{}",
-                    chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
-                );
-                let repairing = reconcile::Repairing::new(&config, &store, run_id, &regions);
-                reconcile::reconcile(&config, app, window, Some(repairing), cli.json).await
-            }
-        },
-        Command::Ledger {
-            command: LedgerCommand::Verify { database_url },
-        } => {
-            let database_url = match database_url {
-                Some(url) => url,
-                None => match config() {
-                    Err(code) => return code,
-                    Ok(config) => match status::active_databases(&config, &[App::Settlement]).await
-                    {
-                        Ok(mut urls) => urls.remove(&App::Settlement).expect("asked for"),
-                        Err(why) => {
-                            eprintln!("error: {why}; pass --database-url");
-                            return ExitCode::from(2);
-                        }
-                    },
-                },
-            };
-            ledger::verify(&database_url, cli.json).await
+    let json = cli.json;
+    match commands::run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            render::error(&error, json);
+            error.exit_code()
         }
     }
-}
-
-#[allow(clippy::float_arithmetic)] // a duration typed by an operator, not money
-fn minutes_to_seconds(minutes: f64) -> f64 {
-    minutes * 60.0
 }

@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use aws_sdk_dynamodb::config::Region;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
@@ -19,6 +20,7 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
+use keel_operations::ports::{RunbookStore, StoreError};
 use keel_rotation::Journal;
 use keel_routing::App;
 use serde::{Deserialize, Serialize};
@@ -59,18 +61,6 @@ impl Default for RunbookConfig {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("the runbook store ({endpoint}) failed: {detail}")]
-    Failed { endpoint: String, detail: String },
-    #[error("{app}'s runbook lock is held by run {run_id}; resume it with the same command, or see runbooks/rotation.md")]
-    Locked { app: App, run_id: String },
-    #[error("run {0}'s journal was changed by someone else; it no longer holds the lock")]
-    LostRace(String),
-    #[error("run {0}'s journal cannot be read: {1}")]
-    Corrupt(String, String),
-}
-
 /// One audited repair: which hop, which message, what was done.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditedRepair {
@@ -79,7 +69,7 @@ pub struct AuditedRepair {
     pub action: &'static str,
 }
 
-pub struct RunbookStore {
+pub struct DynamoStore {
     client: Client,
     table: String,
     endpoint: String,
@@ -100,8 +90,8 @@ fn is_error<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>, code: &str) -> b
     error.code() == Some(code)
 }
 
-impl RunbookStore {
-    pub fn new(config: &RunbookConfig) -> RunbookStore {
+impl DynamoStore {
+    pub fn new(config: &RunbookConfig) -> DynamoStore {
         let mut builder = aws_sdk_dynamodb::Config::builder()
             .region(Region::new(config.dynamodb_region.clone()))
             .credentials_provider(keel_arc::aws_credentials())
@@ -113,7 +103,7 @@ impl RunbookStore {
         if !config.dynamodb_endpoint.is_empty() {
             builder = builder.endpoint_url(&config.dynamodb_endpoint);
         }
-        RunbookStore {
+        DynamoStore {
             client: Client::from_conf(builder.build()),
             table: config.table.clone(),
             endpoint: if config.dynamodb_endpoint.is_empty() {
@@ -180,126 +170,6 @@ impl RunbookStore {
             Ok(_) => Ok(()),
             // Someone else created it meanwhile.
             Err(error) if is_error(&error, "ResourceInUseException") => Ok(()),
-            Err(error) => Err(self.failed(error)),
-        }
-    }
-
-    /// The run holding `app`'s lock, if any.
-    pub async fn lock_holder(&self, app: App) -> Result<Option<String>, StoreError> {
-        let item = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(format!("lock#{app}"), "lock")))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| self.failed(e))?;
-        Ok(item
-            .item
-            .and_then(|item| item.get("run_id")?.as_s().ok().cloned()))
-    }
-
-    /// Takes `app`'s lock for `run_id` (or confirms this run holds it already).
-    pub async fn lock(&self, app: App, run_id: &str, holder: &str) -> Result<(), StoreError> {
-        let mut item = key(format!("lock#{app}"), "lock");
-        item.insert("run_id".into(), s(run_id));
-        item.insert("holder".into(), s(holder));
-        item.insert("taken_at".into(), s(chrono::Utc::now().to_rfc3339()));
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk) OR run_id = :run")
-            .expression_attribute_values(":run", s(run_id))
-            .send()
-            .await;
-        match put {
-            Ok(_) => Ok(()),
-            Err(error) if is_error(&error, "ConditionalCheckFailedException") => {
-                let holder = self.lock_holder(app).await?.unwrap_or_default();
-                Err(StoreError::Locked {
-                    app,
-                    run_id: holder,
-                })
-            }
-            Err(error) => Err(self.failed(error)),
-        }
-    }
-
-    /// Releases `app`'s lock if `run_id` holds it.
-    pub async fn unlock(&self, app: App, run_id: &str) -> Result<(), StoreError> {
-        let deleted = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(key(format!("lock#{app}"), "lock")))
-            .condition_expression("run_id = :run")
-            .expression_attribute_values(":run", s(run_id))
-            .send()
-            .await;
-        match deleted {
-            Ok(_) => Ok(()),
-            Err(error) if is_error(&error, "ConditionalCheckFailedException") => Ok(()),
-            Err(error) => Err(self.failed(error)),
-        }
-    }
-
-    /// A run's journal and its version.
-    pub async fn load(&self, run_id: &str) -> Result<Option<(Journal, u64)>, StoreError> {
-        let item = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(format!("run#{run_id}"), "journal")))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| self.failed(e))?;
-        let Some(item) = item.item else {
-            return Ok(None);
-        };
-        let corrupt = |why: String| StoreError::Corrupt(run_id.to_owned(), why);
-        let journal = item
-            .get("journal")
-            .and_then(|v| v.as_s().ok())
-            .ok_or_else(|| corrupt("no journal attribute".into()))?;
-        let version = item
-            .get("version")
-            .and_then(|v| v.as_n().ok())
-            .and_then(|n| n.parse().ok())
-            .ok_or_else(|| corrupt("no version attribute".into()))?;
-        let journal = serde_json::from_str(journal).map_err(|e| corrupt(e.to_string()))?;
-        Ok(Some((journal, version)))
-    }
-
-    /// Saves `journal` over `version` (0: new), and returns the new version.
-    pub async fn save(&self, journal: &Journal, version: u64) -> Result<u64, StoreError> {
-        let mut item = key(format!("run#{}", journal.run_id), "journal");
-        item.insert(
-            "journal".into(),
-            s(serde_json::to_string(journal).expect("journals serialize")),
-        );
-        item.insert(
-            "version".into(),
-            AttributeValue::N((version + 1).to_string()),
-        );
-        item.insert("app".into(), s(journal.plan.app.name()));
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk) OR version = :version")
-            .expression_attribute_values(":version", AttributeValue::N(version.to_string()))
-            .send()
-            .await;
-        match put {
-            Ok(_) => Ok(version + 1),
-            Err(error) if is_error(&error, "ConditionalCheckFailedException") => {
-                Err(StoreError::LostRace(journal.run_id.clone()))
-            }
             Err(error) => Err(self.failed(error)),
         }
     }
@@ -411,6 +281,129 @@ impl RunbookStore {
             if start.is_none() {
                 return Ok(out);
             }
+        }
+    }
+}
+
+#[async_trait]
+impl RunbookStore for DynamoStore {
+    /// The run holding `app`'s lock, if any.
+    async fn lock_holder(&self, app: App) -> Result<Option<String>, StoreError> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("lock#{app}"), "lock")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok(item
+            .item
+            .and_then(|item| item.get("run_id")?.as_s().ok().cloned()))
+    }
+
+    /// Takes `app`'s lock for `run_id` (or confirms this run holds it already).
+    async fn lock(&self, app: App, run_id: &str, holder: &str) -> Result<(), StoreError> {
+        let mut item = key(format!("lock#{app}"), "lock");
+        item.insert("run_id".into(), s(run_id));
+        item.insert("holder".into(), s(holder));
+        item.insert("taken_at".into(), s(chrono::Utc::now().to_rfc3339()));
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk) OR run_id = :run")
+            .expression_attribute_values(":run", s(run_id))
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(()),
+            Err(error) if is_error(&error, "ConditionalCheckFailedException") => {
+                let holder = self.lock_holder(app).await?.unwrap_or_default();
+                Err(StoreError::Locked {
+                    app,
+                    run_id: holder,
+                })
+            }
+            Err(error) => Err(self.failed(error)),
+        }
+    }
+
+    /// Releases `app`'s lock if `run_id` holds it.
+    async fn unlock(&self, app: App, run_id: &str) -> Result<(), StoreError> {
+        let deleted = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("lock#{app}"), "lock")))
+            .condition_expression("run_id = :run")
+            .expression_attribute_values(":run", s(run_id))
+            .send()
+            .await;
+        match deleted {
+            Ok(_) => Ok(()),
+            Err(error) if is_error(&error, "ConditionalCheckFailedException") => Ok(()),
+            Err(error) => Err(self.failed(error)),
+        }
+    }
+
+    /// A run's journal and its version.
+    async fn load(&self, run_id: &str) -> Result<Option<(Journal, u64)>, StoreError> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("run#{run_id}"), "journal")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.failed(e))?;
+        let Some(item) = item.item else {
+            return Ok(None);
+        };
+        let corrupt = |why: String| StoreError::Corrupt(run_id.to_owned(), why);
+        let journal = item
+            .get("journal")
+            .and_then(|v| v.as_s().ok())
+            .ok_or_else(|| corrupt("no journal attribute".into()))?;
+        let version = item
+            .get("version")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| corrupt("no version attribute".into()))?;
+        let journal = serde_json::from_str(journal).map_err(|e| corrupt(e.to_string()))?;
+        Ok(Some((journal, version)))
+    }
+
+    /// Saves `journal` over `version` (0: new), and returns the new version.
+    async fn save(&self, journal: &Journal, version: u64) -> Result<u64, StoreError> {
+        let mut item = key(format!("run#{}", journal.run_id), "journal");
+        item.insert(
+            "journal".into(),
+            s(serde_json::to_string(journal).expect("journals serialize")),
+        );
+        item.insert(
+            "version".into(),
+            AttributeValue::N((version + 1).to_string()),
+        );
+        item.insert("app".into(), s(journal.plan.app.name()));
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk) OR version = :version")
+            .expression_attribute_values(":version", AttributeValue::N(version.to_string()))
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(version + 1),
+            Err(error) if is_error(&error, "ConditionalCheckFailedException") => {
+                Err(StoreError::LostRace(journal.run_id.clone()))
+            }
+            Err(error) => Err(self.failed(error)),
         }
     }
 }

@@ -12,7 +12,7 @@
 #![allow(clippy::float_arithmetic)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::process::ExitCode;
+use std::fmt;
 use std::time::{Duration, Instant};
 
 use keel_reconcile::{diff, hops, hops_of, Hop, HopDiff, Record, Repair};
@@ -28,9 +28,51 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::runbook::store::{AuditedRepair, RunbookStore};
-use crate::status::active_regions;
-use crate::Config;
+use keel_operations::ports::StoreError;
+use keel_operations::{active_regions, ActiveError};
+use keel_rotation::{GapCounts, HopTally, Reconciled};
+
+use crate::config::{Config, ConfigError};
+use crate::controls::ArcControls;
+use crate::store::{AuditedRepair, DynamoStore};
+
+/// Why a reconciliation could not run, or could not repair.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Active(#[from] ActiveError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{app}'s database: {source}")]
+    Database { app: App, source: sqlx::Error },
+    #[error("{hop}: {source}")]
+    Hop { hop: String, source: sqlx::Error },
+    #[error("the runbook store: {0}")]
+    Store(#[from] StoreError),
+    #[error("{hop}: {app} processes in no region: nowhere to replay")]
+    NowhereToReplay { hop: String, app: App },
+    #[error("{hop}: replaying into {brokers}: {detail}")]
+    Replay {
+        hop: String,
+        brokers: String,
+        detail: String,
+    },
+    #[error("{hop}: {missing} of {replayed} replayed message(s) not seen downstream after {bound:?} (is {app} processing?)")]
+    NotSeenDownstream {
+        hop: String,
+        missing: usize,
+        replayed: usize,
+        bound: Duration,
+        app: App,
+    },
+    #[error("a reconciliation window of {seconds:.0} s reaches past the stores' retention ({hours} h, [retention] hours): inbox and outbox rows older than that are retired")]
+    PastRetention { seconds: f64, hours: u64 },
+    #[error("cannot listen on {listen}: {source}")]
+    Listen {
+        listen: String,
+        source: std::io::Error,
+    },
+}
 
 /// How far back to look, and how much of the newest to leave out as still in flight.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -42,14 +84,13 @@ pub struct Window {
 impl Window {
     /// A window must end inside the stores' retention: rows older than that are retired, and a gap
     /// found there would be a row aged out, not a message lost.
-    pub fn within(&self, retention: &keel_safestore::Retention) -> Result<(), String> {
+    pub fn within(&self, retention: &keel_safestore::Retention) -> Result<(), ReconcileError> {
         let kept = retention.messages().as_secs_f64();
         if self.seconds >= kept {
-            return Err(format!(
-                "a reconciliation window of {:.0} s reaches past the stores' retention ({} h, \
-                 [retention] hours): inbox and outbox rows older than that are retired",
-                self.seconds, retention.hours
-            ));
+            return Err(ReconcileError::PastRetention {
+                seconds: self.seconds,
+                hours: retention.hours,
+            });
         }
         Ok(())
     }
@@ -60,7 +101,7 @@ impl Window {
 pub struct Repairing<'a> {
     /// Where each application's topics are replayed: the Kafka of the region where it processes.
     pub kafka: BTreeMap<App, KafkaOptions>,
-    pub store: &'a RunbookStore,
+    pub store: &'a DynamoStore,
     pub run_id: String,
     pub propagation_bound: Duration,
     pub rounds: u32,
@@ -103,41 +144,12 @@ pub struct Reconciliation {
     pub hops: Vec<HopReport>,
 }
 
-/// `keelctl reconcile`: once, reporting (and with `repairing`, repairing); exit 0 when no gap is
-/// left, 1 when some are, 2 when it could not run.
-pub async fn reconcile(
-    config: &Config,
-    app: Option<App>,
-    window: Window,
-    repairing: Option<Repairing<'_>>,
-    json_out: bool,
-) -> ExitCode {
-    match run(config, app, window, repairing.as_ref()).await {
-        Ok(result) => {
-            if json_out {
-                println!("{}", serde_json::to_string_pretty(&result).expect("json"));
-            } else {
-                print_table(&result);
-            }
-            if result.left == 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
-        }
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::from(2)
-        }
-    }
-}
-
 impl<'a> Repairing<'a> {
     /// Repairs audited under `run_id`, replayed into each application's Kafka in the region where
     /// it processes (`regions`, from the routing controls).
     pub fn new(
         config: &Config,
-        store: &'a RunbookStore,
+        store: &'a DynamoStore,
         run_id: String,
         regions: &BTreeMap<App, String>,
     ) -> Self {
@@ -174,7 +186,7 @@ pub async fn active_pools(
     config: &Config,
     regions: &BTreeMap<App, String>,
     may_be_lost: &[App],
-) -> Result<(BTreeMap<App, PgPool>, Vec<String>), String> {
+) -> Result<(BTreeMap<App, PgPool>, Vec<String>), ReconcileError> {
     let mut pools = BTreeMap::new();
     let mut unreachable = Vec::new();
     for (app, region) in regions {
@@ -190,24 +202,31 @@ pub async fn active_pools(
                 pools.insert(*app, pool);
             }
             Err(e) if lost => unreachable.push(format!("{app}'s database does not answer ({e})")),
-            Err(e) => return Err(format!("{app}'s database: {e}")),
+            Err(source) => return Err(ReconcileError::Database { app: *app, source }),
         }
     }
     Ok((pools, unreachable))
 }
 
+/// Reconciles `app`'s hops (or all) in each application's active database, once; repairing when
+/// `repairing` says where to.
 pub async fn run(
     config: &Config,
     app: Option<App>,
     window: Window,
     repairing: Option<&Repairing<'_>>,
-) -> Result<Reconciliation, String> {
+) -> Result<Reconciliation, ReconcileError> {
     let chosen = chosen_hops(app);
     let apps: BTreeSet<App> = chosen
         .iter()
         .flat_map(|hop| [hop.upstream.app, hop.downstream.app])
         .collect();
-    let regions = active_regions(config, &apps.into_iter().collect::<Vec<_>>()).await?;
+    let regions = active_regions(
+        &ArcControls::new(config),
+        &config.region_names(),
+        &apps.into_iter().collect::<Vec<_>>(),
+    )
+    .await?;
     let (pools, _) = active_pools(config, &regions, &[]).await?;
     let result = reconcile_hops(&pools, &chosen, window, repairing).await;
     for pool in pools.values() {
@@ -224,7 +243,7 @@ pub async fn reconcile_hops(
     chosen: &[&Hop],
     window: Window,
     repairing: Option<&Repairing<'_>>,
-) -> Result<Reconciliation, String> {
+) -> Result<Reconciliation, ReconcileError> {
     let mut reports: Vec<HopReport> = Vec::new();
     let rounds = repairing.map_or(1, |r| r.rounds.max(1));
     for _ in 0..rounds {
@@ -232,16 +251,18 @@ pub async fn reconcile_hops(
         for (index, hop) in chosen.iter().enumerate() {
             let upstream = &pools[&hop.upstream.app];
             let downstream = &pools[&hop.downstream.app];
-            let failed = |e: sqlx::Error| format!("{}: {e}", hop.name());
+            let failed = |source| ReconcileError::Hop {
+                hop: hop.name(),
+                source,
+            };
             let (produced_count, pending, found) = compare(upstream, downstream, hop, window)
                 .await
                 .map_err(failed)?;
             let (mut replayed, mut restored) = (0, 0);
             if let Some(repairing) = repairing {
                 if found.gaps() > 0 {
-                    (replayed, restored) = repair(upstream, downstream, hop, &found, repairing)
-                        .await
-                        .map_err(|e| format!("{}: {e}", hop.name()))?;
+                    (replayed, restored) =
+                        repair(upstream, downstream, hop, &found, repairing).await?;
                     repaired_this_round += replayed + restored;
                 }
             }
@@ -298,8 +319,7 @@ pub async fn reconcile_hops(
                 &repairing.run_id,
                 &serde_json::to_value(&result).expect("json"),
             )
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
     }
     Ok(result)
 }
@@ -361,7 +381,11 @@ async fn repair(
     hop: &Hop,
     found: &HopDiff,
     repairing: &Repairing<'_>,
-) -> Result<(usize, usize), String> {
+) -> Result<(usize, usize), ReconcileError> {
+    let failed = |source| ReconcileError::Hop {
+        hop: hop.name(),
+        source,
+    };
     let plan = keel_reconcile::repairs(hop, found);
     let replays: Vec<Uuid> = plan
         .iter()
@@ -389,14 +413,13 @@ async fn repair(
     repairing
         .store
         .audit_repairs(&repairing.run_id, &audited)
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
 
     let mut restored = 0;
     if !restores.is_empty() {
         let kept = consumed_payloads(downstream, hop.downstream.schema, hop.topic, &restores)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(failed)?;
         let messages: Vec<Outgoing> = kept
             .into_iter()
             .filter_map(|(message_id, payload)| {
@@ -413,96 +436,134 @@ async fn repair(
             .collect();
         restored = restore(upstream, hop.upstream.schema, &messages)
             .await
-            .map_err(|e| e.to_string())? as usize;
+            .map_err(failed)? as usize;
     }
     if replays.is_empty() {
         return Ok((0, restored));
     }
     let messages = stored_messages(upstream, hop.upstream.schema, hop.topic, &replays)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(failed)?;
     let kafka = repairing.kafka.get(&hop.downstream.app).ok_or_else(|| {
-        format!(
-            "{} processes in no region: nowhere to replay",
-            hop.downstream.app
-        )
+        ReconcileError::NowhereToReplay {
+            hop: hop.name(),
+            app: hop.downstream.app,
+        }
     })?;
     let queued = keel_streaming::republish(kafka, &messages)
         .await
-        .map_err(|e| format!("replaying into {}: {e}", kafka.brokers))?;
+        .map_err(|e| ReconcileError::Replay {
+            hop: hop.name(),
+            brokers: kafka.brokers.clone(),
+            detail: e.to_string(),
+        })?;
     // The replay has propagated when the downstream's inbox holds every replayed id.
     let deadline = Instant::now() + repairing.propagation_bound;
     loop {
         let seen = consumed_ids(downstream, hop.downstream.schema, hop.topic, &replays)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(failed)?;
         if seen.len() == replays.len() {
             return Ok((queued, restored));
         }
         if Instant::now() >= deadline {
-            return Err(format!(
-                "{} of {} replayed message(s) not seen downstream after {:?} (is {} processing?)",
-                replays.len() - seen.len(),
-                replays.len(),
-                repairing.propagation_bound,
-                hop.downstream.app
-            ));
+            return Err(ReconcileError::NotSeenDownstream {
+                hop: hop.name(),
+                missing: replays.len() - seen.len(),
+                replayed: replays.len(),
+                bound: repairing.propagation_bound,
+                app: hop.downstream.app,
+            });
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
-pub fn print_table(result: &Reconciliation) {
-    println!(
-        "{:<50} {:>8} {:>6} {:>8} {:>8} {:>9} {:>8} {:>8} {:>8} {:>5}",
-        "hop",
-        "produced",
-        "unpub",
-        "matched",
-        "missing",
-        "differing",
-        "orphaned",
-        "replayed",
-        "restored",
-        "left"
-    );
-    for report in &result.hops {
-        println!(
+impl fmt::Display for Reconciliation {
+    /// The table `keelctl reconcile` prints.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
             "{:<50} {:>8} {:>6} {:>8} {:>8} {:>9} {:>8} {:>8} {:>8} {:>5}",
-            report.hop,
-            report.produced,
-            report.unpublished,
-            report.left.matched,
-            report.found.missing.len(),
-            report.found.differing.len(),
-            report.found.orphaned.len(),
-            report.replayed,
-            report.restored,
-            report.left.gaps()
-        );
-        for repair in &report.repairs {
-            match repair {
-                Repair::Replay { id } => println!("  {id}: missing downstream; replay it"),
-                Repair::Restore { id } => {
-                    println!("  {id}: only downstream has it; restore it upstream")
+            "hop",
+            "produced",
+            "unpub",
+            "matched",
+            "missing",
+            "differing",
+            "orphaned",
+            "replayed",
+            "restored",
+            "left"
+        )?;
+        for report in &self.hops {
+            writeln!(
+                f,
+                "{:<50} {:>8} {:>6} {:>8} {:>8} {:>9} {:>8} {:>8} {:>8} {:>5}",
+                report.hop,
+                report.produced,
+                report.unpublished,
+                report.left.matched,
+                report.found.missing.len(),
+                report.found.differing.len(),
+                report.found.orphaned.len(),
+                report.replayed,
+                report.restored,
+                report.left.gaps()
+            )?;
+            for repair in &report.repairs {
+                match repair {
+                    Repair::Replay { id } => writeln!(f, "  {id}: missing downstream; replay it")?,
+                    Repair::Restore { id } => {
+                        writeln!(f, "  {id}: only downstream has it; restore it upstream")?
+                    }
+                    Repair::Investigate { id, why } => writeln!(f, "  {id}: {why}; investigate")?,
                 }
-                Repair::Investigate { id, why } => println!("  {id}: {why}; investigate"),
             }
         }
+        write!(
+            f,
+            "{} gap(s) found, {} repaired, {} left, over the last {:.0} s (the newest {:.0} s left out as in flight){}",
+            self.found,
+            self.repaired,
+            self.left,
+            self.window.seconds,
+            self.window.settle_seconds,
+            self.run_id
+                .as_ref()
+                .map(|id| format!("; audited as run {id}"))
+                .unwrap_or_default()
+        )
     }
-    println!(
-        "{} gap(s) found, {} repaired, {} left, over the last {:.0} s (the newest {:.0} s left out as in flight){}",
-        result.found,
-        result.repaired,
-        result.left,
-        result.window.seconds,
-        result.window.settle_seconds,
-        result
-            .run_id
-            .as_ref()
-            .map(|id| format!("; audited as run {id}"))
-            .unwrap_or_default()
-    );
+}
+
+impl Reconciliation {
+    /// The run in counts, as the runbook's journal keeps it (the ids are in the audit trail).
+    pub fn tally(&self, skipped: Vec<String>) -> Reconciled {
+        let counts = |diff: &HopDiff| GapCounts {
+            missing: diff.missing.len(),
+            differing: diff.differing.len(),
+            orphaned: diff.orphaned.len(),
+        };
+        Reconciled {
+            run_id: self.run_id.clone(),
+            found: self.found,
+            repaired: self.repaired,
+            left: self.left,
+            hops: self
+                .hops
+                .iter()
+                .map(|hop| HopTally {
+                    hop: hop.hop.clone(),
+                    found: counts(&hop.found),
+                    replayed: hop.replayed,
+                    restored: hop.restored,
+                    left: counts(&hop.left),
+                })
+                .collect(),
+            skipped,
+        }
+    }
 }
 
 /// `keelctl reconcile --watch`: reconciles continuously (reporting only) every `interval` until a
@@ -521,16 +582,15 @@ pub async fn watch(
     interval: Duration,
     rounds: Option<u64>,
     listen: &str,
-) -> ExitCode {
+) -> Result<(), ReconcileError> {
     let metrics = keel_platform::ops::install_metrics("reconciler", "global");
     let readiness = keel_platform::ops::Readiness::default();
-    let listener = match tokio::net::TcpListener::bind(listen).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            eprintln!("error: cannot listen on {listen}: {error}");
-            return ExitCode::from(2);
-        }
-    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| ReconcileError::Listen {
+            listen: listen.to_owned(),
+            source,
+        })?;
     let shutdown = keel_platform::shutdown::on_signal();
     let server = tokio::spawn(keel_platform::ops::serve(
         listener,
@@ -574,7 +634,7 @@ pub async fn watch(
     }
     shutdown.cancel();
     let _ = server.await;
-    ExitCode::SUCCESS
+    Ok(())
 }
 
 /// How long ids matched on both sides are remembered, and how far each downstream read reaches
@@ -717,14 +777,14 @@ async fn watch_round(
     watched: &mut [WatchedHop],
     connected: &mut Option<Connected>,
     window: Window,
-) -> Result<(), String> {
+) -> Result<(), ReconcileError> {
     let apps: Vec<App> = chosen
         .iter()
         .flat_map(|hop| [hop.upstream.app, hop.downstream.app])
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let regions = active_regions(config, &apps).await?;
+    let regions = active_regions(&ArcControls::new(config), &config.region_names(), &apps).await?;
     if connected
         .as_ref()
         .is_none_or(|known| known.regions != regions)
@@ -745,7 +805,10 @@ async fn watch_round(
                 window,
             )
             .await
-            .map_err(|e| format!("{}: {e}", hop.name()))?;
+            .map_err(|source| ReconcileError::Hop {
+                hop: hop.name(),
+                source,
+            })?;
     }
     Ok(())
 }

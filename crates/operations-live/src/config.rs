@@ -1,0 +1,57 @@
+//! The parts of the services' configuration the operations need (`KEEL_CONFIG`, as the services
+//! read it), and where each application's database is.
+
+use std::collections::BTreeMap;
+
+use keel_arc::ControlConfig;
+use keel_routing::{App, RegionConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::store::RunbookConfig;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    pub regions: BTreeMap<String, RegionConfig>,
+    pub control: ControlConfig,
+    pub runbook: RunbookConfig,
+    /// Producer tuning for replays (the brokers are each region's).
+    pub kafka: keel_streaming::KafkaOptions,
+    /// How long the stores keep inbox and outbox rows: reconciliation must not look further back.
+    pub retention: keel_safestore::Retention,
+}
+
+/// Something the configuration lacks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("no database for {app} in {region} (regions.{region}.databases)")]
+    NoDatabase { app: App, region: String },
+    #[error("no region {0} in the configuration (regions)")]
+    NoRegion(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// `app`'s database in `region`.
+    pub fn database_url(&self, app: App, region: &str) -> Result<&str, ConfigError> {
+        self.regions
+            .get(region)
+            .and_then(|r| r.databases.get(app.name()))
+            .map(String::as_str)
+            .ok_or_else(|| ConfigError::NoDatabase {
+                app,
+                region: region.to_owned(),
+            })
+    }
+
+    pub fn region(&self, region: &str) -> Result<&RegionConfig, ConfigError> {
+        self.regions
+            .get(region)
+            .ok_or_else(|| ConfigError::NoRegion(region.to_owned()))
+    }
+
+    pub fn region_names(&self) -> Vec<String> {
+        self.regions.keys().cloned().collect()
+    }
+}

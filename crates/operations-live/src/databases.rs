@@ -1,0 +1,402 @@
+//! The databases port over the local stack's Postgres clusters. Reading replication state,
+//! counting and promoting go through SQL, so they work on any Postgres that answers, whoever
+//! started it. Stopping a cluster and rebuilding one as a standby need its files: locally they are
+//! the stack's own `postgres.sh` on `{state_dir}/{region}/{tm|st}-postgres` (on AWS these are
+//! Aurora Global Database operations, another implementation of the same port).
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use keel_operations::ports::{
+    acknowledged_records, Acknowledged, DatabaseError, Databases, Replication, StandbyLink,
+};
+use keel_routing::App;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+use crate::config::Config;
+
+pub struct LocalDatabases {
+    config: Config,
+}
+
+/// A cluster's place on disk and on the network.
+struct Cluster {
+    dir: PathBuf,
+    port: u16,
+    database: String,
+}
+
+/// An error about `app`'s database in `region`.
+fn failed(app: App, region: &str) -> impl Fn(String) -> DatabaseError + '_ {
+    move |detail| DatabaseError {
+        app,
+        region: region.to_owned(),
+        detail,
+    }
+}
+
+impl LocalDatabases {
+    pub fn new(config: &Config) -> Self {
+        LocalDatabases {
+            config: config.clone(),
+        }
+    }
+
+    async fn connect(
+        &self,
+        app: App,
+        region: &str,
+        timeout: Duration,
+    ) -> Result<PgPool, DatabaseError> {
+        let failed = failed(app, region);
+        let url = self
+            .config
+            .database_url(app, region)
+            .map_err(|e| failed(e.to_string()))?;
+        PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(timeout)
+            .connect(url)
+            .await
+            .map_err(|e| failed(e.to_string()))
+    }
+
+    /// Runs `query` on a connection of its own to `app`'s database in `region`.
+    async fn with<T, F, Fut>(&self, app: App, region: &str, query: F) -> Result<T, DatabaseError>
+    where
+        F: FnOnce(PgPool) -> Fut,
+        Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+    {
+        let pool = self.connect(app, region, Duration::from_secs(5)).await?;
+        let result = query(pool.clone()).await;
+        pool.close().await;
+        result.map_err(|e| failed(app, region)(e.to_string()))
+    }
+
+    fn cluster(&self, app: App, region: &str) -> Result<Cluster, DatabaseError> {
+        let failed = failed(app, region);
+        let url = self
+            .config
+            .database_url(app, region)
+            .map_err(|e| failed(e.to_string()))?;
+        let options = PgConnectOptions::from_str(url).map_err(|e| failed(e.to_string()))?;
+        let state_dir = match self.config.runbook.state_dir.as_str() {
+            "" => std::env::var("KEEL_STATE").unwrap_or_else(|_| {
+                format!(
+                    "/var/tmp/keel-{}",
+                    std::env::var("USER").unwrap_or_else(|_| "root".to_owned())
+                )
+            }),
+            dir => dir.to_owned(),
+        };
+        let short = match app {
+            App::TradeMatching => "tm",
+            App::Settlement => "st",
+        };
+        Ok(Cluster {
+            dir: PathBuf::from(state_dir)
+                .join(region)
+                .join(format!("{short}-postgres")),
+            port: options.get_port(),
+            database: options
+                .get_database()
+                .ok_or_else(|| failed("its URL names no database".to_owned()))?
+                .to_owned(),
+        })
+    }
+
+    async fn script(
+        &self,
+        app: App,
+        region: &str,
+        args: &[&str],
+        bound: Duration,
+    ) -> Result<(), DatabaseError> {
+        let failed = failed(app, region);
+        let script = &self.config.runbook.database_script;
+        let run = tokio::process::Command::new("bash")
+            .arg(script)
+            .args(args)
+            .kill_on_drop(true)
+            .output();
+        let output = tokio::time::timeout(bound, run)
+            .await
+            .map_err(|_| {
+                failed(format!(
+                    "{script} {} took longer than {bound:?}",
+                    args.join(" ")
+                ))
+            })?
+            .map_err(|e| failed(format!("{script}: {e}")))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(failed(format!(
+                "{script} {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr).trim()
+            )))
+        }
+    }
+}
+
+#[async_trait]
+impl Databases for LocalDatabases {
+    async fn replication(&self, app: App, region: &str) -> Result<Replication, DatabaseError> {
+        self.with(app, region, |pool| async move {
+            if sqlx::query_scalar("SELECT pg_is_in_recovery()")
+                .fetch_one(&pool)
+                .await?
+            {
+                let (behind_bytes, last_replayed_seconds_ago): (Option<i64>, Option<f64>) =
+                    sqlx::query_as(
+                        "SELECT pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::bigint,
+                                extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8",
+                    )
+                    .fetch_one(&pool)
+                    .await?;
+                return Ok(Replication::Standby {
+                    behind_bytes: behind_bytes.unwrap_or(0),
+                    last_replayed_seconds_ago,
+                });
+            }
+            let standbys: Vec<(String, String, Option<i64>, String)> = sqlx::query_as(
+                "SELECT application_name, state,
+                        pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint, sync_state
+                 FROM pg_stat_replication",
+            )
+            .fetch_all(&pool)
+            .await?;
+            Ok(Replication::Primary {
+                standbys: standbys
+                    .into_iter()
+                    .map(|(name, state, behind_bytes, sync)| StandbyLink {
+                        name,
+                        state,
+                        behind_bytes,
+                        synchronous: sync == "sync",
+                    })
+                    .collect(),
+            })
+        })
+        .await
+    }
+
+    /// As the stack's scripts name it: `{database}_{region}`, dashes as underscores.
+    fn standby_name(&self, app: App, region: &str) -> Result<String, DatabaseError> {
+        let database = self.cluster(app, region)?.database;
+        Ok(format!("{database}_{}", region.replace('-', "_")))
+    }
+
+    async fn flushed_position(&self, app: App, region: &str) -> Result<String, DatabaseError> {
+        self.with(app, region, |pool| async move {
+            sqlx::query_scalar("SELECT pg_current_wal_flush_lsn()::text")
+                .fetch_one(&pool)
+                .await
+        })
+        .await
+    }
+
+    async fn wait_replayed(
+        &self,
+        app: App,
+        region: &str,
+        position: &str,
+        bound: Duration,
+    ) -> Result<Duration, DatabaseError> {
+        let standby = self.connect(app, region, Duration::from_secs(5)).await?;
+        let started = Instant::now();
+        let outcome = loop {
+            let behind: Result<Option<f64>, _> = sqlx::query_scalar(
+                "SELECT pg_wal_lsn_diff($1::pg_lsn, pg_last_wal_replay_lsn())::float8",
+            )
+            .bind(position)
+            .fetch_one(&standby)
+            .await;
+            match behind {
+                Err(e) => break Err(e.to_string()),
+                Ok(Some(bytes)) if bytes <= 0.0 => break Ok(started.elapsed()),
+                Ok(behind) if started.elapsed() >= bound => {
+                    break Err(format!(
+                        "the standby has not replayed up to {position} after {bound:?} ({} bytes behind)",
+                        behind.map_or("unknown".to_owned(), |b| format!("{b:.0}"))
+                    ))
+                }
+                Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
+        standby.close().await;
+        outcome.map_err(failed(app, region))
+    }
+
+    async fn acknowledged(&self, app: App, region: &str) -> Result<Acknowledged, DatabaseError> {
+        let (table, id) = acknowledged_records(app);
+        let count = self
+            .with(app, region, |pool| async move {
+                sqlx::query_scalar(match app {
+                    App::TradeMatching => "SELECT count(*) FROM ingress.submissions",
+                    App::Settlement => "SELECT count(*) FROM settlement.inbox",
+                })
+                .fetch_one(&pool)
+                .await
+            })
+            .await?;
+        Ok(Acknowledged { count, table, id })
+    }
+
+    async fn acknowledged_missing(
+        &self,
+        app: App,
+        from: &str,
+        to: &str,
+    ) -> Result<i64, DatabaseError> {
+        let ids: Vec<uuid::Uuid> = self
+            .with(app, from, |pool| async move {
+                sqlx::query_scalar(match app {
+                    App::TradeMatching => "SELECT leg_id FROM ingress.submissions",
+                    App::Settlement => "SELECT message_id FROM settlement.inbox",
+                })
+                .fetch_all(&pool)
+                .await
+            })
+            .await?;
+        let total = ids.len() as i64;
+        let present: i64 = self
+            .with(app, to, |pool| async move {
+                sqlx::query_scalar(match app {
+                    App::TradeMatching => {
+                        "SELECT count(*) FROM ingress.submissions WHERE leg_id = ANY($1)"
+                    }
+                    App::Settlement => {
+                        "SELECT count(*) FROM settlement.inbox WHERE message_id = ANY($1)"
+                    }
+                })
+                .bind(&ids)
+                .fetch_one(&pool)
+                .await
+            })
+            .await?;
+        Ok(total - present)
+    }
+
+    async fn answers(&self, app: App, region: &str, timeout: Duration) -> bool {
+        match self.connect(app, region, timeout).await {
+            Ok(pool) => {
+                pool.close().await;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// A fast shutdown: sessions are cut, and every standby is sent the WAL up to the shutdown
+    /// checkpoint first.
+    async fn stop(&self, app: App, region: &str, bound: Duration) -> Result<(), DatabaseError> {
+        let cluster = self.cluster(app, region)?;
+        self.script(
+            app,
+            region,
+            &["stop", &cluster.dir.to_string_lossy()],
+            bound,
+        )
+        .await
+    }
+
+    /// The promoted primary waits for no standby: none is attached until re-protection, and a
+    /// synchronous commit waiting for one would stop every acknowledgement (re-protection names
+    /// the new standby again).
+    async fn promote(&self, app: App, region: &str) -> Result<(), DatabaseError> {
+        self.with(app, region, |pool| async move {
+            let in_recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+                .fetch_one(&pool)
+                .await?;
+            if in_recovery {
+                let promoted: bool = sqlx::query_scalar("SELECT pg_promote(true, 60)")
+                    .fetch_one(&pool)
+                    .await?;
+                if !promoted {
+                    return Err(sqlx::Error::Protocol(
+                        "pg_promote did not finish within 60 s".into(),
+                    ));
+                }
+            }
+            sqlx::query("ALTER SYSTEM RESET synchronous_standby_names")
+                .execute(&pool)
+                .await?;
+            sqlx::query("SELECT pg_reload_conf()")
+                .execute(&pool)
+                .await?;
+            // Taking a transaction id needs a writable primary.
+            sqlx::query("SELECT pg_current_xact_id()")
+                .execute(&pool)
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The old data directory is kept beside it as `data.replaced` (it may hold writes the new
+    /// primary never got; the one before is removed).
+    async fn rebuild_standby(
+        &self,
+        app: App,
+        region: &str,
+        primary_region: &str,
+        bound: Duration,
+    ) -> Result<String, DatabaseError> {
+        let cluster = self.cluster(app, region)?;
+        let primary = self.cluster(app, primary_region)?;
+        let name = self.standby_name(app, region)?;
+        self.script(
+            app,
+            region,
+            &[
+                "rebuild",
+                &cluster.dir.to_string_lossy(),
+                &cluster.port.to_string(),
+                &primary.port.to_string(),
+                &name,
+            ],
+            bound,
+        )
+        .await?;
+        Ok(name)
+    }
+
+    async fn wait_streaming(
+        &self,
+        app: App,
+        primary_region: &str,
+        name: &str,
+        bound: Duration,
+    ) -> Result<(), DatabaseError> {
+        let primary = self
+            .connect(app, primary_region, Duration::from_secs(5))
+            .await?;
+        let started = Instant::now();
+        let outcome = loop {
+            let state: Result<Option<String>, _> = sqlx::query_scalar(
+                "SELECT state FROM pg_stat_replication WHERE application_name = $1",
+            )
+            .bind(name)
+            .fetch_optional(&primary)
+            .await;
+            match state {
+                Err(e) => break Err(e.to_string()),
+                Ok(Some(state)) if state == "streaming" => break Ok(()),
+                Ok(state) if started.elapsed() >= bound => {
+                    break Err(format!(
+                        "standby {name} is not streaming after {bound:?} (state: {})",
+                        state.unwrap_or_else(|| "not connected".to_owned())
+                    ))
+                }
+                Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        };
+        primary.close().await;
+        outcome.map_err(failed(app, primary_region))
+    }
+}

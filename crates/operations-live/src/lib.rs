@@ -1,0 +1,65 @@
+//! The operations ports of keel-operations, implemented against the real systems:
+//!
+//! - [`ArcControls`]: Route 53 ARC's routing controls (keel-arc, every cluster endpoint in turn);
+//! - [`DynamoStore`]: the runbook lock, journals and audit in DynamoDB;
+//! - [`LocalDatabases`]: the local stack's Postgres clusters (SQL, and the stack's `postgres.sh`
+//!   for what needs the cluster's files); Aurora is the other implementation to come;
+//! - [`HttpProbes`]: each service's `/readyz` and each region's ingress;
+//! - [`KafkaBrokers`]: each region's Kafka;
+//! - [`StorePipeline`]: the stages' stores: queues, reconciliation and replay, the ledger check.
+//!
+//! [`runbook`] wires them from the configuration into keel-operations' `Runbook`.
+
+pub mod brokers;
+pub mod config;
+pub mod controls;
+pub mod databases;
+pub mod ledger;
+pub mod pipeline;
+pub mod probes;
+pub mod reconcile;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use keel_operations::ports::SystemClock;
+use keel_operations::{Ports, Runbook, Settings};
+
+pub use brokers::KafkaBrokers;
+pub use config::{Config, ConfigError};
+pub use controls::ArcControls;
+pub use databases::LocalDatabases;
+pub use pipeline::StorePipeline;
+pub use probes::HttpProbes;
+pub use store::{DynamoStore, RunbookConfig};
+
+/// Every port, against the systems `config` names.
+pub fn ports(config: &Config) -> Ports {
+    Ports {
+        controls: Arc::new(ArcControls::new(config)),
+        databases: Arc::new(LocalDatabases::new(config)),
+        store: Arc::new(DynamoStore::new(&config.runbook)),
+        probes: Arc::new(HttpProbes::new(config)),
+        brokers: Arc::new(KafkaBrokers::new(config)),
+        pipeline: Arc::new(StorePipeline::new(config)),
+        clock: Arc::new(SystemClock),
+    }
+}
+
+/// The runbook over the real systems, waiting as `config` says.
+pub fn runbook(config: &Config) -> Runbook {
+    let poll_interval = Duration::from_millis(config.control.poll_interval_ms);
+    Runbook::new(
+        ports(config),
+        config.region_names(),
+        Settings {
+            step_bound: Duration::from_secs(config.runbook.step_timeout_seconds),
+            poll: Duration::from_millis(100),
+            settlement_traffic_wait: 2 * poll_interval,
+            fence_after: Duration::from_millis(config.control.fence_after_ms),
+            database_stop_bound: Duration::from_secs(90),
+            rebuild_bound: Duration::from_secs(300),
+        },
+    )
+}
