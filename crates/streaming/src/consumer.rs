@@ -274,6 +274,14 @@ impl<H: Handler> BatchConsumer<H> {
             "consumer assigned from the offsets stored in Postgres"
         );
 
+        let (advice, advised) = tokio::sync::watch::channel(BTreeMap::new());
+        let _advisor = self.kafka.advisory_commits.then(|| {
+            tokio_util::task::AbortOnDropHandle::new(tokio::spawn(advise_again(
+                consumer.clone(),
+                topic.clone(),
+                advised,
+            )))
+        });
         let mut budget = PoisonBudget::default();
         let mut lag_reported = Instant::now();
         loop {
@@ -298,6 +306,7 @@ impl<H: Handler> BatchConsumer<H> {
                 lag_reported = Instant::now();
             }
             self.advise_kafka(&consumer, &next_offsets, report_lag);
+            advice.send_replace(next_offsets);
         }
     }
 
@@ -704,6 +713,41 @@ fn dead_letter_message(topic: &str, letter: &DeadLetter) -> Outgoing {
             "payload": letter.payload.as_deref().map(String::from_utf8_lossy),
         })
         .to_string(),
+    }
+}
+
+/// How often the advisor looks whether the broker has been told the newest position.
+const ADVISE_AGAIN_EVERY: Duration = Duration::from_secs(2);
+
+/// Makes sure the broker comes to hold the newest position sent on `advised`. The per-batch
+/// commits are asynchronous, and one that fails (the broker restarting, its group coordinator not
+/// yet known again) is not retried by librdkafka: a consumer that goes idle afterwards would leave
+/// the broker's view behind for good. Every [`ADVISE_AGAIN_EVERY`], a position the advisor has not
+/// seen committed is committed synchronously, until one succeeds. Stops when its handle is dropped.
+async fn advise_again(
+    consumer: Arc<StreamConsumer>,
+    topic: String,
+    mut advised: tokio::sync::watch::Receiver<BTreeMap<i32, i64>>,
+) {
+    let mut confirmed = BTreeMap::new();
+    loop {
+        tokio::time::sleep(ADVISE_AGAIN_EVERY).await;
+        let wanted = advised.borrow_and_update().clone();
+        if wanted.is_empty() || wanted == confirmed {
+            continue;
+        }
+        let mut list = TopicPartitionList::new();
+        for (partition, next) in &wanted {
+            let _ = list.add_partition_offset(&topic, *partition, Offset::Offset(*next));
+        }
+        let consumer = consumer.clone();
+        let committed =
+            tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync)).await;
+        match committed {
+            Ok(Ok(())) => confirmed = wanted,
+            Ok(Err(error)) => tracing::debug!(topic, %error, "advisory offset commit failed"),
+            Err(_) => {}
+        }
     }
 }
 
