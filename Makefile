@@ -7,11 +7,15 @@ export CARGO_TARGET_DIR ?= $(KEEL_CACHE)/target
 
 .PHONY: up down test bench status
 
+# make up: installs what is missing, builds, and runs the two-region stack under keel-local's
+# supervisor (crates/localstack/src/stack.rs says what runs). make down stops it.
 up:
-	@bash deploy/local/bin/up.sh
+	@bash deploy/local/bin/install.sh
+	@cargo build --release --workspace --bins --quiet
+	@$(CARGO_TARGET_DIR)/release/keel-local up
 
 down:
-	@bash deploy/local/bin/down.sh
+	@if [ -x $(CARGO_TARGET_DIR)/release/keel-local ]; then $(CARGO_TARGET_DIR)/release/keel-local down; fi
 
 test:
 	@bash deploy/local/bin/test.sh

@@ -217,15 +217,19 @@ async fn wait_ready_at(
     }
 }
 
-/// Runs `deploy/local/bin/postgres.sh` with these arguments (small clusters, for tests).
-pub fn postgres_sh(args: &[&str]) -> anyhow::Result<()> {
-    let status = Command::new("bash")
-        .arg(repo_root().join("deploy/local/bin/postgres.sh"))
-        .args(args)
-        .env("PG_SHARED_BUFFERS", "32MB")
-        .status()?;
-    anyhow::ensure!(status.success(), "postgres.sh {args:?} failed");
-    Ok(())
+/// The local tools (Postgres, nisshi), as `make test` exports them.
+fn tools() -> keel_localstack::Tools {
+    keel_localstack::Tools::from_env()
+}
+
+impl Cluster {
+    /// The same code `make up` runs its clusters with (keel-localstack), with small buffers.
+    fn local(&self) -> keel_localstack::Cluster {
+        keel_localstack::Cluster {
+            shared_buffers: "32MB".to_owned(),
+            ..keel_localstack::Cluster::new(&self.dir, self.port)
+        }
+    }
 }
 
 fn db_name(app: App) -> &'static str {
@@ -237,13 +241,7 @@ fn db_name(app: App) -> &'static str {
 
 /// Where a replicated stack keeps `app`'s cluster in `region`: the layout of `make up`'s state
 /// folder, which keelctl's database operations expect (`[runbook] state_dir`).
-fn cluster_dir(stack_dir: &std::path::Path, app: App, region: &str) -> PathBuf {
-    let short = match app {
-        App::TradeMatching => "tm",
-        App::Settlement => "st",
-    };
-    stack_dir.join(region).join(format!("{short}-postgres"))
-}
+use keel_localstack::layout::cluster_dir;
 
 /// Where each region's broker keeps its log: a database of its own in the test Postgres cluster
 /// (`KEEL_TEST_PG`), or with `KEEL_BROKER_STORAGE=sqlite` a file in the broker's folder.
@@ -308,12 +306,7 @@ impl Stack {
                     dir: cluster_dir(&dir, app, active),
                     port: free_port(),
                 };
-                postgres_sh(&[
-                    "start",
-                    primary.dir.to_str().unwrap(),
-                    &primary.port.to_string(),
-                    db_name(app),
-                ])?;
+                primary.local().start(&tools(), &[db_name(app)])?;
                 for region in options.regions.iter().filter(|r| **r != active) {
                     let standby = Cluster {
                         app,
@@ -321,14 +314,10 @@ impl Stack {
                         dir: cluster_dir(&dir, app, region),
                         port: free_port(),
                     };
-                    let name = format!("{}_{}", db_name(app), region.replace('-', "_"));
-                    postgres_sh(&[
-                        "standby",
-                        standby.dir.to_str().unwrap(),
-                        &standby.port.to_string(),
-                        &primary.port.to_string(),
-                        &name,
-                    ])?;
+                    let name = keel_localstack::layout::standby_name(db_name(app), region);
+                    standby
+                        .local()
+                        .start_standby(&tools(), primary.port, &name)?;
                     clusters.push(standby);
                 }
                 clusters.push(primary);
@@ -545,14 +534,6 @@ impl Stack {
             .into(),
         );
         runbook.insert(
-            "database_script".into(),
-            repo_root()
-                .join("deploy/local/bin/postgres.sh")
-                .to_string_lossy()
-                .into_owned()
-                .into(),
-        );
-        runbook.insert(
             "state_dir".into(),
             self.dir.to_string_lossy().into_owned().into(),
         );
@@ -569,17 +550,17 @@ impl Stack {
             .create(true)
             .append(true)
             .open(self.dir.join(format!("logs/arc-{index}.log")))?;
-        let mut command = Command::new(bin_dir(self.options.release).join("keel-arc-endpoint"));
-        command
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--state", self.dir.join("arc/state.json").to_str().unwrap()])
-            .args(["--regions", &self.options.regions.join(",")]);
-        for app in App::ALL {
-            command.args([
-                "--active",
-                &format!("{app}={}", self.options.active_region(app)),
-            ]);
-        }
+        let regions: Vec<String> = self.options.regions.iter().map(|r| r.to_string()).collect();
+        let active: Vec<(App, String)> = App::ALL
+            .map(|app| (app, self.options.active_region(app).to_owned()))
+            .to_vec();
+        let mut command = keel_localstack::launch::arc_endpoint(
+            &bin_dir(self.options.release),
+            port,
+            &self.dir.join("arc/state.json"),
+            &regions,
+            &active,
+        );
         let child = command
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -622,21 +603,22 @@ impl Stack {
     }
 
     pub async fn start_broker_in(&mut self, region: &str) -> anyhow::Result<()> {
-        let nisshi = std::env::var("KEEL_NISSHI_BIN")
+        std::env::var("KEEL_NISSHI_BIN")
             .context("KEEL_NISSHI_BIN is not set (make test sets it)")?;
-        let broker_dir = self.dir.join(format!("kafka-{region}"));
-        std::fs::create_dir_all(broker_dir.join("data"))?;
+        let port = self.regions[region].kafka_port;
+        let broker = keel_localstack::services::Broker {
+            dir: self.dir.join(format!("kafka-{region}")),
+            port,
+            storage: self.regions[region].broker_storage.clone(),
+            cluster_id: format!("keel-test-{port}"),
+        };
+        broker.prepare()?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.join(format!("logs/nisshi-{region}.log")))?;
-        let port = self.regions[region].kafka_port;
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(nisshi)
-            .current_dir(&broker_dir)
-            .args(["broker", "--cluster-id", &format!("keel-test-{port}")])
-            .args(["--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", &self.regions[region].broker_storage])
+        let child = broker
+            .command(&tools())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
@@ -735,7 +717,7 @@ impl Stack {
         index: u32,
         port: u16,
     ) -> anyhow::Result<Child> {
-        let binary = bin_dir(self.options.release).join(format!("keel-{service}"));
+        let definition = keel_topology::service(service).context("a service of the topology")?;
         let log_name = if index == 0 {
             format!("logs/{service}-{region}.log")
         } else {
@@ -745,12 +727,16 @@ impl Stack {
             .create(true)
             .append(true)
             .open(self.dir.join(log_name))?;
-        let mut command = Command::new(&binary);
+        let mut command = keel_localstack::launch::service(
+            &bin_dir(self.options.release),
+            definition,
+            region,
+            port,
+        );
         command
             .current_dir(repo_root())
             // The local stack's configuration, with this stack's databases, brokers and ports.
             .env("KEEL_CONFIG", &self.config_file)
-            .env("KEEL_REGION", region)
             .env(
                 "KEEL_PARTICIPANTS_FILE",
                 repo_root().join("deploy/local/participants.json"),
@@ -770,11 +756,6 @@ impl Stack {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
-        if serves_api(service) {
-            command.env("KEEL_LISTEN", format!("127.0.0.1:{port}"));
-        } else {
-            command.env("KEEL_OPS_LISTEN", format!("127.0.0.1:{port}"));
-        }
         if let Some(count) = self.options.instances.get(service) {
             command
                 .env("KEEL_INSTANCES__INDEX", index.to_string())
@@ -785,7 +766,7 @@ impl Stack {
         }
         let child = command
             .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
+            .with_context(|| format!("starting keel-{service}"))?;
         register_child(&child);
         Ok(child)
     }
@@ -885,7 +866,7 @@ impl Stack {
             .iter()
             .find(|c| c.app == app && c.region == region)
             .context("no such cluster (is the stack replicated?)")?;
-        postgres_sh(&["promote", cluster.dir.to_str().unwrap()])
+        Ok(cluster.local().promote(&tools())?)
     }
 
     /// SIGKILL of every process of `app`'s cluster in `region`: the database is lost as in a crash.
@@ -895,17 +876,7 @@ impl Stack {
             .iter()
             .find(|c| c.app == app && c.region == region)
             .context("no such cluster (is the stack replicated?)")?;
-        let pid: i32 = std::fs::read_to_string(cluster.dir.join("data/postmaster.pid"))?
-            .lines()
-            .next()
-            .context("empty postmaster.pid")?
-            .trim()
-            .parse()?;
-        // The postmaster first, so it cannot restart its children, then every child.
-        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        let _ = Command::new("pkill")
-            .args(["-KILL", "-P", &pid.to_string()])
-            .status();
+        cluster.local().crash();
         Ok(())
     }
 
@@ -949,11 +920,7 @@ impl Stack {
             .iter()
             .find(|c| c.app == app && c.region == region)
             .context("no such cluster (is the stack replicated?)")?;
-        postgres_sh(&[
-            "start",
-            cluster.dir.to_str().unwrap(),
-            &cluster.port.to_string(),
-        ])
+        Ok(cluster.local().start(&tools(), &[])?)
     }
 
     /// The body of a service's `/readyz` in the first region.
@@ -1214,7 +1181,7 @@ impl Drop for Stack {
             let _ = child.wait();
         }
         for cluster in &self.clusters {
-            let _ = postgres_sh(&["stop", cluster.dir.to_str().unwrap()]);
+            let _ = cluster.local().stop(&tools());
         }
         // A failed test, or a stack that failed to start, keeps its folder (logs, databases) to
         // be read; a passing one leaves nothing behind (replicated stacks hold hundreds of MB).

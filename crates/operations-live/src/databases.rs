@@ -1,14 +1,17 @@
 //! The databases port over the local stack's Postgres clusters. Reading replication state,
 //! counting and promoting go through SQL, so they work on any Postgres that answers, whoever
-//! started it. Stopping a cluster and rebuilding one as a standby need its files: locally they are
-//! the stack's own `postgres.sh` on `{state_dir}/{region}/{tm|st}-postgres` (on AWS these are
-//! Aurora Global Database operations, another implementation of the same port).
+//! started it. Stopping a cluster and rebuilding one as a standby need its files: keel-localstack's
+//! `Cluster` in `{state_dir}/{region}/{tm|st}-postgres`, the code `make up` starts them with (on
+//! AWS these are Aurora Global Database operations, another implementation of the same port).
 
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use keel_localstack::layout::{cluster_dir, standby_name};
+use keel_localstack::{Cluster, Tools};
 use keel_operations::ports::{
     acknowledged_records, Acknowledged, DatabaseError, Databases, Replication, StandbyLink,
 };
@@ -20,12 +23,12 @@ use crate::config::Config;
 
 pub struct LocalDatabases {
     config: Config,
+    tools: Arc<Tools>,
 }
 
-/// A cluster's place on disk and on the network.
-struct Cluster {
-    dir: PathBuf,
-    port: u16,
+/// A cluster's place on disk and on the network, and its database.
+struct Place {
+    cluster: Cluster,
     database: String,
 }
 
@@ -42,6 +45,7 @@ impl LocalDatabases {
     pub fn new(config: &Config) -> Self {
         LocalDatabases {
             config: config.clone(),
+            tools: Arc::new(Tools::from_env()),
         }
     }
 
@@ -76,7 +80,7 @@ impl LocalDatabases {
         result.map_err(|e| failed(app, region)(e.to_string()))
     }
 
-    fn cluster(&self, app: App, region: &str) -> Result<Cluster, DatabaseError> {
+    fn place(&self, app: App, region: &str) -> Result<Place, DatabaseError> {
         let failed = failed(app, region);
         let url = self
             .config
@@ -84,23 +88,11 @@ impl LocalDatabases {
             .map_err(|e| failed(e.to_string()))?;
         let options = PgConnectOptions::from_str(url).map_err(|e| failed(e.to_string()))?;
         let state_dir = match self.config.runbook.state_dir.as_str() {
-            "" => std::env::var("KEEL_STATE").unwrap_or_else(|_| {
-                format!(
-                    "/var/tmp/keel-{}",
-                    std::env::var("USER").unwrap_or_else(|_| "root".to_owned())
-                )
-            }),
-            dir => dir.to_owned(),
+            "" => keel_localstack::tools::state_dir(),
+            dir => PathBuf::from(dir),
         };
-        let short = match app {
-            App::TradeMatching => "tm",
-            App::Settlement => "st",
-        };
-        Ok(Cluster {
-            dir: PathBuf::from(state_dir)
-                .join(region)
-                .join(format!("{short}-postgres")),
-            port: options.get_port(),
+        Ok(Place {
+            cluster: Cluster::new(cluster_dir(&state_dir, app, region), options.get_port()),
             database: options
                 .get_database()
                 .ok_or_else(|| failed("its URL names no database".to_owned()))?
@@ -108,38 +100,26 @@ impl LocalDatabases {
         })
     }
 
-    async fn script(
+    /// Runs a cluster operation (blocking: it waits for pg_ctl) off the runtime, within `bound`.
+    async fn on_cluster<F>(
         &self,
         app: App,
         region: &str,
-        args: &[&str],
         bound: Duration,
-    ) -> Result<(), DatabaseError> {
+        operation: F,
+    ) -> Result<(), DatabaseError>
+    where
+        F: FnOnce(&Cluster, &Tools) -> Result<(), keel_localstack::LocalError> + Send + 'static,
+    {
         let failed = failed(app, region);
-        let script = &self.config.runbook.database_script;
-        let run = tokio::process::Command::new("bash")
-            .arg(script)
-            .args(args)
-            .kill_on_drop(true)
-            .output();
-        let output = tokio::time::timeout(bound, run)
+        let cluster = self.place(app, region)?.cluster;
+        let tools = self.tools.clone();
+        let run = tokio::task::spawn_blocking(move || operation(&cluster, &tools));
+        tokio::time::timeout(bound, run)
             .await
-            .map_err(|_| {
-                failed(format!(
-                    "{script} {} took longer than {bound:?}",
-                    args.join(" ")
-                ))
-            })?
-            .map_err(|e| failed(format!("{script}: {e}")))?;
-        if output.status.success() {
-            Ok(())
-        } else {
-            Err(failed(format!(
-                "{script} {} failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&output.stderr).trim()
-            )))
-        }
+            .map_err(|_| failed(format!("took longer than {bound:?}")))?
+            .map_err(|e| failed(e.to_string()))?
+            .map_err(|e| failed(e.to_string()))
     }
 }
 
@@ -185,10 +165,9 @@ impl Databases for LocalDatabases {
         .await
     }
 
-    /// As the stack's scripts name it: `{database}_{region}`, dashes as underscores.
+    /// As `make up` names it: `{database}_{region}`, dashes as underscores.
     fn standby_name(&self, app: App, region: &str) -> Result<String, DatabaseError> {
-        let database = self.cluster(app, region)?.database;
-        Ok(format!("{database}_{}", region.replace('-', "_")))
+        Ok(standby_name(&self.place(app, region)?.database, region))
     }
 
     async fn flushed_position(&self, app: App, region: &str) -> Result<String, DatabaseError> {
@@ -295,14 +274,8 @@ impl Databases for LocalDatabases {
     /// A fast shutdown: sessions are cut, and every standby is sent the WAL up to the shutdown
     /// checkpoint first.
     async fn stop(&self, app: App, region: &str, bound: Duration) -> Result<(), DatabaseError> {
-        let cluster = self.cluster(app, region)?;
-        self.script(
-            app,
-            region,
-            &["stop", &cluster.dir.to_string_lossy()],
-            bound,
-        )
-        .await
+        self.on_cluster(app, region, bound, |cluster, tools| cluster.stop(tools))
+            .await
     }
 
     /// The promoted primary waits for no standby: none is attached until re-protection, and a
@@ -347,21 +320,12 @@ impl Databases for LocalDatabases {
         primary_region: &str,
         bound: Duration,
     ) -> Result<String, DatabaseError> {
-        let cluster = self.cluster(app, region)?;
-        let primary = self.cluster(app, primary_region)?;
+        let primary_port = self.place(app, primary_region)?.cluster.port;
         let name = self.standby_name(app, region)?;
-        self.script(
-            app,
-            region,
-            &[
-                "rebuild",
-                &cluster.dir.to_string_lossy(),
-                &cluster.port.to_string(),
-                &primary.port.to_string(),
-                &name,
-            ],
-            bound,
-        )
+        let standby = name.clone();
+        self.on_cluster(app, region, bound, move |cluster, tools| {
+            cluster.rebuild_as_standby(tools, primary_port, &standby)
+        })
         .await?;
         Ok(name)
     }

@@ -2,7 +2,7 @@
 //!
 //! - [`ArcControls`]: Route 53 ARC's routing controls (keel-arc, every cluster endpoint in turn);
 //! - [`DynamoStore`]: the runbook lock, journals and audit in DynamoDB;
-//! - [`LocalDatabases`]: the local stack's Postgres clusters (SQL, and the stack's `postgres.sh`
+//! - [`LocalDatabases`]: the local stack's Postgres clusters (SQL, and keel-localstack's `Cluster`
 //!   for what needs the cluster's files); Aurora is the other implementation to come;
 //! - [`HttpProbes`]: each service's `/readyz` and each region's ingress;
 //! - [`KafkaBrokers`]: each region's Kafka;

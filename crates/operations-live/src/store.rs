@@ -39,10 +39,9 @@ pub struct RunbookConfig {
     pub reconcile_rounds: u32,
     /// How far back the Reconcile step compares.
     pub reconcile_window_seconds: f64,
-    /// The local stack's database operations (stop, rebuild as a standby): this script, run on the
-    /// cluster in `{state_dir}/{region}/{tm|st}-postgres`. Empty `state_dir`: `$KEEL_STATE`, else
-    /// `/var/tmp/keel-$USER`, as the stack's scripts use.
-    pub database_script: String,
+    /// The local stack's database operations (stop, rebuild as a standby) work on the cluster in
+    /// `{state_dir}/{region}/{tm|st}-postgres`. Empty: `$KEEL_STATE`, else `/var/tmp/keel-$USER`,
+    /// as `make up` lays it out.
     pub state_dir: String,
 }
 
@@ -55,7 +54,6 @@ impl Default for RunbookConfig {
             step_timeout_seconds: 60,
             reconcile_rounds: 5,
             reconcile_window_seconds: 3600.0,
-            database_script: "deploy/local/bin/postgres.sh".to_owned(),
             state_dir: String::new(),
         }
     }

@@ -12,16 +12,16 @@ cargo build --release --workspace --bins --quiet
 
 bench_pg="$KEEL_STATE/bench/postgres"
 bench_pg_port="${KEEL_BENCH_PG_PORT:-54391}"
+keel_local="$CARGO_TARGET_DIR/release/keel-local"
 cleanup() {
-  bash deploy/local/bin/postgres.sh stop "$bench_pg" "$bench_pg_port" || true
+  "$keel_local" postgres stop "$bench_pg" || true
   stop_noted "$KEEL_TEST_PIDS"
 }
 export KEEL_TEST_PIDS="$KEEL_STATE/bench/pids"
 trap cleanup EXIT
 rm -rf "$KEEL_TEST_PIDS" && mkdir -p "$KEEL_TEST_PIDS"
-bash deploy/local/bin/postgres.sh stop "$bench_pg" "$bench_pg_port" || true
+"$keel_local" postgres stop "$bench_pg" || true
 rm -rf "$bench_pg"
-bash deploy/local/bin/postgres.sh start "$bench_pg" "$bench_pg_port"
+"$keel_local" postgres start "$bench_pg" "$bench_pg_port"
 
-KEEL_TEST_PG="postgres://keel@127.0.0.1:$bench_pg_port/postgres" KEEL_NISSHI_BIN="$NISSHI_BIN" \
-  KEEL_BIN_DIR="$CARGO_TARGET_DIR/release" "$CARGO_TARGET_DIR/release/keel-bench"
+KEEL_TEST_PG="postgres://keel@127.0.0.1:$bench_pg_port/postgres" KEEL_BIN_DIR="$CARGO_TARGET_DIR/release" "$CARGO_TARGET_DIR/release/keel-bench"

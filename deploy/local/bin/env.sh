@@ -27,6 +27,8 @@ MOTO_VENV="$KEEL_TOOLS/moto-$MOTO_VERSION"
 MOTO_BIN="$MOTO_VENV/bin/moto_server"
 # Postgres refuses to run as root; the stack runs it as this user when started as root.
 PG_USER="${PG_USER:-keel}"
+# keel-local, the harness and keelctl's local database operations find the tools here.
+export KEEL_PG_BIN="$PG_BIN" KEEL_PG_USER="$PG_USER" KEEL_NISSHI_BIN="$NISSHI_BIN" KEEL_MOTO_BIN="$MOTO_BIN"
 
 log() { printf '\033[1m[keel]\033[0m %s\n' "$*" >&2; }
 

@@ -9,6 +9,9 @@ cd "$KEEL_ROOT"
 bash deploy/local/bin/install.sh
 
 test_pg="$KEEL_STATE/test/postgres"
+# The Postgres cluster and DynamoDB endpoint are started and stopped by keel-local, the code behind
+# `make up` and the harness's own clusters.
+keel_local="$CARGO_TARGET_DIR/debug/keel-local"
 test_pg_port="${KEEL_TEST_PG_PORT:-54390}"
 test_dynamodb_port="${KEEL_TEST_DYNAMODB_PORT:-18490}"
 # Every process a test stack starts is noted here by pid (tests/src/lib.rs, register_child).
@@ -17,11 +20,12 @@ cleanup() {
   # Processes of a test that was itself killed: nothing may outlive the run.
   stop_noted "$KEEL_TEST_PIDS"
   # Primary and standby clusters of two-region tests that were not stopped.
+  [ -x "$keel_local" ] || return 0
   for pidfile in "${TMPDIR:-/tmp}"/keel-tests/*/*/*-postgres/data/postmaster.pid; do
-    [ -f "$pidfile" ] && bash deploy/local/bin/postgres.sh stop "${pidfile%/data/postmaster.pid}" || true
+    [ -f "$pidfile" ] && "$keel_local" postgres stop "${pidfile%/data/postmaster.pid}" || true
   done
-  bash deploy/local/bin/postgres.sh stop "$test_pg" "$test_pg_port" || true
-  bash deploy/local/bin/moto.sh stop "$KEEL_STATE/test/dynamodb" 0 || true
+  "$keel_local" postgres stop "$test_pg" || true
+  "$keel_local" moto stop "$KEEL_STATE/test/dynamodb" || true
 }
 trap cleanup EXIT
 rm -rf "$KEEL_TEST_PIDS" && mkdir -p "$KEEL_TEST_PIDS"
@@ -40,15 +44,14 @@ log "unit and property tests"
 cargo test --workspace --exclude keel-system-tests --quiet
 
 log "starting the test Postgres cluster on 127.0.0.1:$test_pg_port"
-bash deploy/local/bin/postgres.sh stop "$test_pg" "$test_pg_port" || true
+"$keel_local" postgres stop "$test_pg" || true
 rm -rf "$test_pg"
-bash deploy/local/bin/postgres.sh start "$test_pg" "$test_pg_port"
+"$keel_local" postgres start "$test_pg" "$test_pg_port"
 export KEEL_TEST_PG="postgres://keel@127.0.0.1:$test_pg_port/postgres"
 log "starting the test DynamoDB endpoint (moto) on 127.0.0.1:$test_dynamodb_port"
-bash deploy/local/bin/moto.sh stop "$KEEL_STATE/test/dynamodb" 0 || true
-bash deploy/local/bin/moto.sh start "$KEEL_STATE/test/dynamodb" "$test_dynamodb_port"
+"$keel_local" moto stop "$KEEL_STATE/test/dynamodb" || true
+"$keel_local" moto start "$KEEL_STATE/test/dynamodb" "$test_dynamodb_port"
 export KEEL_TEST_DYNAMODB="http://127.0.0.1:$test_dynamodb_port"
-export KEEL_NISSHI_BIN="$NISSHI_BIN"
 
 log "system tests (real Postgres, real nisshi, the service binaries)"
 # One at a time: each test starts a whole stack, and the machine has two cores.
