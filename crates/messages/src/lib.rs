@@ -1,13 +1,15 @@
 //! What flows between Keel's services: the fixed topic names (DESIGN section 3) and one message type
-//! per topic. Every message carries a deterministic `message_id`, the key of exactly-once processing,
+//! per topic, made of Keel's own wire types ([`wire`]: the domain crates convert to and from them). Every message carries a deterministic `message_id`, the key of exactly-once processing,
 //! and is keyed by its trade's match key so both legs of a trade stay in one partition, in order.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use keel_domain::{derive_id, LegId, MatchKey, ParticipantId, TradeId};
-use keel_ledger::Instruction;
-use keel_lifecycle::{AllocationOutcome, HistoryEntry, Leg};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+pub mod wire;
+
+pub use wire::{AllocationOutcome, HistoryEntry, Instruction, Leg};
 
 /// The topic names, declared with the rest of the topology.
 pub use keel_topology::topics;

@@ -1,5 +1,5 @@
 use keel_domain::TradeBlock;
-use keel_lifecycle::Leg;
+use keel_messages::wire::Leg;
 use keel_messages::{Submission, TradeCommand};
 use keel_safestore::Outgoing;
 use keel_streaming::{Handler, Inbound};

@@ -77,7 +77,7 @@ async fn apply_all(
 
 fn command_of(message: &TradeCommand) -> Command {
     match message {
-        TradeCommand::Leg { leg } => Command::Leg(leg.clone()),
+        TradeCommand::Leg { leg } => Command::Leg(leg.clone().into()),
         TradeCommand::RejectLeg {
             leg_id,
             sender,
@@ -106,7 +106,7 @@ fn result_commands(message: &SettlementResult) -> Vec<Command> {
             .iter()
             .map(|result| Command::SettlementResult {
                 allocation_id: result.allocation_id.clone(),
-                outcome: result.outcome.clone(),
+                outcome: result.outcome.clone().into(),
                 at: *at,
             })
             .collect(),

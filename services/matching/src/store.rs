@@ -53,7 +53,12 @@ impl Changes {
                 });
                 self.events.len() - 1
             });
-            self.events[index].entries.extend(effects.history);
+            self.events[index].entries.extend(
+                effects
+                    .history
+                    .iter()
+                    .map(keel_messages::HistoryEntry::from),
+            );
         }
         for request in effects.to_settlement {
             self.instructions.extend(instruction_for(trade, request));
@@ -71,7 +76,7 @@ fn instruction_for(trade: &Trade, request: ToSettlement) -> Option<SettlementIns
             let allocations = allocations
                 .into_iter()
                 .map(|allocation| AllocationInstruction {
-                    instruction: keel_ledger::Instruction {
+                    instruction: keel_messages::Instruction {
                         instruction_id: SettlementInstruction::instruction_id(
                             trade.trade_id,
                             &allocation.allocation_id,
@@ -130,7 +135,7 @@ pub async fn save(
     .execute(&mut *conn)
     .await?;
 
-    let entries: Vec<(TradeId, &keel_lifecycle::HistoryEntry)> = changes
+    let entries: Vec<(TradeId, &keel_messages::HistoryEntry)> = changes
         .events
         .iter()
         .flat_map(|events| events.entries.iter().map(|e| (events.trade_id, e)))

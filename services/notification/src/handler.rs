@@ -1,5 +1,5 @@
 use keel_domain::derive_id;
-use keel_lifecycle::HistoryEntry;
+use keel_messages::HistoryEntry;
 use keel_messages::TradeEvents;
 use keel_safestore::Outgoing;
 use keel_streaming::{Handler, Inbound};

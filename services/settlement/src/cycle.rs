@@ -69,20 +69,18 @@ async fn settle_due(pool: &PgPool, reference: &ReferenceData) -> Result<usize, s
     if due.is_empty() {
         return Ok(0);
     }
-    let mut settler = Settler::load(
-        &mut tx,
-        reference,
-        due.iter().map(|booked| &booked.allocation.instruction),
-    )
-    .await?;
+    let instructions: Vec<keel_ledger::Instruction> = due
+        .iter()
+        .map(|booked| keel_ledger::Instruction::from(&booked.allocation.instruction))
+        .collect();
+    let mut settler = Settler::load(&mut tx, reference, instructions.iter()).await?;
 
     let mut answers: Vec<SettlementResult> = Vec::new();
     let mut answer_of: HashMap<TradeId, usize> = HashMap::new();
     let mut ids: Vec<Uuid> = Vec::new();
     let mut statuses: Vec<&str> = Vec::new();
     let mut reasons: Vec<Option<String>> = Vec::new();
-    for booked in &due {
-        let instruction = &booked.allocation.instruction;
+    for (booked, instruction) in due.iter().zip(&instructions) {
         let outcome = settler.settle(instruction);
         let (status, reason) = status_of(&outcome);
         count(status);
@@ -102,7 +100,7 @@ async fn settle_due(pool: &PgPool, reference: &ReferenceData) -> Result<usize, s
             results.push(AllocationResult {
                 allocation_id: booked.allocation.allocation_id.clone(),
                 instruction_id: instruction.instruction_id,
-                outcome,
+                outcome: (&outcome).into(),
             });
         }
     }

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use keel_ledger::ReferenceData;
+use keel_ledger::{Instruction, ReferenceData};
 use keel_messages::{AllocationResult, SettlementInstruction, SettlementResult};
 use keel_safestore::Outgoing;
 use keel_streaming::{Handler, Inbound};
@@ -28,8 +28,12 @@ impl Handler for Settlement {
     ) -> Result<Vec<Outgoing>, sqlx::Error> {
         // The ledger lock first, then the instruction rows: the settlement cycle takes them in the
         // same order.
-        let to_settle = batch.iter().flat_map(|m| m.body.to_settle());
-        let mut settler = Settler::load(conn, &self.reference, to_settle).await?;
+        let to_settle: Vec<Instruction> = batch
+            .iter()
+            .flat_map(|m| m.body.to_settle())
+            .map(Instruction::from)
+            .collect();
+        let mut settler = Settler::load(conn, &self.reference, to_settle.iter()).await?;
         let trades: Vec<_> = batch.iter().map(|m| m.body.trade_id()).collect();
         let mut book = Book::load(conn, &trades).await?;
 
@@ -58,13 +62,13 @@ impl Handler for Settlement {
                             Arrival::Cancelled => (InstructionStatus::Cancelled, None),
                             Arrival::Pending => (InstructionStatus::Pending, None),
                             Arrival::Due => {
-                                let instruction = &allocation.instruction;
-                                let outcome = settler.settle(instruction);
+                                let instruction = Instruction::from(&allocation.instruction);
+                                let outcome = settler.settle(&instruction);
                                 let decided = status_of(&outcome);
                                 answered.push(AllocationResult {
                                     allocation_id: allocation.allocation_id.clone(),
                                     instruction_id: instruction.instruction_id,
-                                    outcome,
+                                    outcome: (&outcome).into(),
                                 });
                                 decided
                             }
