@@ -5,7 +5,7 @@ SHELL := /bin/bash
 export KEEL_CACHE ?= $(HOME)/.cache/keel
 export CARGO_TARGET_DIR ?= $(KEEL_CACHE)/target
 
-.PHONY: up down test bench status
+.PHONY: up down test bench status sqlx-prepare
 
 # make up: installs what is missing, builds, and runs the two-region stack under keel-local's
 # supervisor (crates/localstack/src/stack.rs says what runs). make down stops it.
@@ -22,3 +22,7 @@ test:
 
 bench:
 	@bash deploy/local/bin/bench.sh
+
+# After changing a compile-checked query or a migration: writes .sqlx/ again (check it in).
+sqlx-prepare:
+	@bash deploy/local/bin/sqlx.sh prepare

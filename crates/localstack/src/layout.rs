@@ -227,12 +227,11 @@ mod tests {
 
     #[test]
     fn the_local_configuration_lays_out_every_service_of_the_topology_in_every_region() {
-        let file = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../deploy/local/config/keel.toml"
-        );
+        // The checkout's file when the test runs (the target dir is shared between clones).
+        let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo");
+        let file = format!("{manifest}/../../deploy/local/config/keel.toml");
         let config: LocalConfig =
-            toml_from_file(file).expect("the local configuration reads as LocalConfig");
+            toml_from_file(&file).expect("the local configuration reads as LocalConfig");
         let layout = Layout::of(&config).unwrap();
         assert_eq!(layout.region_names(), ["us-east-1", "us-west-2"]);
         for region in &layout.regions {

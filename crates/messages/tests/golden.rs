@@ -225,7 +225,10 @@ fn json(message: &impl serde::Serialize) -> serde_json::Value {
 /// meant, `KEEL_UPDATE_GOLDEN=1` writes the files again; say so in the commit.
 #[test]
 fn every_message_serializes_as_its_golden_copy() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    // Read when the test runs (cargo sets it), not when it was built: the target dir is shared
+    // between clones, and a binary built in another one would read that clone's files.
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo");
+    let dir = std::path::Path::new(&manifest).join("tests/golden");
     let update = std::env::var_os("KEEL_UPDATE_GOLDEN").is_some();
     for (name, message, id) in messages() {
         let file = dir.join(format!("{name}.json"));

@@ -127,37 +127,34 @@ impl LocalDatabases {
 impl Databases for LocalDatabases {
     async fn replication(&self, app: App, region: &str) -> Result<Replication, DatabaseError> {
         self.with(app, region, |pool| async move {
-            if sqlx::query_scalar("SELECT pg_is_in_recovery()")
+            if in_recovery(&pool).await? {
+                let lag = sqlx::query!(
+                    r#"SELECT pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::bigint AS behind_bytes,
+                              extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 AS last_replayed_seconds_ago"#
+                )
                 .fetch_one(&pool)
-                .await?
-            {
-                let (behind_bytes, last_replayed_seconds_ago): (Option<i64>, Option<f64>) =
-                    sqlx::query_as(
-                        "SELECT pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::bigint,
-                                extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8",
-                    )
-                    .fetch_one(&pool)
-                    .await?;
+                .await?;
                 return Ok(Replication::Standby {
-                    behind_bytes: behind_bytes.unwrap_or(0),
-                    last_replayed_seconds_ago,
+                    behind_bytes: lag.behind_bytes.unwrap_or(0),
+                    last_replayed_seconds_ago: lag.last_replayed_seconds_ago,
                 });
             }
-            let standbys: Vec<(String, String, Option<i64>, String)> = sqlx::query_as(
+            let standbys = sqlx::query!(
                 "SELECT application_name, state,
-                        pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint, sync_state
-                 FROM pg_stat_replication",
+                        pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint AS behind_bytes,
+                        sync_state
+                 FROM pg_stat_replication"
             )
             .fetch_all(&pool)
             .await?;
             Ok(Replication::Primary {
                 standbys: standbys
                     .into_iter()
-                    .map(|(name, state, behind_bytes, sync)| StandbyLink {
-                        name,
-                        state,
-                        behind_bytes,
-                        synchronous: sync == "sync",
+                    .map(|standby| StandbyLink {
+                        name: standby.application_name.unwrap_or_default(),
+                        state: standby.state.unwrap_or_default(),
+                        behind_bytes: standby.behind_bytes,
+                        synchronous: standby.sync_state.as_deref() == Some("sync"),
                     })
                     .collect(),
             })
@@ -172,7 +169,7 @@ impl Databases for LocalDatabases {
 
     async fn flushed_position(&self, app: App, region: &str) -> Result<String, DatabaseError> {
         self.with(app, region, |pool| async move {
-            sqlx::query_scalar("SELECT pg_current_wal_flush_lsn()::text")
+            sqlx::query_scalar!(r#"SELECT pg_current_wal_flush_lsn()::text AS "lsn!""#)
                 .fetch_one(&pool)
                 .await
         })
@@ -189,10 +186,10 @@ impl Databases for LocalDatabases {
         let standby = self.connect(app, region, Duration::from_secs(5)).await?;
         let started = Instant::now();
         let outcome = loop {
-            let behind: Result<Option<f64>, _> = sqlx::query_scalar(
-                "SELECT pg_wal_lsn_diff($1::pg_lsn, pg_last_wal_replay_lsn())::float8",
+            let behind = sqlx::query_scalar!(
+                "SELECT pg_wal_lsn_diff($1::text::pg_lsn, pg_last_wal_replay_lsn())::float8",
+                position
             )
-            .bind(position)
             .fetch_one(&standby)
             .await;
             match behind {
@@ -215,12 +212,20 @@ impl Databases for LocalDatabases {
         let (table, id) = acknowledged_records(app);
         let count = self
             .with(app, region, |pool| async move {
-                sqlx::query_scalar(match app {
-                    App::TradeMatching => "SELECT count(*) FROM ingress.submissions",
-                    App::Settlement => "SELECT count(*) FROM settlement.inbox",
-                })
-                .fetch_one(&pool)
-                .await
+                match app {
+                    App::TradeMatching => {
+                        sqlx::query_scalar!(
+                            r#"SELECT count(*) AS "count!" FROM ingress.submissions"#
+                        )
+                        .fetch_one(&pool)
+                        .await
+                    }
+                    App::Settlement => {
+                        sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM settlement.inbox"#)
+                            .fetch_one(&pool)
+                            .await
+                    }
+                }
             })
             .await?;
         Ok(Acknowledged { count, table, id })
@@ -234,28 +239,41 @@ impl Databases for LocalDatabases {
     ) -> Result<i64, DatabaseError> {
         let ids: Vec<uuid::Uuid> = self
             .with(app, from, |pool| async move {
-                sqlx::query_scalar(match app {
-                    App::TradeMatching => "SELECT leg_id FROM ingress.submissions",
-                    App::Settlement => "SELECT message_id FROM settlement.inbox",
-                })
-                .fetch_all(&pool)
-                .await
+                match app {
+                    App::TradeMatching => {
+                        sqlx::query_scalar!("SELECT leg_id FROM ingress.submissions")
+                            .fetch_all(&pool)
+                            .await
+                    }
+                    App::Settlement => {
+                        sqlx::query_scalar!("SELECT message_id FROM settlement.inbox")
+                            .fetch_all(&pool)
+                            .await
+                    }
+                }
             })
             .await?;
         let total = ids.len() as i64;
         let present: i64 = self
             .with(app, to, |pool| async move {
-                sqlx::query_scalar(match app {
+                match app {
                     App::TradeMatching => {
-                        "SELECT count(*) FROM ingress.submissions WHERE leg_id = ANY($1)"
+                        sqlx::query_scalar!(
+                            r#"SELECT count(*) AS "count!" FROM ingress.submissions WHERE leg_id = ANY($1)"#,
+                            &ids
+                        )
+                        .fetch_one(&pool)
+                        .await
                     }
                     App::Settlement => {
-                        "SELECT count(*) FROM settlement.inbox WHERE message_id = ANY($1)"
+                        sqlx::query_scalar!(
+                            r#"SELECT count(*) AS "count!" FROM settlement.inbox WHERE message_id = ANY($1)"#,
+                            &ids
+                        )
+                        .fetch_one(&pool)
+                        .await
                     }
-                })
-                .bind(&ids)
-                .fetch_one(&pool)
-                .await
+                }
             })
             .await?;
         Ok(total - present)
@@ -283,11 +301,8 @@ impl Databases for LocalDatabases {
     /// the new standby again).
     async fn promote(&self, app: App, region: &str) -> Result<(), DatabaseError> {
         self.with(app, region, |pool| async move {
-            let in_recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
-                .fetch_one(&pool)
-                .await?;
-            if in_recovery {
-                let promoted: bool = sqlx::query_scalar("SELECT pg_promote(true, 60)")
+            if in_recovery(&pool).await? {
+                let promoted = sqlx::query_scalar!(r#"SELECT pg_promote(true, 60) AS "promoted!""#)
                     .fetch_one(&pool)
                     .await?;
                 if !promoted {
@@ -299,12 +314,12 @@ impl Databases for LocalDatabases {
             sqlx::query("ALTER SYSTEM RESET synchronous_standby_names")
                 .execute(&pool)
                 .await?;
-            sqlx::query("SELECT pg_reload_conf()")
-                .execute(&pool)
+            sqlx::query_scalar!("SELECT pg_reload_conf()")
+                .fetch_one(&pool)
                 .await?;
             // Taking a transaction id needs a writable primary.
-            sqlx::query("SELECT pg_current_xact_id()")
-                .execute(&pool)
+            sqlx::query_scalar!("SELECT pg_current_xact_id()::text")
+                .fetch_one(&pool)
                 .await?;
             Ok(())
         })
@@ -342,12 +357,13 @@ impl Databases for LocalDatabases {
             .await?;
         let started = Instant::now();
         let outcome = loop {
-            let state: Result<Option<String>, _> = sqlx::query_scalar(
+            let state = sqlx::query_scalar!(
                 "SELECT state FROM pg_stat_replication WHERE application_name = $1",
+                name
             )
-            .bind(name)
             .fetch_optional(&primary)
-            .await;
+            .await
+            .map(Option::flatten);
             match state {
                 Err(e) => break Err(e.to_string()),
                 Ok(Some(state)) if state == "streaming" => break Ok(()),
@@ -363,4 +379,11 @@ impl Databases for LocalDatabases {
         primary.close().await;
         outcome.map_err(failed(app, primary_region))
     }
+}
+
+/// Whether the database is a standby.
+async fn in_recovery(pool: &PgPool) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar!(r#"SELECT pg_is_in_recovery() AS "in_recovery!""#)
+        .fetch_one(pool)
+        .await
 }

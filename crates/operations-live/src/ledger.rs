@@ -4,7 +4,6 @@ use std::collections::{HashMap, HashSet};
 
 use keel_domain::AccountId;
 use keel_ledger::{Asset, LedgerSnapshot, RecordedPosting, Verified, Violation};
-use rust_decimal::Decimal;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
@@ -56,34 +55,32 @@ pub async fn read_snapshot(database_url: &str) -> Result<LedgerSnapshot, LedgerR
         .await
         .map_err(query("a transaction"))?;
 
-    let accounts: Vec<(String, bool)> =
-        sqlx::query_as("SELECT account_id, allow_negative FROM settlement.accounts")
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(query(
-                "settlement.accounts (has the settlement service ever started?)",
-            ))?;
-    let openings: Vec<(String, String, String, Decimal)> = sqlx::query_as(
-        "SELECT account_id, asset_kind, asset_code, amount FROM settlement.opening_balances",
+    let accounts = sqlx::query!("SELECT account_id, allow_negative FROM settlement.accounts")
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(query(
+            "settlement.accounts (has the settlement service ever started?)",
+        ))?;
+    let openings = sqlx::query!(
+        "SELECT account_id, asset_kind, asset_code, amount FROM settlement.opening_balances"
     )
     .fetch_all(&mut *tx)
     .await
     .map_err(query("settlement.opening_balances"))?;
-    let postings: Vec<(Uuid, String, String, String, Decimal)> = sqlx::query_as(
+    let postings = sqlx::query!(
         "SELECT instruction_id, account_id, asset_kind, asset_code, amount
-         FROM settlement.postings ORDER BY posting_id",
+         FROM settlement.postings ORDER BY posting_id"
     )
     .fetch_all(&mut *tx)
     .await
     .map_err(query("settlement.postings"))?;
-    let positions: Vec<(String, String, String, Decimal)> = sqlx::query_as(
-        "SELECT account_id, asset_kind, asset_code, amount FROM settlement.positions",
-    )
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(query("settlement.positions"))?;
-    let settled: Vec<(Uuid,)> = sqlx::query_as(
-        "SELECT instruction_id FROM settlement.instructions WHERE status = 'SETTLED'",
+    let positions =
+        sqlx::query!("SELECT account_id, asset_kind, asset_code, amount FROM settlement.positions")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(query("settlement.positions"))?;
+    let settled = sqlx::query_scalar!(
+        "SELECT instruction_id FROM settlement.instructions WHERE status = 'SETTLED'"
     )
     .fetch_all(&mut *tx)
     .await
@@ -107,29 +104,41 @@ pub async fn read_snapshot(database_url: &str) -> Result<LedgerSnapshot, LedgerR
         openings: Vec::with_capacity(openings.len()),
         postings: Vec::with_capacity(postings.len()),
         positions: Vec::with_capacity(positions.len()),
-        settled: Some(settled.into_iter().map(|(id,)| id).collect::<HashSet<_>>()),
+        settled: Some(settled.into_iter().collect::<HashSet<Uuid>>()),
     };
-    for (account, allow_negative) in accounts {
+    for account in accounts {
         snapshot
             .accounts
-            .insert(account_id(&account)?, allow_negative);
+            .insert(account_id(&account.account_id)?, account.allow_negative);
     }
-    for (account, kind, code, amount) in openings {
-        let (account, asset) = line(&account, &kind, &code)?;
-        snapshot.openings.push((account, asset, amount));
+    for opening in openings {
+        let (account, asset) = line(
+            &opening.account_id,
+            &opening.asset_kind,
+            &opening.asset_code,
+        )?;
+        snapshot.openings.push((account, asset, opening.amount));
     }
-    for (instruction_id, account, kind, code, amount) in postings {
-        let (account, asset) = line(&account, &kind, &code)?;
+    for posting in postings {
+        let (account, asset) = line(
+            &posting.account_id,
+            &posting.asset_kind,
+            &posting.asset_code,
+        )?;
         snapshot.postings.push(RecordedPosting {
-            instruction_id,
+            instruction_id: posting.instruction_id,
             account,
             asset,
-            amount,
+            amount: posting.amount,
         });
     }
-    for (account, kind, code, amount) in positions {
-        let (account, asset) = line(&account, &kind, &code)?;
-        snapshot.positions.push((account, asset, amount));
+    for position in positions {
+        let (account, asset) = line(
+            &position.account_id,
+            &position.asset_kind,
+            &position.asset_code,
+        )?;
+        snapshot.positions.push((account, asset, position.amount));
     }
     Ok(snapshot)
 }

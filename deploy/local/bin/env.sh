@@ -25,6 +25,8 @@ KEEL_BROKER_STORAGE="${KEEL_BROKER_STORAGE:-postgres}"
 MOTO_VERSION="5.2.5"
 MOTO_VENV="$KEEL_TOOLS/moto-$MOTO_VERSION"
 MOTO_BIN="$MOTO_VENV/bin/moto_server"
+# sqlx-cli, for the compile-checked queries' data (.sqlx/): the version of the workspace's sqlx.
+SQLX_CLI_VERSION="0.8.6"
 # Postgres refuses to run as root; the stack runs it as this user when started as root.
 PG_USER="${PG_USER:-keel}"
 # keel-local, the harness and keelctl's local database operations find the tools here.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the local stack needs and is missing: PostgreSQL 15 (Debian), the nisshi broker
 # (crates.io, built once into $KEEL_TOOLS, about 21 minutes), moto (PyPI, into a virtual environment
-# in $KEEL_TOOLS) and the non-root Postgres user.
+# in $KEEL_TOOLS), sqlx-cli (crates.io, into $KEEL_TOOLS) and the non-root Postgres user.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 
@@ -31,4 +31,12 @@ if [ ! -x "$MOTO_BIN" ]; then
   log "installing moto $MOTO_VERSION (the local DynamoDB endpoint) into $MOTO_VENV"
   python3 -m venv "$MOTO_VENV"
   "$MOTO_VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+fi
+
+if [ ! -x "$KEEL_TOOLS/bin/cargo-sqlx" ] || ! "$KEEL_TOOLS/bin/sqlx" --version 2>/dev/null | grep -q "$SQLX_CLI_VERSION"; then
+  log "installing sqlx-cli $SQLX_CLI_VERSION (the compile-checked queries' data; once, a few minutes)"
+  mkdir -p "$KEEL_TOOLS"
+  CARGO_TARGET_DIR="$KEEL_CACHE/sqlx-target" cargo install sqlx-cli --locked --version "$SQLX_CLI_VERSION" \
+    --no-default-features --features postgres,rustls --root "$KEEL_TOOLS"
+  rm -rf "$KEEL_CACHE/sqlx-target"
 fi

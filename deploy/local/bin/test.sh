@@ -43,6 +43,9 @@ cargo build --workspace --bins --tests --quiet
 log "unit and property tests"
 cargo test --workspace --exclude keel-system-tests --quiet
 
+log "compile-checked queries: .sqlx/ matches the code and the migrated schemas"
+bash deploy/local/bin/sqlx.sh check
+
 log "starting the test Postgres cluster on 127.0.0.1:$test_pg_port"
 "$keel_local" postgres stop "$test_pg" || true
 rm -rf "$test_pg"

@@ -5,14 +5,12 @@ mod handler;
 use keel_service_kit::{Stage, StageConfig};
 use keel_topology::INGESTION;
 
-static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config: StageConfig = keel_platform::config::load()?;
     let _telemetry = keel_platform::telemetry::init(INGESTION.name);
     let shutdown = keel_platform::shutdown::on_signal();
-    let stage = Stage::new(&INGESTION, &MIGRATIONS);
+    let stage = Stage::new(&INGESTION, &keel_migrations::INGESTION);
     stage
         .run(config, shutdown, async |_| {
             Ok((handler::Ingestion, Vec::new()))

@@ -24,8 +24,6 @@ use keel_streaming::{OutboxRelay, RelayOptions};
 use keel_topology::INGRESS;
 use tokio::sync::Notify;
 
-static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config: config::Config = keel_platform::config::load()?;
@@ -106,9 +104,10 @@ async fn main() -> anyhow::Result<()> {
         );
         async move {
             // Migrates the schema (only a primary can), then relays accepted submissions.
-            let Some(migrated) = keel_service_kit::connect_store(&store, &MIGRATIONS, &session)
-                .await
-                .map_err(|e| e.to_string())?
+            let Some(migrated) =
+                keel_service_kit::connect_store(&store, &keel_migrations::INGRESS, &session)
+                    .await
+                    .map_err(|e| e.to_string())?
             else {
                 return Ok(());
             };

@@ -14,8 +14,6 @@ use keel_service_kit::{Stage, StageConfig, Task};
 use keel_topology::MATCHING;
 use serde::{Deserialize, Serialize};
 
-static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 struct Config {
@@ -55,7 +53,7 @@ async fn main() -> anyhow::Result<()> {
         match_window: chrono::Duration::seconds(config.matching.match_window_seconds),
     };
     let sweep_every = Duration::from_millis(config.matching.sweep_interval_ms);
-    let stage = Stage::new(&MATCHING, &MIGRATIONS);
+    let stage = Stage::new(&MATCHING, &keel_migrations::MATCHING);
     stage
         .run(config.stage, shutdown, async |context| {
             let sweeper = sweeper::run(

@@ -9,8 +9,6 @@ use keel_service_kit::{Stage, StageConfig, Task};
 use keel_topology::NOTIFICATION;
 use serde::{Deserialize, Serialize};
 
-static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 struct Config {
@@ -24,7 +22,7 @@ async fn main() -> anyhow::Result<()> {
     let config: Config = keel_platform::config::load()?;
     let _telemetry = keel_platform::telemetry::init(NOTIFICATION.name);
     let shutdown = keel_platform::shutdown::on_signal();
-    let stage = Stage::new(&NOTIFICATION, &MIGRATIONS);
+    let stage = Stage::new(&NOTIFICATION, &keel_migrations::NOTIFICATION);
     let webhook_config = config.webhooks;
     let retention = config.stage.retention.clone();
     stage

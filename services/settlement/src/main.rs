@@ -17,8 +17,6 @@ use keel_service_kit::{Stage, StageConfig, Task};
 use keel_topology::SETTLEMENT;
 use serde::{Deserialize, Serialize};
 
-static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 struct Config {
@@ -52,7 +50,7 @@ async fn main() -> anyhow::Result<()> {
     let _telemetry = keel_platform::telemetry::init(SETTLEMENT.name);
     let shutdown = keel_platform::shutdown::on_signal();
     let reference = Arc::new(reference::read(&config.settlement.reference_data)?);
-    let stage = Stage::new(&SETTLEMENT, &MIGRATIONS);
+    let stage = Stage::new(&SETTLEMENT, &keel_migrations::SETTLEMENT);
     let cycle_every = Duration::from_millis(config.settlement.cycle_interval_ms);
     stage
         .run(config.stage, shutdown, async |context| {

@@ -34,6 +34,9 @@ enum Command {
         #[command(subcommand)]
         action: Postgres,
     },
+    /// Creates and migrates every service's schema in the database at URL: what the
+    /// compile-checked queries are prepared and checked against (`make test`).
+    Migrate { url: String },
     /// The local DynamoDB endpoint (moto) in DIR on 127.0.0.1:PORT.
     Moto {
         #[command(subcommand)]
@@ -128,6 +131,10 @@ fn run(command: Command) -> anyhow::Result<()> {
             Postgres::Promote { dir } => Cluster::new(dir, 0).promote(&tools),
             Postgres::Stop { dir } => Cluster::new(dir, 0).stop(&tools),
         }?),
+        Command::Migrate { url } => Ok(tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(keel_migrations::migrate_all(&url))?),
         Command::Moto { action } => match action {
             MotoAction::Start { dir, port } => Ok(Moto { dir, port }.start(&tools)?),
             MotoAction::Stop { dir } => {
