@@ -4,7 +4,6 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::time::Duration;
 
 use nix::unistd::{chown, geteuid, User};
 
@@ -339,9 +338,6 @@ impl Cluster {
             }
         }
     }
-
-    /// How long a stop or rebuild may take, at most (pg_ctl waits up to 60 s for each).
-    pub const BOUND: Duration = Duration::from_secs(180);
 }
 
 fn append(file: &PathBuf, text: &str) -> Result<(), LocalError> {

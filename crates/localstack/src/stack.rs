@@ -77,23 +77,7 @@ impl Local {
 }
 
 fn say(line: &str) {
-    println!(
-        "{} [keel] {line}",
-        chrono_free_time(std::time::SystemTime::now())
-    );
-}
-
-/// `HH:MM:SS` UTC, for the supervisor's log.
-fn chrono_free_time(at: std::time::SystemTime) -> String {
-    let seconds = at
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    format!(
-        "{:02}:{:02}:{:02}",
-        seconds / 3600 % 24,
-        seconds / 60 % 60,
-        seconds % 60
-    )
+    println!("{} [keel] {line}", chrono::Utc::now().format("%H:%M:%S"));
 }
 
 /// `keel-local up`: starts the supervisor unless it runs, and follows its log until the stack is

@@ -28,8 +28,6 @@ pub enum ConfigError {
     NoDatabase { app: App, region: String },
     #[error("no region {0} in the configuration (regions)")]
     NoRegion(String),
-    #[error("{0}")]
-    Invalid(String),
 }
 
 impl Config {

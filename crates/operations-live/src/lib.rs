@@ -36,13 +36,15 @@ pub use store::{DynamoStore, RunbookConfig};
 
 /// Every port, against the systems `config` names.
 pub fn ports(config: &Config) -> Ports {
+    // One client for the runbook's lock and journal and for the audit of its repairs.
+    let store = Arc::new(DynamoStore::new(&config.runbook));
     Ports {
         controls: Arc::new(ArcControls::new(config)),
         databases: Arc::new(LocalDatabases::new(config)),
-        store: Arc::new(DynamoStore::new(&config.runbook)),
+        store: store.clone(),
         probes: Arc::new(HttpProbes::new(config)),
         brokers: Arc::new(KafkaBrokers::new(config)),
-        pipeline: Arc::new(StorePipeline::new(config)),
+        pipeline: Arc::new(StorePipeline::new(config, store)),
         clock: Arc::new(SystemClock),
     }
 }

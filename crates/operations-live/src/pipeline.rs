@@ -3,6 +3,7 @@
 //! checks after a move (no duplicate notification, the ledger verifies).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,14 +25,15 @@ use crate::store::DynamoStore;
 
 pub struct StorePipeline {
     config: Config,
-    store: DynamoStore,
+    /// Where repairs are audited: the runbook's own store.
+    store: Arc<DynamoStore>,
 }
 
 impl StorePipeline {
-    pub fn new(config: &Config) -> Self {
+    pub fn new(config: &Config, store: Arc<DynamoStore>) -> Self {
         StorePipeline {
             config: config.clone(),
-            store: DynamoStore::new(&config.runbook),
+            store,
         }
     }
 

@@ -115,14 +115,6 @@ impl Runbook {
         }
     }
 
-    pub fn ports(&self) -> &Ports {
-        &self.ports
-    }
-
-    pub fn regions(&self) -> &[String] {
-        &self.regions
-    }
-
     /// The application's current run, if one holds its lock, or a new one. Changes nothing.
     pub async fn open(&self, request: &MoveRequest) -> Result<Opened, RunbookError> {
         let store = &self.ports.store;

@@ -23,6 +23,17 @@ fn request(app: App, mode: Mode, to: &str) -> MoveRequest {
 
 fn quiet(_: Progress<'_>) {}
 
+/// Opens a new run moving `app` to `to` and carries it out, quietly.
+async fn move_once(
+    runbook: &keel_operations::Runbook,
+    app: App,
+    mode: Mode,
+    to: &str,
+) -> Result<keel_operations::Report, RunbookError> {
+    let opened = runbook.open(&request(app, mode, to)).await.unwrap();
+    runbook.run(opened, HOLDER, &quiet).await
+}
+
 /// What a world looks like once `app` has moved to `to`: processing and traffic there and nowhere
 /// else, its database there the primary.
 fn assert_moved(world: &World, app: App, from: &str, to: &str) {
@@ -75,11 +86,9 @@ async fn a_failover_out_of_a_lost_region_counts_what_it_cannot_and_never_touches
     world.lose_region(EAST);
     let runbook = world.runbook();
     for app in [App::TradeMatching, App::Settlement] {
-        let opened = runbook
-            .open(&request(app, Mode::Unplanned, WEST))
+        let report = move_once(&runbook, app, Mode::Unplanned, WEST)
             .await
             .unwrap();
-        let report = runbook.run(opened, HOLDER, &quiet).await.unwrap();
         assert_moved(&world, app, EAST, WEST);
         let rpo = report.rpo.unwrap();
         assert_eq!(
@@ -107,11 +116,9 @@ async fn a_failover_whose_source_still_answers_counts_the_acknowledged_records_t
     let world = World::two_regions(100);
     world.change_database(App::TradeMatching, WEST, |db| db.acknowledged = 97);
     let runbook = world.runbook();
-    let opened = runbook
-        .open(&request(App::TradeMatching, Mode::Unplanned, WEST))
+    let report = move_once(&runbook, App::TradeMatching, Mode::Unplanned, WEST)
         .await
         .unwrap();
-    let report = runbook.run(opened, HOLDER, &quiet).await.unwrap();
     assert_eq!(report.rpo.unwrap().acknowledged_missing, Some(3));
     assert!(
         !world.database(App::TradeMatching, EAST).running,
@@ -281,11 +288,9 @@ async fn the_preflight_names_every_problem_and_changes_nothing() {
     world.change_database(App::TradeMatching, WEST, |db| db.running = false);
     let controls = world.controls();
     let runbook = world.runbook();
-    let opened = runbook
-        .open(&request(App::TradeMatching, Mode::Planned, WEST))
+    let error = move_once(&runbook, App::TradeMatching, Mode::Planned, WEST)
         .await
-        .unwrap();
-    let error = runbook.run(opened, HOLDER, &quiet).await.unwrap_err();
+        .unwrap_err();
     let RunbookError::Stopped {
         step: Step::Preflight,
         failure,
@@ -317,11 +322,9 @@ async fn a_planned_rotation_needs_the_target_to_be_streaming() {
         db.role = Role::StandbyOf("elsewhere".into())
     });
     let runbook = world.runbook();
-    let opened = runbook
-        .open(&request(App::Settlement, Mode::Planned, WEST))
+    let error = move_once(&runbook, App::Settlement, Mode::Planned, WEST)
         .await
-        .unwrap();
-    let error = runbook.run(opened, HOLDER, &quiet).await.unwrap_err();
+        .unwrap_err();
     assert!(error.to_string().contains("re-protect first"), "{error}");
 }
 
@@ -330,11 +333,9 @@ async fn gaps_left_missing_after_reconciliation_stop_the_run_before_traffic_retu
     let world = World::two_regions(10);
     world.set_missing_after_reconcile(2);
     let runbook = world.runbook();
-    let opened = runbook
-        .open(&request(App::TradeMatching, Mode::Planned, WEST))
+    let error = move_once(&runbook, App::TradeMatching, Mode::Planned, WEST)
         .await
-        .unwrap();
-    let error = runbook.run(opened, HOLDER, &quiet).await.unwrap_err();
+        .unwrap_err();
     assert!(
         matches!(
             &error,
@@ -356,11 +357,9 @@ async fn a_verification_problem_stops_the_run_before_traffic_returns() {
     let world = World::two_regions(10);
     world.set_verify_problems(vec!["2 duplicate notification(s)".into()]);
     let runbook = world.runbook();
-    let opened = runbook
-        .open(&request(App::TradeMatching, Mode::Unplanned, WEST))
+    let error = move_once(&runbook, App::TradeMatching, Mode::Unplanned, WEST)
         .await
-        .unwrap();
-    let error = runbook.run(opened, HOLDER, &quiet).await.unwrap_err();
+        .unwrap_err();
     assert!(
         matches!(
             error,
@@ -379,11 +378,9 @@ async fn a_drain_that_never_empties_stops_the_run_with_what_it_saw() {
     let world = World::two_regions(10);
     world.set_pending(1_000_000);
     let runbook = world.runbook();
-    let opened = runbook
-        .open(&request(App::TradeMatching, Mode::Planned, WEST))
+    let error = move_once(&runbook, App::TradeMatching, Mode::Planned, WEST)
         .await
-        .unwrap();
-    let error = runbook.run(opened, HOLDER, &quiet).await.unwrap_err();
+        .unwrap_err();
     let RunbookError::Stopped {
         step: Step::Drain,
         failure,

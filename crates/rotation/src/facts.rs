@@ -39,12 +39,6 @@ pub struct GapCounts {
     pub orphaned: usize,
 }
 
-impl GapCounts {
-    pub fn total(&self) -> usize {
-        self.missing + self.differing + self.orphaned
-    }
-}
-
 impl fmt::Display for GapCounts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}/{}", self.missing, self.differing, self.orphaned)
