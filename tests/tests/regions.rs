@@ -521,10 +521,20 @@ async fn the_generator_pauses_on_its_control_and_follows_the_active_region() {
     assert_eq!(client.base(), east);
 
     // Off: nothing more is submitted once the change has been read (one poll) and the requests in
-    // flight have been answered.
+    // flight have been answered. A request in flight may still be retried (after a 429, or an
+    // answer lost), so the count is read once it has stood still for a second (bounded), on a
+    // loaded machine later than on an idle one.
     arc.set(&[(GENERATOR, false)], &[]).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let paused_at = stack.count(SUBMISSIONS).await;
+    let mut paused_at = stack.count(SUBMISSIONS).await;
+    for _ in 0..15 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = stack.count(SUBMISSIONS).await;
+        if now == paused_at {
+            break;
+        }
+        paused_at = now;
+    }
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         stack.count(SUBMISSIONS).await,
