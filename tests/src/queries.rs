@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use anyhow::bail;
+use keel_safestore::quote_ident;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
@@ -174,6 +175,7 @@ pub async fn count_in(db: &PgPool, sql: &str) -> i64 {
 /// SQL counting `schema`'s outbox rows of `topic` that its relay has not published yet (those after
 /// the relay's recorded position; see safe-store migration 0004).
 pub fn unpublished_sql(schema: &str, topic: &str) -> String {
+    let schema = quote_ident(schema);
     format!(
         "SELECT count(*) FROM {schema}.outbox o LEFT JOIN {schema}.relay_progress p USING (topic)
          WHERE o.topic = '{topic}' AND o.id > coalesce(p.id, 0)"
@@ -182,6 +184,7 @@ pub fn unpublished_sql(schema: &str, topic: &str) -> String {
 
 /// SQL counting `schema`'s outbox rows of `topic` that its relay has published.
 pub fn published_sql(schema: &str, topic: &str) -> String {
+    let schema = quote_ident(schema);
     format!(
         "SELECT count(*) FROM {schema}.outbox o LEFT JOIN {schema}.relay_progress p USING (topic)
          WHERE o.topic = '{topic}' AND o.id <= coalesce(p.id, 0)"

@@ -12,6 +12,7 @@ use anyhow::{bail, Context};
 use keel_arc::ArcClient;
 use keel_generator::Client;
 use keel_routing::App;
+use keel_safestore::quote_ident;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use sqlx::postgres::PgPoolOptions;
@@ -113,7 +114,7 @@ async fn broker_storage(
     let mut storage = BTreeMap::new();
     for region in regions {
         let database = format!("keel_{unique}_kafka_{}", region.replace('-', "_")).to_lowercase();
-        sqlx::query(&format!("CREATE DATABASE {database}"))
+        sqlx::query(&format!("CREATE DATABASE {}", quote_ident(&database)))
             .execute(&admin)
             .await?;
         storage.insert(*region, format!("{base}/{database}"));
@@ -183,7 +184,7 @@ impl Stack {
                     App::TradeMatching => tm.clone(),
                     App::Settlement => format!("{tm}_st"),
                 };
-                sqlx::query(&format!("CREATE DATABASE {database}"))
+                sqlx::query(&format!("CREATE DATABASE {}", quote_ident(&database)))
                     .execute(&admin)
                     .await?;
                 for region in &options.regions {

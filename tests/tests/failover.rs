@@ -10,6 +10,7 @@
 use std::time::{Duration, Instant};
 
 use keel_generator::{Client, DriverOptions, Report};
+use keel_safestore::quote_ident;
 use keel_system_tests::{
     connect, count_in, participants, wait_replayed, App, Stack, StackOptions, EAST, WEST,
 };
@@ -161,7 +162,11 @@ async fn check_invariants(stack: &Stack, tm_region: &str) -> i64 {
     );
     for table in ["ingestion", "matching", "notification"] {
         assert_eq!(
-            count_in(&tm, &format!("SELECT count(*) FROM {table}.dead_letters")).await,
+            count_in(
+                &tm,
+                &format!("SELECT count(*) FROM {}.dead_letters", quote_ident(table))
+            )
+            .await,
             0,
             "{table} dead letters"
         );
@@ -300,6 +305,7 @@ async fn unplanned_failover(name: &str, synchronous: bool) {
         (&east_st, "settlement", "st.instructions"),
     ] {
         let n: i64 = rng.random_range(1..=3);
+        let schema = quote_ident(schema);
         let gone = sqlx::query(&format!(
             "DELETE FROM {schema}.inbox WHERE message_id IN
                (SELECT message_id FROM {schema}.inbox WHERE topic = $3

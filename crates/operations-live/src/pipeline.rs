@@ -168,9 +168,9 @@ impl Pipeline for StorePipeline {
             problems: Vec::new(),
         };
         if let Some(tm) = pools.get(&App::TradeMatching) {
-            let duplicates: Result<i64, _> = sqlx::query_scalar(
-                "SELECT count(*) - count(DISTINCT (trade_id, body->>'history_seq', recipient))
-                 FROM notification.notifications",
+            let duplicates = sqlx::query_scalar!(
+                r#"SELECT count(*) - count(DISTINCT (trade_id, body->>'history_seq', recipient)) AS "duplicates!"
+                   FROM notification.notifications"#
             )
             .fetch_one(tm)
             .await;

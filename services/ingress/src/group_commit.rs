@@ -189,27 +189,21 @@ async fn commit_group(
         .collect();
     let mut owners: HashMap<(&str, &str), usize> = HashMap::new();
     if !keyed.is_empty() {
-        let claimed: HashSet<(String, String)> = sqlx::query_as::<_, (String, String)>(
-            "INSERT INTO idempotency_keys (participant_id, key, request_digest)
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[])
-             ON CONFLICT DO NOTHING RETURNING participant_id, key",
-        )
-        .bind(keyed.iter().map(|(_, p, _)| *p).collect::<Vec<_>>())
-        .bind(
-            keyed
-                .iter()
-                .map(|(_, _, k)| k.key.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            keyed
-                .iter()
-                .map(|(_, _, k)| k.digest.as_str())
-                .collect::<Vec<_>>(),
+        let participants: Vec<&str> = keyed.iter().map(|(_, p, _)| *p).collect();
+        let keys: Vec<&str> = keyed.iter().map(|(_, _, k)| k.key.as_str()).collect();
+        let digests: Vec<&str> = keyed.iter().map(|(_, _, k)| k.digest.as_str()).collect();
+        let claimed: HashSet<(String, String)> = sqlx::query!(
+            r#"INSERT INTO ingress.idempotency_keys (participant_id, key, request_digest)
+               SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[])
+               ON CONFLICT DO NOTHING RETURNING participant_id, key"#,
+            &participants as &[&str],
+            &keys as &[&str],
+            &digests as &[&str]
         )
         .fetch_all(&mut *tx)
         .await?
         .into_iter()
+        .map(|row| (row.participant_id, row.key))
         .collect();
         let mut stored_keys = Vec::new();
         for (index, participant, key) in &keyed {
@@ -231,35 +225,32 @@ async fn commit_group(
             }
         }
         if !stored_keys.is_empty() {
-            let stored: HashMap<(String, String), StoredKey> =
-                sqlx::query_as::<_, (String, String, String, Option<Json<Value>>)>(
-                    "SELECT k.participant_id, k.key, k.request_digest, k.response
-                     FROM idempotency_keys k
-                     JOIN UNNEST($1::text[], $2::text[]) AS u(p, k2)
-                       ON k.participant_id = u.p AND k.key = u.k2",
-                )
-                .bind(
-                    stored_keys
-                        .iter()
-                        .map(|i| requests[*i].sender.as_str())
-                        .collect::<Vec<_>>(),
-                )
-                .bind(
-                    stored_keys
-                        .iter()
-                        .map(|i| {
-                            requests[*i]
-                                .idempotency
-                                .as_ref()
-                                .map_or("", |k| k.key.as_str())
-                        })
-                        .collect::<Vec<_>>(),
-                )
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .map(|(p, k, digest, response)| ((p, k), (digest, response)))
+            let participants: Vec<&str> = stored_keys
+                .iter()
+                .map(|i| requests[*i].sender.as_str())
                 .collect();
+            let keys: Vec<&str> = stored_keys
+                .iter()
+                .map(|i| {
+                    requests[*i]
+                        .idempotency
+                        .as_ref()
+                        .map_or("", |k| k.key.as_str())
+                })
+                .collect();
+            let stored: HashMap<(String, String), StoredKey> = sqlx::query!(
+                r#"SELECT k.participant_id, k.key, k.request_digest, k.response AS "response: Json<Value>"
+                   FROM ingress.idempotency_keys k
+                   JOIN UNNEST($1::text[], $2::text[]) AS u(p, k2)
+                     ON k.participant_id = u.p AND k.key = u.k2"#,
+                &participants as &[&str],
+                &keys as &[&str]
+            )
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .map(|row| ((row.participant_id, row.key), (row.request_digest, row.response)))
+            .collect();
             for index in stored_keys {
                 let request = &requests[index];
                 let key = request.idempotency.as_ref().expect("keyed");
@@ -300,23 +291,37 @@ async fn commit_group(
     let inserted: HashSet<Uuid> = if distinct.is_empty() {
         HashSet::new()
     } else {
-        sqlx::query_scalar(
-            "INSERT INTO submissions (leg_id, trade_id, sender, trade_ref, version, im_id, broker_id, block, digest, received_at)
+        let text = |field: fn(&AcceptedLeg) -> &str| -> Vec<&str> {
+            distinct.iter().map(|(_, l)| field(l)).collect()
+        };
+        let leg_ids: Vec<Uuid> = distinct.iter().map(|(_, l)| l.leg_id.0).collect();
+        let trade_ids: Vec<Uuid> = distinct.iter().map(|(_, l)| l.trade_id.0).collect();
+        let senders: Vec<&str> = distinct
+            .iter()
+            .map(|(i, _)| requests[*i].sender.as_str())
+            .collect();
+        let versions: Vec<i32> = distinct
+            .iter()
+            .map(|(_, l)| l.block.version.get() as i32)
+            .collect();
+        let blocks: Vec<Value> = distinct.iter().map(|(_, l)| l.canonical.clone()).collect();
+        sqlx::query_scalar!(
+            "INSERT INTO ingress.submissions (leg_id, trade_id, sender, trade_ref, version, im_id, broker_id, block, digest, received_at)
              SELECT l.*, $10 FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[], $8::jsonb[], $9::text[])
                  AS l(leg_id, trade_id, sender, trade_ref, version, im_id, broker_id, block, digest)
              ON CONFLICT (leg_id) DO NOTHING
              RETURNING leg_id",
+            &leg_ids,
+            &trade_ids,
+            &senders as &[&str],
+            &text(|l| l.block.trade_ref.as_str()) as &[&str],
+            &versions,
+            &text(|l| l.block.im_id.as_str()) as &[&str],
+            &text(|l| l.block.broker_id.as_str()) as &[&str],
+            &blocks,
+            &text(|l| l.digest.as_str()) as &[&str],
+            received_at
         )
-        .bind(distinct.iter().map(|(_, l)| l.leg_id.0).collect::<Vec<_>>())
-        .bind(distinct.iter().map(|(_, l)| l.trade_id.0).collect::<Vec<_>>())
-        .bind(distinct.iter().map(|(i, _)| requests[*i].sender.as_str()).collect::<Vec<_>>())
-        .bind(distinct.iter().map(|(_, l)| l.block.trade_ref.as_str()).collect::<Vec<_>>())
-        .bind(distinct.iter().map(|(_, l)| l.block.version.get() as i32).collect::<Vec<_>>())
-        .bind(distinct.iter().map(|(_, l)| l.block.im_id.as_str()).collect::<Vec<_>>())
-        .bind(distinct.iter().map(|(_, l)| l.block.broker_id.as_str()).collect::<Vec<_>>())
-        .bind(distinct.iter().map(|(_, l)| l.canonical.clone()).collect::<Vec<_>>())
-        .bind(distinct.iter().map(|(_, l)| l.digest.as_str()).collect::<Vec<_>>())
-        .bind(received_at)
         .fetch_all(&mut *tx)
         .await?
         .into_iter()
@@ -328,13 +333,14 @@ async fn commit_group(
         .filter(|id| !inserted.contains(id))
         .collect();
     if !earlier.is_empty() {
-        let recorded: HashMap<Uuid, String> = sqlx::query_as::<_, (Uuid, String)>(
-            "SELECT leg_id, digest FROM submissions WHERE leg_id = ANY($1)",
+        let recorded: HashMap<Uuid, String> = sqlx::query!(
+            "SELECT leg_id, digest FROM ingress.submissions WHERE leg_id = ANY($1)",
+            &earlier
         )
-        .bind(&earlier)
         .fetch_all(&mut *tx)
         .await?
         .into_iter()
+        .map(|row| (row.leg_id, row.digest))
         .collect();
         for (index, request) in requests.iter().enumerate() {
             if !matches!(fates[index], Fate::Pending) {
@@ -371,10 +377,12 @@ async fn commit_group(
         .copied()
         .collect();
     if !withdrawn.is_empty() {
-        sqlx::query("DELETE FROM submissions WHERE leg_id = ANY($1)")
-            .bind(&withdrawn)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!(
+            "DELETE FROM ingress.submissions WHERE leg_id = ANY($1)",
+            &withdrawn
+        )
+        .execute(&mut *tx)
+        .await?;
     }
     let released: Vec<(&str, &str)> = owners
         .iter()
@@ -382,12 +390,14 @@ async fn commit_group(
         .map(|(id, _)| *id)
         .collect();
     if !released.is_empty() {
-        sqlx::query(
-            "DELETE FROM idempotency_keys k USING UNNEST($1::text[], $2::text[]) AS u(p, k2)
+        let participants: Vec<&str> = released.iter().map(|(p, _)| *p).collect();
+        let keys: Vec<&str> = released.iter().map(|(_, k)| *k).collect();
+        sqlx::query!(
+            "DELETE FROM ingress.idempotency_keys k USING UNNEST($1::text[], $2::text[]) AS u(p, k2)
              WHERE k.participant_id = u.p AND k.key = u.k2",
+            &participants as &[&str],
+            &keys as &[&str]
         )
-        .bind(released.iter().map(|(p, _)| *p).collect::<Vec<_>>())
-        .bind(released.iter().map(|(_, k)| *k).collect::<Vec<_>>())
         .execute(&mut *tx)
         .await?;
     }
@@ -414,18 +424,16 @@ async fn commit_group(
         .map(|((p, k), owner)| (*p, *k, &requests[*owner].response))
         .collect();
     if !answered.is_empty() {
-        sqlx::query(
-            "UPDATE idempotency_keys k SET response = u.r
+        let participants: Vec<&str> = answered.iter().map(|(p, _, _)| *p).collect();
+        let keys: Vec<&str> = answered.iter().map(|(_, k, _)| *k).collect();
+        let responses: Vec<Value> = answered.iter().map(|(_, _, r)| (*r).clone()).collect();
+        sqlx::query!(
+            "UPDATE ingress.idempotency_keys k SET response = u.r
              FROM UNNEST($1::text[], $2::text[], $3::jsonb[]) AS u(p, k2, r)
              WHERE k.participant_id = u.p AND k.key = u.k2",
-        )
-        .bind(answered.iter().map(|(p, _, _)| *p).collect::<Vec<_>>())
-        .bind(answered.iter().map(|(_, k, _)| *k).collect::<Vec<_>>())
-        .bind(
-            answered
-                .iter()
-                .map(|(_, _, r)| (*r).clone())
-                .collect::<Vec<_>>(),
+            &participants as &[&str],
+            &keys as &[&str],
+            &responses
         )
         .execute(&mut *tx)
         .await?;

@@ -26,16 +26,15 @@ impl Durability {
             Durability::Local => "local",
             Durability::Replicated => "on",
         };
-        sqlx::query("SELECT set_config('synchronous_commit', $1, true)")
-            .bind(setting)
-            .execute(tx)
+        sqlx::query_scalar!("SELECT set_config('synchronous_commit', $1, true)", setting)
+            .fetch_one(tx)
             .await?;
         Ok(())
     }
 }
 
 /// A leg as the trade view shows it.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 pub struct LegRow {
     pub leg_id: Uuid,
     pub sender: String,
@@ -47,7 +46,7 @@ pub struct LegRow {
     pub received_at: DateTime<Utc>,
 }
 
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 pub struct HistoryRow {
     pub status: String,
     pub at: DateTime<Utc>,
@@ -94,27 +93,35 @@ pub async fn load_trade(
     pool: &PgPool,
     trade_id: TradeId,
 ) -> Result<Option<TradeView>, sqlx::Error> {
-    let legs: Vec<LegRow> = sqlx::query_as(
-        "SELECT DISTINCT ON (sender) leg_id, sender, version, im_id, broker_id, trade_ref, block, received_at
-         FROM submissions WHERE trade_id = $1 ORDER BY sender, version DESC",
+    let legs = sqlx::query_as!(
+        LegRow,
+        r#"SELECT DISTINCT ON (sender) leg_id, sender, version, im_id, broker_id, trade_ref,
+                  block AS "block: Json<Value>", received_at
+           FROM ingress.submissions WHERE trade_id = $1 ORDER BY sender, version DESC"#,
+        trade_id.0
     )
-    .bind(trade_id.0)
     .fetch_all(pool)
     .await?;
     if legs.is_empty() {
         return Ok(None);
     }
-    let status: Option<Option<String>> = none_if_undefined(
-        sqlx::query_scalar("SELECT status FROM matching.trades WHERE trade_id = $1")
-            .bind(trade_id.0)
-            .fetch_optional(pool)
-            .await,
+    let status = none_if_undefined(
+        sqlx::query_scalar!(
+            "SELECT status FROM matching.trades WHERE trade_id = $1",
+            trade_id.0
+        )
+        .fetch_optional(pool)
+        .await,
     )?;
-    let history: Vec<HistoryRow> = none_if_undefined(
-        sqlx::query_as("SELECT status, at, reason, entry FROM matching.status_history WHERE trade_id = $1 ORDER BY seq")
-            .bind(trade_id.0)
-            .fetch_all(pool)
-            .await,
+    let history = none_if_undefined(
+        sqlx::query_as!(
+            HistoryRow,
+            r#"SELECT status, at, reason, entry AS "entry: Json<Value>"
+               FROM matching.status_history WHERE trade_id = $1 ORDER BY seq"#,
+            trade_id.0
+        )
+        .fetch_all(pool)
+        .await,
     )?;
     Ok(Some(TradeView {
         legs,
@@ -134,13 +141,13 @@ pub async fn request_cancel(
     let mut tx = pool.begin().await?;
     durability.apply(&mut tx).await?;
     let requested_at = Utc::now();
-    let fresh: Option<i32> = sqlx::query_scalar(
-        "INSERT INTO cancel_requests (trade_id, requested_by, requested_at) VALUES ($1, $2, $3)
+    let fresh = sqlx::query_scalar!(
+        "INSERT INTO ingress.cancel_requests (trade_id, requested_by, requested_at) VALUES ($1, $2, $3)
          ON CONFLICT DO NOTHING RETURNING 1",
+        trade_id.0,
+        by.as_str(),
+        requested_at
     )
-    .bind(trade_id.0)
-    .bind(by.as_str())
-    .bind(requested_at)
     .fetch_optional(&mut *tx)
     .await?;
     if fresh.is_some() {
@@ -161,20 +168,18 @@ pub async fn feed(
     after: i64,
     limit: i64,
 ) -> Result<Vec<(i64, Value)>, sqlx::Error> {
-    let rows: Vec<(i64, Json<Value>)> = none_if_undefined(
-        sqlx::query_as(
-            "SELECT seq, body FROM notification.notifications WHERE recipient = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+    let rows = none_if_undefined(
+        sqlx::query!(
+            r#"SELECT seq, body AS "body: Json<Value>" FROM notification.notifications
+               WHERE recipient = $1 AND seq > $2 ORDER BY seq LIMIT $3"#,
+            recipient.as_str(),
+            after,
+            limit
         )
-        .bind(recipient.as_str())
-        .bind(after)
-        .bind(limit)
         .fetch_all(pool)
         .await,
     )?;
-    Ok(rows
-        .into_iter()
-        .map(|(seq, Json(body))| (seq, body))
-        .collect())
+    Ok(rows.into_iter().map(|row| (row.seq, row.body.0)).collect())
 }
 
 pub async fn set_webhook(
@@ -183,13 +188,13 @@ pub async fn set_webhook(
     url: &str,
     secret: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO webhooks (participant_id, url, secret) VALUES ($1, $2, $3)
+    sqlx::query!(
+        "INSERT INTO ingress.webhooks (participant_id, url, secret) VALUES ($1, $2, $3)
          ON CONFLICT (participant_id) DO UPDATE SET url = EXCLUDED.url, secret = EXCLUDED.secret, updated_at = now()",
+        participant.as_str(),
+        url,
+        secret
     )
-    .bind(participant.as_str())
-    .bind(url)
-    .bind(secret)
     .execute(pool)
     .await?;
     Ok(())
@@ -199,20 +204,24 @@ pub async fn webhook(
     pool: &PgPool,
     participant: &ParticipantId,
 ) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT url FROM webhooks WHERE participant_id = $1")
-        .bind(participant.as_str())
-        .fetch_optional(pool)
-        .await
+    sqlx::query_scalar!(
+        "SELECT url FROM ingress.webhooks WHERE participant_id = $1",
+        participant.as_str()
+    )
+    .fetch_optional(pool)
+    .await
 }
 
 pub async fn remove_webhook(
     pool: &PgPool,
     participant: &ParticipantId,
 ) -> Result<bool, sqlx::Error> {
-    let result = sqlx::query("DELETE FROM webhooks WHERE participant_id = $1")
-        .bind(participant.as_str())
-        .execute(pool)
-        .await?;
+    let result = sqlx::query!(
+        "DELETE FROM ingress.webhooks WHERE participant_id = $1",
+        participant.as_str()
+    )
+    .execute(pool)
+    .await?;
     Ok(result.rows_affected() > 0)
 }
 
@@ -233,13 +242,13 @@ pub async fn retire_old(
         shutdown,
         || async {
             let mut retired = keel_safestore::retire(&pool, retention.messages(), batch).await?;
-            retired += sqlx::query(
-                "DELETE FROM idempotency_keys WHERE (participant_id, key) IN (
-                     SELECT participant_id, key FROM idempotency_keys
+            retired += sqlx::query!(
+                "DELETE FROM ingress.idempotency_keys WHERE (participant_id, key) IN (
+                     SELECT participant_id, key FROM ingress.idempotency_keys
                      WHERE created_at < now() - make_interval(secs => $1) LIMIT $2)",
+                retention.messages().as_secs_f64(),
+                batch
             )
-            .bind(retention.messages().as_secs_f64())
-            .bind(batch)
             .execute(&pool)
             .await?
             .rows_affected();

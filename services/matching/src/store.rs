@@ -2,10 +2,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use chrono::{DateTime, Utc};
 use keel_domain::TradeId;
 use keel_lifecycle::{Effects, ToSettlement, Trade};
 use keel_messages::{AllocationInstruction, SettlementInstruction, TradeEvents};
 use keel_safestore::Outgoing;
+use sqlx::types::Json;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -15,15 +17,16 @@ pub async fn lock_trades(
     ids: &[TradeId],
 ) -> Result<HashMap<TradeId, Trade>, sqlx::Error> {
     let ids: Vec<Uuid> = ids.iter().map(|id| id.0).collect();
-    let rows: Vec<(sqlx::types::Json<Trade>,)> = sqlx::query_as(
-        "SELECT state FROM trades WHERE trade_id = ANY($1) ORDER BY trade_id FOR UPDATE",
+    let states = sqlx::query_scalar!(
+        r#"SELECT state AS "state: Json<Trade>" FROM matching.trades
+           WHERE trade_id = ANY($1) ORDER BY trade_id FOR UPDATE"#,
+        &ids
     )
-    .bind(&ids)
     .fetch_all(conn)
     .await?;
-    Ok(rows
+    Ok(states
         .into_iter()
-        .map(|(state,)| (state.0.trade_id, state.0))
+        .map(|Json(trade)| (trade.trade_id, trade))
         .collect())
 }
 
@@ -119,19 +122,35 @@ pub async fn save(
         return Ok(Vec::new());
     }
     let touched: Vec<&Trade> = changes.touched.iter().map(|id| &trades[id]).collect();
-    sqlx::query(
-        "INSERT INTO trades (trade_id, im_id, broker_id, trade_ref, status, expires_at, state)
+    let trade_ids: Vec<Uuid> = touched.iter().map(|t| t.trade_id.0).collect();
+    let im_ids: Vec<&str> = touched.iter().map(|t| t.match_key.im_id.as_str()).collect();
+    let broker_ids: Vec<&str> = touched
+        .iter()
+        .map(|t| t.match_key.broker_id.as_str())
+        .collect();
+    let trade_refs: Vec<&str> = touched
+        .iter()
+        .map(|t| t.match_key.trade_ref.as_str())
+        .collect();
+    let statuses: Vec<Option<&str>> = touched
+        .iter()
+        .map(|t| t.status.map(|s| s.as_str()))
+        .collect();
+    let expiries: Vec<Option<DateTime<Utc>>> = touched.iter().map(|t| t.expires_at).collect();
+    let states: Vec<Json<&Trade>> = touched.iter().map(|t| Json(*t)).collect();
+    sqlx::query!(
+        "INSERT INTO matching.trades (trade_id, im_id, broker_id, trade_ref, status, expires_at, state)
          SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::jsonb[])
          ON CONFLICT (trade_id) DO UPDATE
          SET status = EXCLUDED.status, expires_at = EXCLUDED.expires_at, state = EXCLUDED.state, updated_at = now()",
+        &trade_ids,
+        &im_ids as &[&str],
+        &broker_ids as &[&str],
+        &trade_refs as &[&str],
+        &statuses as &[Option<&str>],
+        &expiries as &[Option<DateTime<Utc>>],
+        &states as &[Json<&Trade>]
     )
-    .bind(touched.iter().map(|t| t.trade_id.0).collect::<Vec<_>>())
-    .bind(touched.iter().map(|t| t.match_key.im_id.to_string()).collect::<Vec<_>>())
-    .bind(touched.iter().map(|t| t.match_key.broker_id.to_string()).collect::<Vec<_>>())
-    .bind(touched.iter().map(|t| t.match_key.trade_ref.to_string()).collect::<Vec<_>>())
-    .bind(touched.iter().map(|t| t.status.map(|s| s.as_str().to_owned())).collect::<Vec<_>>())
-    .bind(touched.iter().map(|t| t.expires_at).collect::<Vec<_>>())
-    .bind(touched.iter().map(|t| serde_json::to_value(t).expect("trade serializes")).collect::<Vec<_>>())
     .execute(&mut *conn)
     .await?;
 
@@ -140,16 +159,23 @@ pub async fn save(
         .iter()
         .flat_map(|events| events.entries.iter().map(|e| (events.trade_id, e)))
         .collect();
-    sqlx::query(
-        "INSERT INTO status_history (trade_id, seq, status, at, reason, entry)
+    let trade_ids: Vec<Uuid> = entries.iter().map(|(id, _)| id.0).collect();
+    let seqs: Vec<i32> = entries.iter().map(|(_, e)| e.seq as i32).collect();
+    let statuses: Vec<&str> = entries.iter().map(|(_, e)| e.status.as_str()).collect();
+    let ats: Vec<DateTime<Utc>> = entries.iter().map(|(_, e)| e.at).collect();
+    let reasons: Vec<Option<&str>> = entries.iter().map(|(_, e)| e.reason.as_deref()).collect();
+    let bodies: Vec<Json<&keel_messages::HistoryEntry>> =
+        entries.iter().map(|(_, e)| Json(*e)).collect();
+    sqlx::query!(
+        "INSERT INTO matching.status_history (trade_id, seq, status, at, reason, entry)
          SELECT * FROM UNNEST($1::uuid[], $2::int[], $3::text[], $4::timestamptz[], $5::text[], $6::jsonb[])",
+        &trade_ids,
+        &seqs,
+        &statuses as &[&str],
+        &ats,
+        &reasons as &[Option<&str>],
+        &bodies as &[Json<&keel_messages::HistoryEntry>]
     )
-    .bind(entries.iter().map(|(id, _)| id.0).collect::<Vec<_>>())
-    .bind(entries.iter().map(|(_, e)| e.seq as i32).collect::<Vec<_>>())
-    .bind(entries.iter().map(|(_, e)| e.status.as_str()).collect::<Vec<_>>())
-    .bind(entries.iter().map(|(_, e)| e.at).collect::<Vec<_>>())
-    .bind(entries.iter().map(|(_, e)| e.reason.clone()).collect::<Vec<_>>())
-    .bind(entries.iter().map(|(_, e)| serde_json::to_value(e).expect("entry serializes")).collect::<Vec<_>>())
     .execute(&mut *conn)
     .await?;
 

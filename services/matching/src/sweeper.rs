@@ -30,14 +30,17 @@ pub async fn run(
 async fn sweep_once(pool: &PgPool, policy: &MatchPolicy) -> Result<usize, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let now = chrono::Utc::now();
-    let rows: Vec<(sqlx::types::Json<Trade>,)> = sqlx::query_as(
-        "SELECT state FROM trades WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+    let mut trades: HashMap<_, Trade> = sqlx::query_scalar!(
+        r#"SELECT state AS "state: sqlx::types::Json<Trade>" FROM matching.trades
+           WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED"#,
+        now,
+        BATCH as i64
     )
-    .bind(now)
-    .bind(BATCH as i64)
     .fetch_all(&mut *tx)
-    .await?;
-    let mut trades: HashMap<_, Trade> = rows.into_iter().map(|(t,)| (t.0.trade_id, t.0)).collect();
+    .await?
+    .into_iter()
+    .map(|state| (state.0.trade_id, state.0))
+    .collect();
     let mut changes = store::Changes::default();
     for trade in trades.values_mut() {
         let effects = trade.apply(Command::Expire { now }, policy);

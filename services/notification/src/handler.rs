@@ -1,3 +1,4 @@
+use chrono::{DateTime, Utc};
 use keel_domain::derive_id;
 use keel_messages::HistoryEntry;
 use keel_messages::TradeEvents;
@@ -49,18 +50,24 @@ impl Handler for Notification {
             return Ok(Vec::new());
         }
         let bodies: Vec<serde_json::Value> = rows.iter().map(body).collect();
-        sqlx::query(
-            "INSERT INTO notifications (notification_id, event_id, recipient, trade_id, status, at, body)
+        let notification_ids: Vec<Uuid> = rows.iter().map(|r| r.notification_id).collect();
+        let event_ids: Vec<Uuid> = rows.iter().map(|r| r.event_id).collect();
+        let recipients: Vec<&str> = rows.iter().map(|r| r.recipient.as_str()).collect();
+        let trade_ids: Vec<Uuid> = rows.iter().map(|r| r.trade.trade_id.0).collect();
+        let statuses: Vec<&str> = rows.iter().map(|r| r.entry.status.as_str()).collect();
+        let ats: Vec<DateTime<Utc>> = rows.iter().map(|r| r.entry.at).collect();
+        sqlx::query!(
+            "INSERT INTO notification.notifications (notification_id, event_id, recipient, trade_id, status, at, body)
              SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::text[], $6::timestamptz[], $7::jsonb[])
              ON CONFLICT (notification_id) DO NOTHING",
+            &notification_ids,
+            &event_ids,
+            &recipients as &[&str],
+            &trade_ids,
+            &statuses as &[&str],
+            &ats,
+            &bodies
         )
-        .bind(rows.iter().map(|r| r.notification_id).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.event_id).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.recipient.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.trade.trade_id.0).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.entry.status.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.entry.at).collect::<Vec<_>>())
-        .bind(&bodies)
         .execute(conn)
         .await?;
         metrics::counter!("keel_notifications_total").increment(rows.len() as u64);

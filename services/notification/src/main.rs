@@ -61,25 +61,31 @@ async fn retire_notifications(
 ) -> Result<usize, sqlx::Error> {
     let mut tx = pool.begin().await?;
     // The oldest rows by feed position (creation order), so no index on created_at is needed.
-    let old: Vec<uuid::Uuid> = sqlx::query_scalar(
-        "SELECT notification_id FROM (SELECT notification_id, created_at FROM notifications ORDER BY seq LIMIT $2) oldest
-         WHERE created_at < now() - make_interval(secs => $1)",
+    let old = sqlx::query_scalar!(
+        r#"SELECT notification_id AS "notification_id!" FROM (
+               SELECT notification_id, created_at FROM notification.notifications ORDER BY seq LIMIT $2
+           ) oldest
+           WHERE created_at < now() - make_interval(secs => $1)"#,
+        keep.as_secs_f64(),
+        batch
     )
-    .bind(keep.as_secs_f64())
-    .bind(batch)
     .fetch_all(&mut *tx)
     .await?;
     if old.is_empty() {
         return Ok(0);
     }
-    sqlx::query("DELETE FROM webhook_deliveries WHERE notification_id = ANY($1)")
-        .bind(&old)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("DELETE FROM notifications WHERE notification_id = ANY($1)")
-        .bind(&old)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "DELETE FROM notification.webhook_deliveries WHERE notification_id = ANY($1)",
+        &old
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!(
+        "DELETE FROM notification.notifications WHERE notification_id = ANY($1)",
+        &old
+    )
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(old.len())
 }

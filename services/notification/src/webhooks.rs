@@ -40,7 +40,6 @@ pub struct Worker {
     client: reqwest::Client,
 }
 
-#[derive(sqlx::FromRow)]
 struct Due {
     notification_id: Uuid,
     attempts: i32,
@@ -95,41 +94,43 @@ impl Worker {
     /// Queues deliveries for new notifications of participants that have a webhook.
     async fn scan(&self) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let last: i64 = sqlx::query_scalar("SELECT last_seq FROM webhook_scan FOR UPDATE")
+        let last = sqlx::query_scalar!("SELECT last_seq FROM notification.webhook_scan FOR UPDATE")
             .fetch_one(&mut *tx)
             .await?;
-        let upto: Option<i64> =
-            sqlx::query_scalar("SELECT max(seq) FROM (SELECT seq FROM notifications WHERE seq > $1 ORDER BY seq LIMIT 5000) s")
-                .bind(last)
-                .fetch_one(&mut *tx)
-                .await?;
+        let upto = sqlx::query_scalar!(
+            "SELECT max(seq) FROM (SELECT seq FROM notification.notifications
+             WHERE seq > $1 ORDER BY seq LIMIT 5000) s",
+            last
+        )
+        .fetch_one(&mut *tx)
+        .await?;
         let Some(upto) = upto else { return Ok(()) };
-        sqlx::query(
-            "INSERT INTO webhook_deliveries (notification_id, recipient)
-             SELECT n.notification_id, n.recipient FROM notifications n
+        sqlx::query!(
+            "INSERT INTO notification.webhook_deliveries (notification_id, recipient)
+             SELECT n.notification_id, n.recipient FROM notification.notifications n
              JOIN ingress.webhooks w ON w.participant_id = n.recipient
              WHERE n.seq > $1 AND n.seq <= $2
              ON CONFLICT DO NOTHING",
+            last,
+            upto
         )
-        .bind(last)
-        .bind(upto)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE webhook_scan SET last_seq = $1")
-            .bind(upto)
+        sqlx::query!("UPDATE notification.webhook_scan SET last_seq = $1", upto)
             .execute(&mut *tx)
             .await?;
         tx.commit().await
     }
 
     async fn deliver_due(&self) -> Result<(), sqlx::Error> {
-        let due: Vec<Due> = sqlx::query_as(
-            "SELECT d.notification_id, d.attempts, n.body::text AS body, w.url, w.secret
-             FROM webhook_deliveries d
-             JOIN notifications n USING (notification_id)
-             JOIN ingress.webhooks w ON w.participant_id = d.recipient
-             WHERE d.delivered_at IS NULL AND d.failed_at IS NULL AND d.next_attempt_at <= now()
-             ORDER BY n.seq LIMIT 100",
+        let due = sqlx::query_as!(
+            Due,
+            r#"SELECT d.notification_id, d.attempts, n.body::text AS "body!", w.url, w.secret
+               FROM notification.webhook_deliveries d
+               JOIN notification.notifications n USING (notification_id)
+               JOIN ingress.webhooks w ON w.participant_id = d.recipient
+               WHERE d.delivered_at IS NULL AND d.failed_at IS NULL AND d.next_attempt_at <= now()
+               ORDER BY n.seq LIMIT 100"#
         )
         .fetch_all(&self.pool)
         .await?;
@@ -137,10 +138,13 @@ impl Worker {
         for (delivery, outcome) in due.iter().zip(outcomes) {
             match outcome {
                 Ok(()) => {
-                    sqlx::query("UPDATE webhook_deliveries SET delivered_at = now(), attempts = attempts + 1 WHERE notification_id = $1")
-                        .bind(delivery.notification_id)
-                        .execute(&self.pool)
-                        .await?;
+                    sqlx::query!(
+                        "UPDATE notification.webhook_deliveries
+                         SET delivered_at = now(), attempts = attempts + 1 WHERE notification_id = $1",
+                        delivery.notification_id
+                    )
+                    .execute(&self.pool)
+                    .await?;
                     metrics::counter!("keel_webhook_deliveries_total", "outcome" => "delivered")
                         .increment(1);
                 }
@@ -149,18 +153,18 @@ impl Worker {
                     let give_up = attempts >= self.config.max_attempts;
                     let backoff = (self.config.initial_backoff_ms << (attempts - 1).min(20))
                         .min(self.config.max_backoff_ms);
-                    sqlx::query(
-                        "UPDATE webhook_deliveries
+                    sqlx::query!(
+                        "UPDATE notification.webhook_deliveries
                          SET attempts = $2, last_error = $3,
                              next_attempt_at = now() + make_interval(secs => $4::double precision / 1000),
                              failed_at = CASE WHEN $5 THEN now() END
                          WHERE notification_id = $1",
+                        delivery.notification_id,
+                        attempts,
+                        error,
+                        backoff as f64,
+                        give_up
                     )
-                    .bind(delivery.notification_id)
-                    .bind(attempts)
-                    .bind(&error)
-                    .bind(backoff as f64)
-                    .bind(give_up)
                     .execute(&self.pool)
                     .await?;
                     let outcome = if give_up { "failed" } else { "retry" };

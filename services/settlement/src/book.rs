@@ -56,27 +56,32 @@ impl Book {
     /// Loads (and row-locks) the instructions of these trades, and which of them were cancelled.
     pub async fn load(conn: &mut PgConnection, trades: &[TradeId]) -> Result<Self, sqlx::Error> {
         let ids: Vec<Uuid> = trades.iter().map(|t| t.0).collect();
-        let rows: Vec<(Uuid, Uuid, String, String)> = sqlx::query_as(
-            "SELECT instruction_id, trade_id, allocation_id, status FROM instructions
+        let rows = sqlx::query!(
+            "SELECT instruction_id, trade_id, allocation_id, status FROM settlement.instructions
              WHERE trade_id = ANY($1) ORDER BY instruction_id FOR UPDATE",
+            &ids
         )
-        .bind(&ids)
         .fetch_all(&mut *conn)
         .await?;
         let mut book = Book::default();
-        for (instruction_id, trade_id, allocation_id, status) in rows {
-            let status = InstructionStatus::parse(&status).ok_or_else(|| {
-                sqlx::Error::Decode(format!("unknown instruction status {status:?}").into())
+        for row in rows {
+            let status = InstructionStatus::parse(&row.status).ok_or_else(|| {
+                sqlx::Error::Decode(format!("unknown instruction status {:?}", row.status).into())
             })?;
-            book.desk
-                .record(TradeId(trade_id), instruction_id, &allocation_id, status);
+            book.desk.record(
+                TradeId(row.trade_id),
+                row.instruction_id,
+                &row.allocation_id,
+                status,
+            );
         }
-        let cancelled: Vec<(Uuid,)> =
-            sqlx::query_as("SELECT trade_id FROM cancellations WHERE trade_id = ANY($1)")
-                .bind(&ids)
-                .fetch_all(&mut *conn)
-                .await?;
-        for (trade_id,) in cancelled {
+        let cancelled = sqlx::query_scalar!(
+            "SELECT trade_id FROM settlement.cancellations WHERE trade_id = ANY($1)",
+            &ids
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        for trade_id in cancelled {
             book.desk.record_cancelled(TradeId(trade_id));
         }
         Ok(book)
@@ -140,56 +145,52 @@ impl Book {
                     .expect("a new instruction is in the book")
                     .as_str()
             };
-            sqlx::query(
-                "INSERT INTO instructions
+            let instruction_ids: Vec<Uuid> = new.iter().map(|n| n.instruction_id).collect();
+            let trade_ids: Vec<Uuid> = new.iter().map(|n| n.trade_id.0).collect();
+            let allocation_ids: Vec<&str> = new.iter().map(|n| n.allocation_id.as_str()).collect();
+            let dates: Vec<chrono::NaiveDate> = new.iter().map(|n| n.settlement_date).collect();
+            let statuses: Vec<&str> = new.iter().map(status).collect();
+            let reasons: Vec<Option<&str>> = new.iter().map(|n| n.reason.as_deref()).collect();
+            let bodies: Vec<&serde_json::Value> = new.iter().map(|n| &n.body).collect();
+            sqlx::query!(
+                "INSERT INTO settlement.instructions
                    (instruction_id, trade_id, allocation_id, settlement_date, status, reason, body, decided_at)
                  SELECT i, t, a, d, s, r, b, CASE WHEN s = 'PENDING' THEN NULL ELSE now() END
                  FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::date[], $5::text[], $6::text[], $7::jsonb[])
                    AS u(i, t, a, d, s, r, b)",
+                &instruction_ids,
+                &trade_ids,
+                &allocation_ids as &[&str],
+                &dates,
+                &statuses as &[&str],
+                &reasons as &[Option<&str>],
+                &bodies as &[&serde_json::Value]
             )
-            .bind(new.iter().map(|n| n.instruction_id).collect::<Vec<_>>())
-            .bind(new.iter().map(|n| n.trade_id.0).collect::<Vec<_>>())
-            .bind(new.iter().map(|n| n.allocation_id.clone()).collect::<Vec<_>>())
-            .bind(new.iter().map(|n| n.settlement_date).collect::<Vec<_>>())
-            .bind(new.iter().map(status).collect::<Vec<_>>())
-            .bind(new.iter().map(|n| n.reason.clone()).collect::<Vec<_>>())
-            .bind(new.iter().map(|n| n.body.clone()).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;
         }
         if !self.withdrawn.is_empty() {
-            sqlx::query(
-                "UPDATE instructions SET status = 'CANCELLED', decided_at = now()
+            sqlx::query!(
+                "UPDATE settlement.instructions SET status = 'CANCELLED', decided_at = now()
                  WHERE instruction_id = ANY($1) AND status = 'PENDING'",
+                &self.withdrawn
             )
-            .bind(&self.withdrawn)
             .execute(&mut *conn)
             .await?;
         }
         if !self.new_cancellations.is_empty() {
             let cancellations = &self.new_cancellations;
-            sqlx::query(
-                "INSERT INTO cancellations (trade_id, requested_by, at)
+            let trade_ids: Vec<Uuid> = cancellations.iter().map(|(t, _, _)| t.0).collect();
+            let requested_by: Vec<&str> =
+                cancellations.iter().map(|(_, by, _)| by.as_str()).collect();
+            let ats: Vec<DateTime<Utc>> = cancellations.iter().map(|(_, _, at)| *at).collect();
+            sqlx::query!(
+                "INSERT INTO settlement.cancellations (trade_id, requested_by, at)
                  SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[])
                  ON CONFLICT (trade_id) DO NOTHING",
-            )
-            .bind(
-                cancellations
-                    .iter()
-                    .map(|(t, _, _)| t.0)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                cancellations
-                    .iter()
-                    .map(|(_, by, _)| by.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                cancellations
-                    .iter()
-                    .map(|(_, _, at)| *at)
-                    .collect::<Vec<_>>(),
+                &trade_ids,
+                &requested_by as &[&str],
+                &ats
             )
             .execute(&mut *conn)
             .await?;

@@ -43,10 +43,11 @@ async fn settle_due(pool: &PgPool, reference: &ReferenceData) -> Result<usize, s
     let now = Utc::now();
     // Most rounds find nothing due: look before taking the ledger lock, which would make the
     // consumer's next batch wait for nothing.
-    let due: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM instructions WHERE status = 'PENDING' AND settlement_date <= $1)",
+    let due = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM settlement.instructions
+                          WHERE status = 'PENDING' AND settlement_date <= $1) AS "due!""#,
+        now.date_naive()
     )
-    .bind(now.date_naive())
     .fetch_one(pool)
     .await?;
     if !due {
@@ -54,18 +55,20 @@ async fn settle_due(pool: &PgPool, reference: &ReferenceData) -> Result<usize, s
     }
     let mut tx = pool.begin().await?;
     ledger_store::lock(&mut tx).await?;
-    let rows: Vec<(sqlx::types::Json<BookedInstruction>,)> = sqlx::query_as(
-        "SELECT body FROM instructions
-         WHERE status = 'PENDING' AND trade_id IN (
-             SELECT DISTINCT trade_id FROM instructions
-             WHERE status = 'PENDING' AND settlement_date <= $1 LIMIT $2)
-         ORDER BY received_at, trade_id, instruction_id FOR UPDATE",
+    let due: Vec<BookedInstruction> = sqlx::query_scalar!(
+        r#"SELECT body AS "body: sqlx::types::Json<BookedInstruction>" FROM settlement.instructions
+           WHERE status = 'PENDING' AND trade_id IN (
+               SELECT DISTINCT trade_id FROM settlement.instructions
+               WHERE status = 'PENDING' AND settlement_date <= $1 LIMIT $2)
+           ORDER BY received_at, trade_id, instruction_id FOR UPDATE"#,
+        now.date_naive(),
+        BATCH as i64
     )
-    .bind(now.date_naive())
-    .bind(BATCH as i64)
     .fetch_all(&mut *tx)
-    .await?;
-    let due: Vec<BookedInstruction> = rows.into_iter().map(|(body,)| body.0).collect();
+    .await?
+    .into_iter()
+    .map(|body| body.0)
+    .collect();
     if due.is_empty() {
         return Ok(0);
     }
@@ -104,14 +107,14 @@ async fn settle_due(pool: &PgPool, reference: &ReferenceData) -> Result<usize, s
             });
         }
     }
-    sqlx::query(
-        "UPDATE instructions AS i SET status = u.s, reason = u.r, decided_at = now()
+    sqlx::query!(
+        "UPDATE settlement.instructions AS i SET status = u.s, reason = u.r, decided_at = now()
          FROM UNNEST($1::uuid[], $2::text[], $3::text[]) AS u(id, s, r)
          WHERE i.instruction_id = u.id",
+        &ids,
+        &statuses as &[&str],
+        &reasons as &[Option<String>]
     )
-    .bind(&ids)
-    .bind(&statuses)
-    .bind(&reasons)
     .execute(&mut *tx)
     .await?;
     settler.save(&mut tx).await?;

@@ -15,9 +15,8 @@ use uuid::Uuid;
 const LEDGER_LOCK: i64 = 0x6b65_656c_6c65_6467;
 
 pub async fn lock(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(LEDGER_LOCK)
-        .execute(conn)
+    sqlx::query!("SELECT pg_advisory_xact_lock($1)", LEDGER_LOCK)
+        .fetch_one(conn)
         .await?;
     Ok(())
 }
@@ -47,18 +46,20 @@ impl<'r> Settler<'r> {
             }
         }
         let accounts: Vec<String> = accounts.into_iter().collect();
-        let rows: Vec<(String, String, String, Decimal)> = sqlx::query_as(
-            "SELECT account_id, asset_kind, asset_code, amount FROM positions WHERE account_id = ANY($1)",
+        let rows = sqlx::query!(
+            "SELECT account_id, asset_kind, asset_code, amount FROM settlement.positions
+             WHERE account_id = ANY($1)",
+            &accounts
         )
-        .bind(&accounts)
         .fetch_all(&mut *conn)
         .await?;
         let mut positions = Vec::with_capacity(rows.len());
-        for (account, kind, code, amount) in rows {
-            let account = AccountId::parse(&account).map_err(|e| sqlx::Error::Decode(e.into()))?;
-            let asset =
-                Asset::from_parts(&kind, &code).map_err(|e| sqlx::Error::Decode(e.into()))?;
-            positions.push((account, asset, amount));
+        for row in rows {
+            let account =
+                AccountId::parse(&row.account_id).map_err(|e| sqlx::Error::Decode(e.into()))?;
+            let asset = Asset::from_parts(&row.asset_kind, &row.asset_code)
+                .map_err(|e| sqlx::Error::Decode(e.into()))?;
+            positions.push((account, asset, row.amount));
         }
         Ok(Self {
             reference,
@@ -92,63 +93,43 @@ impl<'r> Settler<'r> {
             return Ok(());
         }
         let postings = &self.postings;
-        sqlx::query(
-            "INSERT INTO postings (instruction_id, account_id, asset_kind, asset_code, amount)
+        let instruction_ids: Vec<Uuid> = postings.iter().map(|(id, _)| *id).collect();
+        let accounts: Vec<String> = postings
+            .iter()
+            .map(|(_, p)| p.account.to_string())
+            .collect();
+        let kinds: Vec<&str> = postings.iter().map(|(_, p)| p.asset.kind()).collect();
+        let codes: Vec<&str> = postings.iter().map(|(_, p)| p.asset.code()).collect();
+        let amounts: Vec<Decimal> = postings.iter().map(|(_, p)| p.amount).collect();
+        sqlx::query!(
+            "INSERT INTO settlement.postings (instruction_id, account_id, asset_kind, asset_code, amount)
              SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::numeric[])",
+            &instruction_ids,
+            &accounts,
+            &kinds as &[&str],
+            &codes as &[&str],
+            &amounts
         )
-        .bind(postings.iter().map(|(id, _)| *id).collect::<Vec<_>>())
-        .bind(
-            postings
-                .iter()
-                .map(|(_, p)| p.account.to_string())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            postings
-                .iter()
-                .map(|(_, p)| p.asset.kind())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            postings
-                .iter()
-                .map(|(_, p)| p.asset.code().to_owned())
-                .collect::<Vec<_>>(),
-        )
-        .bind(postings.iter().map(|(_, p)| p.amount).collect::<Vec<_>>())
         .execute(&mut *conn)
         .await?;
 
         let touched: Vec<&(AccountId, Asset)> = self.touched.iter().collect();
-        sqlx::query(
-            "INSERT INTO positions (account_id, asset_kind, asset_code, amount)
+        let accounts: Vec<String> = touched.iter().map(|(a, _)| a.to_string()).collect();
+        let kinds: Vec<&str> = touched.iter().map(|(_, asset)| asset.kind()).collect();
+        let codes: Vec<&str> = touched.iter().map(|(_, asset)| asset.code()).collect();
+        let amounts: Vec<Decimal> = touched
+            .iter()
+            .map(|(a, asset)| self.ledger.position(a, asset))
+            .collect();
+        sqlx::query!(
+            "INSERT INTO settlement.positions (account_id, asset_kind, asset_code, amount)
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::numeric[])
              ON CONFLICT (account_id, asset_kind, asset_code)
              DO UPDATE SET amount = EXCLUDED.amount, updated_at = now()",
-        )
-        .bind(
-            touched
-                .iter()
-                .map(|(a, _)| a.to_string())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            touched
-                .iter()
-                .map(|(_, asset)| asset.kind())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            touched
-                .iter()
-                .map(|(_, asset)| asset.code().to_owned())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            touched
-                .iter()
-                .map(|(a, asset)| self.ledger.position(a, asset))
-                .collect::<Vec<_>>(),
+            &accounts,
+            &kinds as &[&str],
+            &codes as &[&str],
+            &amounts
         )
         .execute(&mut *conn)
         .await?;

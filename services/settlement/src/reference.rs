@@ -53,51 +53,56 @@ pub async fn load(conn: &mut PgConnection, reference: &ReferenceData) -> Result<
             Role::Im => "im",
             Role::Broker => "broker",
         };
-        sqlx::query(
-            "INSERT INTO participants (participant_id, role) VALUES ($1, $2)
+        sqlx::query!(
+            "INSERT INTO settlement.participants (participant_id, role) VALUES ($1, $2)
              ON CONFLICT (participant_id) DO UPDATE SET role = EXCLUDED.role",
+            participant.participant_id.as_str(),
+            role
         )
-        .bind(participant.participant_id.as_str())
-        .bind(role)
         .execute(&mut *conn)
         .await?;
     }
     let accounts = reference.accounts();
-    sqlx::query(
-        "INSERT INTO accounts (account_id, owner, kind, allow_negative)
+    let ids: Vec<String> = accounts.iter().map(|a| a.account.to_string()).collect();
+    let owners: Vec<String> = accounts.iter().map(|a| a.owner.to_string()).collect();
+    let kinds: Vec<&str> = accounts.iter().map(|a| a.kind.as_str()).collect();
+    let allow_negative: Vec<bool> = accounts.iter().map(|a| a.allow_negative).collect();
+    sqlx::query!(
+        "INSERT INTO settlement.accounts (account_id, owner, kind, allow_negative)
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[])
          ON CONFLICT (account_id) DO UPDATE
          SET owner = EXCLUDED.owner, kind = EXCLUDED.kind, allow_negative = EXCLUDED.allow_negative",
+        &ids,
+        &owners,
+        &kinds as &[&str],
+        &allow_negative
     )
-    .bind(accounts.iter().map(|a| a.account.to_string()).collect::<Vec<_>>())
-    .bind(accounts.iter().map(|a| a.owner.to_string()).collect::<Vec<_>>())
-    .bind(accounts.iter().map(|a| a.kind.as_str()).collect::<Vec<_>>())
-    .bind(accounts.iter().map(|a| a.allow_negative).collect::<Vec<_>>())
     .execute(&mut *conn)
     .await?;
     for broker in reference.brokers() {
-        sqlx::query(
-            "INSERT INTO brokers (participant_id, commission_bps, settlement_account, fee_account)
+        sqlx::query!(
+            "INSERT INTO settlement.brokers (participant_id, commission_bps, settlement_account, fee_account)
              VALUES ($1, $2, $3, $4)
              ON CONFLICT (participant_id) DO UPDATE
              SET commission_bps = EXCLUDED.commission_bps,
                  settlement_account = EXCLUDED.settlement_account,
                  fee_account = EXCLUDED.fee_account",
+            broker.participant_id.as_str(),
+            broker.commission_bps,
+            broker.settlement_account.as_str(),
+            broker.fee_account.as_str()
         )
-        .bind(broker.participant_id.as_str())
-        .bind(broker.commission_bps)
-        .bind(broker.settlement_account.as_str())
-        .bind(broker.fee_account.as_str())
         .execute(&mut *conn)
         .await?;
     }
-    let stored: HashMap<(String, String, String), Decimal> =
-        sqlx::query_as("SELECT account_id, asset_kind, asset_code, amount FROM opening_balances")
-            .fetch_all(&mut *conn)
-            .await?
-            .into_iter()
-            .map(|(account, kind, code, amount)| ((account, kind, code), amount))
-            .collect();
+    let stored: HashMap<(String, String, String), Decimal> = sqlx::query!(
+        "SELECT account_id, asset_kind, asset_code, amount FROM settlement.opening_balances"
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .map(|row| ((row.account_id, row.asset_kind, row.asset_code), row.amount))
+    .collect();
     let mut added: Vec<(String, Asset, Decimal)> = Vec::new();
     for (account, asset, amount) in reference.openings() {
         let key = (
@@ -119,34 +124,23 @@ pub async fn load(conn: &mut PgConnection, reference: &ReferenceData) -> Result<
         }
     }
     // A new opening balance is added to its position, which may already hold postings.
-    sqlx::query(
+    let accounts: Vec<&str> = added.iter().map(|(a, _, _)| a.as_str()).collect();
+    let kinds: Vec<&str> = added.iter().map(|(_, asset, _)| asset.kind()).collect();
+    let codes: Vec<&str> = added.iter().map(|(_, asset, _)| asset.code()).collect();
+    let amounts: Vec<Decimal> = added.iter().map(|(_, _, amount)| *amount).collect();
+    sqlx::query!(
         "WITH added AS (
-             INSERT INTO opening_balances (account_id, asset_kind, asset_code, amount)
+             INSERT INTO settlement.opening_balances (account_id, asset_kind, asset_code, amount)
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::numeric[])
              RETURNING account_id, asset_kind, asset_code, amount)
-         INSERT INTO positions (account_id, asset_kind, asset_code, amount)
+         INSERT INTO settlement.positions (account_id, asset_kind, asset_code, amount)
          SELECT * FROM added
          ON CONFLICT (account_id, asset_kind, asset_code)
          DO UPDATE SET amount = positions.amount + EXCLUDED.amount, updated_at = now()",
-    )
-    .bind(added.iter().map(|(a, _, _)| a.clone()).collect::<Vec<_>>())
-    .bind(
-        added
-            .iter()
-            .map(|(_, asset, _)| asset.kind())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        added
-            .iter()
-            .map(|(_, asset, _)| asset.code().to_owned())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        added
-            .iter()
-            .map(|(_, _, amount)| *amount)
-            .collect::<Vec<_>>(),
+        &accounts as &[&str],
+        &kinds as &[&str],
+        &codes as &[&str],
+        &amounts
     )
     .execute(&mut *conn)
     .await?;

@@ -1,7 +1,6 @@
 use axum::extract::{Path, State};
 use axum::Json;
 use chrono::Utc;
-use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
 use crate::api_error::ApiError;
@@ -15,37 +14,36 @@ pub async fn positions(
     caller: Caller,
     Path(account): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let found: Option<(String, String, bool)> = sqlx::query_as(
+    let found = sqlx::query!(
         "SELECT owner, kind, allow_negative FROM settlement.accounts WHERE account_id = $1",
+        account
     )
-    .bind(&account)
     .fetch_optional(&app.ledger)
     .await
     .map_err(ApiError::LedgerUnavailable)?;
-    let Some((owner, kind, allow_negative)) =
-        found.filter(|(owner, ..)| *owner == caller.id.as_str())
-    else {
+    let Some(found) = found.filter(|found| found.owner == caller.id.as_str()) else {
         return Err(ApiError::NotFound);
     };
-    let rows: Vec<(String, String, Decimal, chrono::DateTime<Utc>)> = sqlx::query_as(
+    let rows = sqlx::query!(
         "SELECT asset_kind, asset_code, amount, updated_at FROM settlement.positions
          WHERE account_id = $1 ORDER BY asset_kind, asset_code",
+        account
     )
-    .bind(&account)
     .fetch_all(&app.ledger)
     .await
     .map_err(ApiError::LedgerUnavailable)?;
     let positions: Vec<Value> = rows
         .into_iter()
-        .map(|(kind, code, amount, updated_at)| {
-            json!({"asset_kind": kind, "asset": code, "amount": amount.to_string(), "updated_at": updated_at})
+        .map(|row| {
+            json!({"asset_kind": row.asset_kind, "asset": row.asset_code,
+                   "amount": row.amount.to_string(), "updated_at": row.updated_at})
         })
         .collect();
     Ok(Json(json!({
         "account": account,
-        "owner": owner,
-        "kind": kind,
-        "allow_negative": allow_negative,
+        "owner": found.owner,
+        "kind": found.kind,
+        "allow_negative": found.allow_negative,
         "positions": positions,
         "as_of": Utc::now(),
     })))

@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use keel_generator::{DriverOptions, Report};
+use keel_safestore::quote_ident;
 use keel_system_tests::Stack;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -95,6 +96,7 @@ async fn counters(stack: &Stack, clusters: &[PgPool]) -> anyhow::Result<Counters
 async fn messages_between(stack: &Stack, (from, to): (f64, f64)) -> anyhow::Result<(i64, f64)> {
     let (mut messages, mut bytes) = (0i64, 0i64);
     for (schema, settlement) in OUTBOXES {
+        let schema = quote_ident(schema);
         let db = if settlement { &stack.st_db } else { &stack.db };
         let (count, size): (i64, i64) = sqlx::query_as(&format!(
             "SELECT count(*), coalesce(sum(octet_length(payload)), 0)::bigint FROM {schema}.outbox
