@@ -1,12 +1,12 @@
 //! The configuration a stack's processes read: the local stack's file, with this stack's regions,
-//! ARC cluster, runbook store and timings in place of the local ones. The parts the harness sets
+//! ARC cluster, runbook store, operator registry and timings in place of the local ones. The parts the harness sets
 //! are the services' and keelctl's own configuration types (`RegionConfig`, `ControlConfig`,
-//! `RunbookConfig`), serialised; the rest of the file is kept as it is.
+//! `RunbookConfig`, `OperatorsConfig`), serialised; the rest of the file is kept as it is.
 
 use std::collections::BTreeMap;
 
 use keel_arc::ControlConfig;
-use keel_operations_live::RunbookConfig;
+use keel_operations_live::{OperatorsConfig, RunbookConfig};
 use keel_routing::RegionConfig;
 use serde::Serialize;
 
@@ -79,6 +79,13 @@ impl Stack {
             ..local
         };
         replace(&mut config, "runbook", &runbook)?;
+        let operators = OperatorsConfig {
+            registry: repo_root()
+                .join("deploy/local/config/operators.toml")
+                .to_string_lossy()
+                .into_owned(),
+        };
+        replace(&mut config, "operators", &operators)?;
         std::fs::write(&self.config_file, toml::to_string(&config)?)?;
         Ok(())
     }

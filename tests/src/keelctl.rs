@@ -1,4 +1,5 @@
-//! `keelctl` against a stack: its configuration and controls.
+//! `keelctl` against a stack: its configuration and controls, run by the local registry's
+//! operator (`deploy/local/config/operators.toml`) unless a test says otherwise.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -6,12 +7,54 @@ use std::time::Duration;
 use crate::machine::bin_dir;
 use crate::stack::Stack;
 
+/// Who runs keelctl.
+#[derive(Debug, Clone, Copy)]
+pub enum Signed<'a> {
+    /// An operator of the registry and the password given.
+    As { name: &'a str, password: &'a str },
+    /// Nobody: no `KEEL_OPERATOR`, no password.
+    Anonymous,
+}
+
+/// The local registry's operator.
+pub const OPERATOR: Signed<'static> = Signed::As {
+    name: "ops",
+    password: "keel-local-operator",
+};
+
+/// The local registry's viewer.
+pub const VIEWER: Signed<'static> = Signed::As {
+    name: "viewer",
+    password: "keel-local-viewer",
+};
+
 impl Stack {
-    /// `keelctl` with these arguments against this stack (its configuration and controls).
+    /// `keelctl` with these arguments against this stack (its configuration and controls), run by
+    /// the local registry's operator.
     fn keelctl_command(&self, args: &[&str]) -> Command {
+        self.keelctl_command_as(OPERATOR, args)
+    }
+
+    fn keelctl_command_as(&self, who: Signed<'_>, args: &[&str]) -> Command {
         let mut command = Command::new(bin_dir(self.options.release).join("keelctl"));
         command.args(args).env("KEEL_CONFIG", &self.config_file);
+        match who {
+            Signed::As { name, password } => command
+                .env("KEEL_OPERATOR", name)
+                .env("KEEL_OPERATOR_PASSWORD", password),
+            Signed::Anonymous => command
+                .env_remove("KEEL_OPERATOR")
+                .env_remove("KEEL_OPERATOR_PASSWORD"),
+        };
+        command.stdin(Stdio::null());
         command
+    }
+
+    /// Runs `keelctl` as `who`, with these arguments against this stack.
+    pub fn keelctl_as(&self, who: Signed<'_>, args: &[&str]) -> std::process::Output {
+        self.keelctl_command_as(who, args)
+            .output()
+            .unwrap_or_else(|e| panic!("running keelctl: {e}"))
     }
 
     /// Runs `keelctl` as [`Stack::keelctl`] does, without blocking the test's runtime (a generator

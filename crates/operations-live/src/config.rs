@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use keel_arc::ControlConfig;
+use keel_operations::access::{Registry, RegistryError};
 use keel_routing::{App, RegionConfig};
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +20,47 @@ pub struct Config {
     pub kafka: keel_streaming::KafkaOptions,
     /// How long the stores keep inbox and outbox rows: reconciliation must not look further back.
     pub retention: keel_safestore::Retention,
+    pub operators: OperatorsConfig,
+}
+
+/// The `[operators]` table: who may operate Keel, for keelctl and the console.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OperatorsConfig {
+    /// The registry of operators, their roles and password hashes (keel-operations' `access`).
+    pub registry: String,
+}
+
+impl Default for OperatorsConfig {
+    fn default() -> Self {
+        Self {
+            registry: "deploy/local/config/operators.toml".to_owned(),
+        }
+    }
+}
+
+/// The operator registry cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorsError {
+    #[error("reading the operator registry {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Invalid { path: String, source: RegistryError },
+}
+
+impl OperatorsConfig {
+    /// Reads and parses the registry.
+    pub fn registry(&self) -> Result<Registry, OperatorsError> {
+        let path = self.registry.clone();
+        let text = std::fs::read_to_string(&path).map_err(|source| OperatorsError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        Registry::parse(&text).map_err(|source| OperatorsError::Invalid { path, source })
+    }
 }
 
 /// Something the configuration lacks.

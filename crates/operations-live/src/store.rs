@@ -8,6 +8,8 @@
 //!   so a run that lost its lock cannot overwrite the journal of the one that took it.
 //! - `audit#{run_id}` / `run`: a reconciliation run's summary; `audit#{run_id}` / `{hop}#{id}`: one
 //!   item per replayed or restored message.
+//! - `actions` / `{begun at}#{uuid}`: one operator action (who, what, when, from where, outcome) as
+//!   JSON; the trail reads newest first.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -20,7 +22,8 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
-use keel_operations::ports::{RunbookStore, StoreError};
+use keel_operations::ports::{AuditTrail, RunbookStore, StoreError};
+use keel_operations::AuditEntry;
 use keel_rotation::Journal;
 use keel_routing::App;
 use serde::{Deserialize, Serialize};
@@ -361,7 +364,7 @@ impl RunbookStore for DynamoStore {
         let Some(item) = item.item else {
             return Ok(None);
         };
-        let corrupt = |why: String| StoreError::Corrupt(run_id.to_owned(), why);
+        let corrupt = |why: String| StoreError::Corrupt(format!("run {run_id}'s journal"), why);
         let journal = item
             .get("journal")
             .and_then(|v| v.as_s().ok())
@@ -403,5 +406,59 @@ impl RunbookStore for DynamoStore {
             }
             Err(error) => Err(self.failed(error)),
         }
+    }
+}
+
+/// Every operator action is one item under [`ACTIONS`], sorted by its id (the time it was begun).
+const ACTIONS: &str = "actions";
+
+#[async_trait]
+impl AuditTrail for DynamoStore {
+    async fn record(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        let mut item = key(ACTIONS.to_owned(), &entry.id);
+        item.insert(
+            "entry".into(),
+            s(serde_json::to_string(entry).expect("audit entries serialize")),
+        );
+        item.insert("operator".into(), s(entry.operator.as_str()));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok(())
+    }
+
+    async fn recent(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        let page = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(ACTIONS))
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.failed(e))?;
+        page.items()
+            .iter()
+            .map(|item| {
+                let sk = item
+                    .get("sk")
+                    .and_then(|v| v.as_s().ok())
+                    .cloned()
+                    .unwrap_or_default();
+                let corrupt = |why: String| StoreError::Corrupt(format!("audit entry {sk}"), why);
+                let text = item
+                    .get("entry")
+                    .and_then(|v| v.as_s().ok())
+                    .ok_or_else(|| corrupt("no entry attribute".into()))?;
+                serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))
+            })
+            .collect()
     }
 }

@@ -16,11 +16,12 @@ use keel_routing::{
 };
 use keel_topology::{hops_of, service};
 
+use crate::audit::AuditEntry;
 use crate::health::{Health, Processing};
 use crate::ports::{
-    acknowledged_records, Acknowledged, BrokerError, Brokers, Clock, ControlsError, DatabaseError,
-    Databases, IngressAnswer, Pipeline, PipelineError, Queues, Replication, RoutingControls,
-    RunbookStore, ServiceProbes, StandbyLink, StoreError, Verification,
+    acknowledged_records, Acknowledged, AuditTrail, BrokerError, Brokers, Clock, ControlsError,
+    DatabaseError, Databases, IngressAnswer, Pipeline, PipelineError, Queues, Replication,
+    RoutingControls, RunbookStore, ServiceProbes, StandbyLink, StoreError, Verification,
 };
 use crate::runbook::{Ports, Runbook, Settings};
 
@@ -55,6 +56,7 @@ struct State {
     store_down: bool,
     locks: BTreeMap<App, String>,
     journals: BTreeMap<String, (Journal, u64)>,
+    audit: BTreeMap<String, AuditEntry>,
     /// Outbox rows left to drain; each look at the queues sees one fewer.
     pending: i64,
     verify_problems: Vec<String>,
@@ -101,6 +103,7 @@ impl World {
                 store_down: false,
                 locks: BTreeMap::new(),
                 journals: BTreeMap::new(),
+                audit: BTreeMap::new(),
                 pending: 3,
                 verify_problems: Vec::new(),
                 missing_after_reconcile: 0,
@@ -446,6 +449,22 @@ impl Databases for World {
 
 fn standby_name(app: App, region: &str) -> String {
     format!("{}_{}", app.name(), region).replace('-', "_")
+}
+
+#[async_trait]
+impl AuditTrail for World {
+    async fn record(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        let mut state = self.state();
+        store_answers(&state)?;
+        state.audit.insert(entry.id.clone(), entry.clone());
+        Ok(())
+    }
+
+    async fn recent(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        let state = self.state();
+        store_answers(&state)?;
+        Ok(state.audit.values().rev().take(limit).cloned().collect())
+    }
 }
 
 #[async_trait]

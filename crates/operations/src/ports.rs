@@ -12,6 +12,7 @@ use keel_rotation::{Journal, Reconciled};
 use keel_routing::{App, ControlStates};
 use serde::Serialize;
 
+use crate::audit::AuditEntry;
 use crate::health::Health;
 
 /// Route 53 ARC's routing controls.
@@ -155,6 +156,15 @@ pub trait RunbookStore: Send + Sync {
     async fn save(&self, journal: &Journal, version: u64) -> Result<u64, StoreError>;
 }
 
+/// The trail of operators' actions (the same DynamoDB table as the runbook's).
+#[async_trait]
+pub trait AuditTrail: Send + Sync {
+    /// Writes `entry`, replacing the entry with its id (an action's outcome, once known).
+    async fn record(&self, entry: &AuditEntry) -> Result<(), StoreError>;
+    /// The latest entries, newest first, at most `limit`.
+    async fn recent(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     #[error("the runbook store ({endpoint}) failed: {detail}")]
@@ -163,7 +173,8 @@ pub enum StoreError {
     Locked { app: App, run_id: String },
     #[error("run {0}'s journal was changed by someone else; it no longer holds the lock")]
     LostRace(String),
-    #[error("run {0}'s journal cannot be read: {1}")]
+    /// An item that does not parse: what it is ("run X's journal"), and why.
+    #[error("{0} cannot be read: {1}")]
     Corrupt(String, String),
 }
 

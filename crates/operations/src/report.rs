@@ -73,6 +73,25 @@ impl Report {
     }
 }
 
+impl Report {
+    /// One line: the run, and its RTO and RPO, as the audit trail keeps it.
+    pub fn summary(&self) -> String {
+        let rto = self
+            .rto_ms
+            .map_or("RTO not measured".to_owned(), |ms| format!("RTO {ms} ms"));
+        let rpo = self
+            .rpo
+            .as_ref()
+            .map_or("RPO not measured".to_owned(), |rpo| format!("RPO {rpo}"));
+        format!(
+            "run {} {} {}: {rto}; {rpo}",
+            self.run_id,
+            if self.ok { "done" } else { "stopped" },
+            mode_name(self.mode)
+        )
+    }
+}
+
 fn mode_name(mode: Mode) -> &'static str {
     match mode {
         Mode::Planned => "planned rotation",

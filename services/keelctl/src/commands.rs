@@ -3,24 +3,68 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::Duration;
 
-use keel_operations::ports::{ControlsError, RunbookStore};
-use keel_operations::{active_regions, describe, MoveRequest, Progress};
-use keel_operations_live::reconcile::{self, Repairing, Window};
+use keel_operations::audit::ControlChange;
+use keel_operations::ports::{AuditTrail, ControlsError, RoutingControls, RunbookStore};
+use keel_operations::{active_regions, describe, Action, MoveRequest, Progress, Report};
+use keel_operations_live::reconcile::{self, Reconciliation, Repairing, Window};
 use keel_operations_live::{ArcControls, DynamoStore};
 use keel_rotation::Mode;
-use keel_routing::App;
+use keel_routing::{App, GENERATOR};
 
 use crate::error::Error;
-use crate::{load_config, render, Cli, Command, ControlsCommand, LedgerCommand, MoveArgs};
+use crate::identity::{self, Acting};
+use crate::{
+    load_config, render, Cli, Command, ControlsCommand, GeneratorCommand, LedgerCommand, MoveArgs,
+    OperatorsCommand,
+};
 
 pub async fn run(cli: Cli) -> Result<(), Error> {
     let json = cli.json;
+    let operator = cli.operator.as_deref();
     match cli.command {
         Command::Status => status(json).await,
-        Command::Controls { command } => controls(command, json).await,
-        Command::Rotate(args) => move_app(Mode::Planned, args, json).await,
-        Command::Failover(args) => move_app(Mode::Unplanned, args, json).await,
-        Command::Reprotect { app, region } => reprotect(app, region, json).await,
+        Command::Controls { command } => controls(command, operator, json).await,
+        Command::Rotate(args) => move_app(Mode::Planned, args, operator, json).await,
+        Command::Failover(args) => move_app(Mode::Unplanned, args, operator, json).await,
+        Command::Reprotect { app, region } => reprotect(app, region, operator, json).await,
+        Command::Generator { command } => {
+            let on = matches!(command, GeneratorCommand::Start);
+            let config = load_config()?;
+            let acting = Acting::sign_in(&config, operator).await?;
+            let action = if on {
+                Action::StartGenerator
+            } else {
+                Action::StopGenerator
+            };
+            let controls = ArcControls::new(&config);
+            let change = [(GENERATOR.to_owned(), on)];
+            acting
+                .act(
+                    action,
+                    async {
+                        RoutingControls::set(&controls, &change, &[]).await?;
+                        Ok(())
+                    },
+                    |()| String::new(),
+                )
+                .await?;
+            render::updated(
+                &[format!("{GENERATOR}={}", if on { "On" } else { "Off" })],
+                json,
+            );
+            Ok(())
+        }
+        Command::Operators { command } => match command {
+            OperatorsCommand::List => {
+                let registry = load_config()?.operators.registry()?;
+                render::operators(registry.operators(), json);
+                Ok(())
+            }
+            OperatorsCommand::Hash => {
+                println!("{}", identity::hash_from_input()?);
+                Ok(())
+            }
+        },
         Command::Reconcile {
             app,
             window_minutes,
@@ -49,24 +93,37 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
                 )
                 .await?);
             }
-            let store = DynamoStore::new(&config.runbook);
-            let repairing = if repair {
-                store.ensure_table().await?;
-                let regions = active_regions(
-                    &ArcControls::new(&config),
-                    &config.region_names(),
-                    &App::ALL,
-                )
-                .await?;
+            let result = if repair {
+                let acting = Acting::sign_in(&config, operator).await?;
+                let store = DynamoStore::new(&config.runbook);
                 let run_id = format!(
                     "reconcile-{}",
                     chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
                 );
-                Some(Repairing::new(&config, &store, run_id, &regions))
+                let work = async {
+                    let regions = active_regions(
+                        &ArcControls::new(&config),
+                        &config.region_names(),
+                        &App::ALL,
+                    )
+                    .await?;
+                    let repairing = Repairing::new(&config, &store, run_id.clone(), &regions);
+                    Ok(reconcile::run(&config, app, window, Some(&repairing)).await?)
+                };
+                let action = Action::Repair {
+                    run: run_id.clone(),
+                };
+                acting
+                    .act(action, work, |result: &Reconciliation| {
+                        format!(
+                            "{} gap(s) found, {} repaired, {} left",
+                            result.found, result.repaired, result.left
+                        )
+                    })
+                    .await?
             } else {
-                None
+                reconcile::run(&config, app, window, None).await?
             };
-            let result = reconcile::run(&config, app, window, repairing.as_ref()).await?;
             render::reconciliation(&result, json);
             match result.left {
                 0 => Ok(()),
@@ -74,21 +131,32 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
             }
         }
         Command::Unlock { app, run } => {
-            let store = DynamoStore::new(&load_config()?.runbook);
-            match store.lock_holder(app).await? {
-                Some(holder) if holder == run => {
-                    store.unlock(app, &run).await?;
-                    println!("released {app}'s runbook lock held by run {run}");
-                    Ok(())
+            let config = load_config()?;
+            let acting = Acting::sign_in(&config, operator).await?;
+            let store = DynamoStore::new(&config.runbook);
+            let action = Action::Unlock {
+                app,
+                run: run.clone(),
+            };
+            let work = async {
+                match store.lock_holder(app).await? {
+                    Some(holder) if holder == run => {
+                        store.unlock(app, &run).await?;
+                        Ok(format!("released {app}'s runbook lock held by run {run}"))
+                    }
+                    Some(holder) => Err(Error::LockHeldByOther {
+                        app,
+                        holder,
+                        run: run.clone(),
+                    }),
+                    None => Ok(format!("{app}'s runbook lock is not held")),
                 }
-                Some(holder) => Err(Error::LockHeldByOther { app, holder, run }),
-                None => {
-                    eprintln!("{app}'s runbook lock is not held");
-                    Ok(())
-                }
-            }
+            };
+            let said = acting.act(action, work, String::clone).await?;
+            println!("{said}");
+            Ok(())
         }
-        Command::Audit { run } => {
+        Command::Audit { run: Some(run), .. } => {
             let items = DynamoStore::new(&load_config()?.runbook)
                 .audit_of(&run)
                 .await?;
@@ -96,6 +164,12 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
                 return Err(Error::NoAudit(run));
             }
             render::audit(items, json);
+            Ok(())
+        }
+        Command::Audit { run: None, limit } => {
+            let store = DynamoStore::new(&load_config()?.runbook);
+            store.ensure_table().await?;
+            render::actions(&AuditTrail::recent(&store, limit).await?, json);
             Ok(())
         }
         Command::Ledger {
@@ -137,8 +211,13 @@ async fn status(json: bool) -> Result<(), Error> {
     }
 }
 
-async fn controls(command: ControlsCommand, json: bool) -> Result<(), Error> {
-    let arc = keel_arc::ArcClient::new(&load_config()?.control);
+async fn controls(
+    command: ControlsCommand,
+    operator: Option<&str>,
+    json: bool,
+) -> Result<(), Error> {
+    let config = load_config()?;
+    let arc = keel_arc::ArcClient::new(&config.control);
     match command {
         ControlsCommand::List => {
             let controls = arc
@@ -153,8 +232,23 @@ async fn controls(command: ControlsCommand, json: bool) -> Result<(), Error> {
                 .iter()
                 .map(|change| parse_change(change))
                 .collect::<Result<Vec<_>, _>>()?;
+            let acting = Acting::sign_in(&config, operator).await?;
             let controls = ArcControls(arc);
-            keel_operations::ports::RoutingControls::set(&controls, &parsed, &overrides).await?;
+            let action = Action::SetControls {
+                changes: parsed
+                    .iter()
+                    .map(|(control, on)| ControlChange {
+                        control: control.clone(),
+                        on: *on,
+                    })
+                    .collect(),
+                overrides: overrides.clone(),
+            };
+            let work = async {
+                RoutingControls::set(&controls, &parsed, &overrides).await?;
+                Ok(())
+            };
+            acting.act(action, work, |()| String::new()).await?;
             render::updated(&changes, json);
             Ok(())
         }
@@ -176,36 +270,51 @@ fn parse_change(change: &str) -> Result<(String, bool), Error> {
 
 /// `keelctl rotate` and `keelctl failover`: the runbook's plan (a dry run), or the run, confirmed,
 /// with its progress on stderr and its report on stdout.
-async fn move_app(mode: Mode, args: MoveArgs, json: bool) -> Result<(), Error> {
+async fn move_app(
+    mode: Mode,
+    args: MoveArgs,
+    operator: Option<&str>,
+    json: bool,
+) -> Result<(), Error> {
     let config = load_config()?;
-    let store = DynamoStore::new(&config.runbook);
-    store.ensure_table().await?;
     let runbook = keel_operations_live::runbook(&config);
-    let opened = runbook
-        .open(&MoveRequest {
-            app: args.app,
-            mode,
-            to: args.to,
-            from: args.from,
-        })
-        .await?;
+    let request = MoveRequest {
+        app: args.app,
+        mode,
+        to: args.to,
+        from: args.from,
+    };
     if args.dry_run {
-        render::plan(&opened, json);
+        DynamoStore::new(&config.runbook).ensure_table().await?;
+        render::plan(&runbook.open(&request).await?, json);
         return Ok(());
     }
-    if !args.yes {
-        confirm(&describe(&opened))?;
-    }
-    let holder = format!(
-        "keelctl pid {} on {}",
-        std::process::id(),
-        std::env::var("HOSTNAME").unwrap_or_else(|_| "this host".to_owned())
-    );
-    let report = runbook
-        .run(opened, &holder, &|progress: Progress<'_>| {
-            render::progress(progress)
-        })
-        .await?;
+    let acting = Acting::sign_in(&config, operator).await?;
+    let action = match mode {
+        Mode::Planned => Action::Rotate {
+            app: request.app,
+            from: request.from.clone(),
+            to: request.to.clone(),
+        },
+        Mode::Unplanned => Action::Failover {
+            app: request.app,
+            from: request.from.clone(),
+            to: request.to.clone(),
+        },
+    };
+    let work = async {
+        let opened = runbook.open(&request).await?;
+        if !args.yes {
+            confirm(&describe(&opened))?;
+        }
+        let report = runbook
+            .run(opened, &acting.holder(), &|progress: Progress<'_>| {
+                render::progress(progress)
+            })
+            .await?;
+        Ok(report)
+    };
+    let report = acting.act(action, work, Report::summary).await?;
     render::report(&report, json);
     Ok(())
 }
@@ -226,14 +335,25 @@ fn confirm(plan: &str) -> Result<(), Error> {
     }
 }
 
-async fn reprotect(app: App, region: Option<String>, json: bool) -> Result<(), Error> {
+async fn reprotect(
+    app: App,
+    region: Option<String>,
+    operator: Option<&str>,
+    json: bool,
+) -> Result<(), Error> {
     let config = load_config()?;
-    let store = DynamoStore::new(&config.runbook);
-    store.ensure_table().await?;
-    eprintln!("rebuilding {app}'s standby database ...");
-    let detail = keel_operations_live::runbook(&config)
-        .reprotect(app, region.as_deref())
-        .await?;
+    let acting = Acting::sign_in(&config, operator).await?;
+    let action = Action::Reprotect {
+        app,
+        region: region.clone(),
+    };
+    let work = async {
+        eprintln!("rebuilding {app}'s standby database ...");
+        Ok(keel_operations_live::runbook(&config)
+            .reprotect(app, region.as_deref())
+            .await?)
+    };
+    let detail = acting.act(action, work, String::clone).await?;
     render::detail(&detail, json);
     Ok(())
 }

@@ -3,11 +3,12 @@
 use std::process::ExitCode;
 
 use keel_ledger::Violation;
+use keel_operations::access::{Denied, SignInRejected};
 use keel_operations::ports::{ControlsError, StoreError};
 use keel_operations::{ActiveError, RunbookError};
 use keel_operations_live::ledger::LedgerReadError;
 use keel_operations_live::reconcile::ReconcileError;
-use keel_operations_live::ConfigError;
+use keel_operations_live::{ConfigError, OperatorsError};
 use keel_routing::App;
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +51,18 @@ pub enum Error {
     /// Shown, but not all of it could be read.
     #[error("{0}")]
     Incomplete(String),
+    #[error("this command changes Keel: say who you are with --operator NAME (or KEEL_OPERATOR)")]
+    NoOperator,
+    #[error("no password: set KEEL_OPERATOR_PASSWORD, or run keelctl on a terminal to be asked")]
+    NoPassword,
+    #[error("sign-in refused: {0}")]
+    SignIn(SignInRejected),
+    #[error(transparent)]
+    Denied(#[from] Denied),
+    #[error(transparent)]
+    Operators(#[from] OperatorsError),
+    #[error("nothing was done: the audit trail cannot be written: {0}")]
+    Unrecorded(StoreError),
 }
 
 impl Error {
@@ -76,8 +89,28 @@ impl Error {
             | Error::Unconfirmed
             | Error::Declined
             | Error::BadChange { .. }
-            | Error::Incomplete(_) => false,
+            | Error::Incomplete(_)
+            | Error::NoOperator
+            | Error::NoPassword
+            | Error::SignIn(_)
+            | Error::Denied(_)
+            | Error::Operators(_)
+            | Error::Unrecorded(_) => false,
         };
         ExitCode::from(if found_wrong { 1 } else { 2 })
+    }
+
+    /// Whether nothing was done because something said no (as the audit trail records it), rather
+    /// than because something failed.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            Error::Runbook(RunbookError::Refused(_))
+                | Error::Controls(ControlsError::Refused(_))
+                | Error::LockHeldByOther { .. }
+                | Error::Unconfirmed
+                | Error::Declined
+                | Error::Denied(_)
+        )
     }
 }

@@ -1,5 +1,7 @@
 //! keelctl: what SREs run: `keelctl status`, `keelctl controls list|set`, `keelctl rotate`,
-//! `keelctl failover`, `keelctl reprotect`, `keelctl reconcile`, `keelctl ledger verify`.
+//! `keelctl failover`, `keelctl reprotect`, `keelctl reconcile`, `keelctl generator start|stop`,
+//! `keelctl audit`, `keelctl ledger verify`. Commands that change Keel need an operator
+//! (`--operator`, see [`identity`]) and are recorded in the audit trail.
 //! It reads the same configuration as the services (`KEEL_CONFIG`, by default the local stack's
 //! `deploy/local/config/keel.toml`). The work is keel-operations' (the runbook, over ports) and
 //! keel-operations-live's (the ports against the real systems); keelctl parses, renders, and maps
@@ -10,6 +12,7 @@
 
 mod commands;
 mod error;
+mod identity;
 mod render;
 
 use std::process::ExitCode;
@@ -30,6 +33,11 @@ pub(crate) struct Cli {
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     pub(crate) json: bool,
+    /// Who is acting: an operator of the registry (`[operators] registry`). Commands that change
+    /// Keel need one, with the password in KEEL_OPERATOR_PASSWORD or typed at the prompt, and are
+    /// recorded in the audit trail.
+    #[arg(long, global = true, env = "KEEL_OPERATOR")]
+    pub(crate) operator: Option<String>,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -101,11 +109,26 @@ pub(crate) enum Command {
         #[arg(long)]
         run: String,
     },
-    /// A reconciliation run's audit trail: its summary and every message it replayed or restored
-    /// (the run id is in the rotation's report, or `keelctl reconcile --repair`'s).
+    /// The audit trail: every operator action from keelctl and the console (who, what, when, from
+    /// where, the outcome), newest first; or, given a reconciliation run's id (in a rotation's
+    /// report, or `keelctl reconcile --repair`'s), that run's summary and every message it
+    /// replayed or restored.
     Audit {
-        /// The run id.
-        run: String,
+        /// A reconciliation run's id.
+        run: Option<String>,
+        /// How many actions to show.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Starts or stops the trade generator (the global `generator` routing control).
+    Generator {
+        #[command(subcommand)]
+        command: GeneratorCommand,
+    },
+    /// The operator registry.
+    Operators {
+        #[command(subcommand)]
+        command: OperatorsCommand,
     },
     /// The settlement application's double-entry ledger.
     Ledger {
@@ -146,6 +169,21 @@ pub(crate) enum ControlsCommand {
         #[arg(long = "override")]
         overrides: Vec<String>,
     },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum GeneratorCommand {
+    Start,
+    Stop,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum OperatorsCommand {
+    /// Every operator and their role.
+    List,
+    /// Prints an argon2 hash of a password (read from stdin, or asked for on a terminal) for the
+    /// registry's `password_hash`.
+    Hash,
 }
 
 #[derive(Subcommand)]

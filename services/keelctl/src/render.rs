@@ -7,7 +7,7 @@ use keel_arc::RoutingControl;
 use keel_ledger::Verified;
 use keel_operations::ports::Replication;
 use keel_operations::status::{Reading, Status};
-use keel_operations::{Opened, Progress, Report, RunbookError};
+use keel_operations::{AuditEntry, Opened, Operator, Progress, Report, RunbookError};
 use keel_operations_live::reconcile::Reconciliation;
 use serde::Serialize;
 use serde_json::json;
@@ -141,6 +141,30 @@ pub fn audit(items: Vec<(String, String)>, json: bool) {
     } else {
         for (what, action) in items {
             println!("{what}\t{action}");
+        }
+    }
+}
+
+/// The audit trail's actions, newest first.
+pub fn actions(entries: &[AuditEntry], json: bool) {
+    if json {
+        print_json(&entries);
+    } else if entries.is_empty() {
+        println!("no action recorded yet");
+    } else {
+        for entry in entries {
+            println!("{entry}");
+        }
+    }
+}
+
+pub fn operators(operators: impl Iterator<Item = Operator>, json: bool) {
+    let operators: Vec<Operator> = operators.collect();
+    if json {
+        print_json(&operators);
+    } else {
+        for operator in operators {
+            println!("{:<24} {}", operator.name, operator.role);
         }
     }
 }

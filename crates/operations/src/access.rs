@@ -1,0 +1,275 @@
+//! Who may operate Keel (DESIGN section 9): a registry of operators, each with a role and an argon2
+//! hash of their password. Viewers may look; only operators may act. The console and keelctl both
+//! sign in and check here, so the rule is the same wherever an action starts.
+//!
+//! The registry is a TOML file of `[[operator]]` tables (`name`, `role`, `password_hash`, a PHC
+//! string such as `keelctl operators hash` prints). The file is read by the caller; this module only
+//! parses it and checks passwords.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::OnceLock;
+
+use argon2::password_hash::SaltString;
+use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
+use serde::{Deserialize, Serialize};
+
+/// What an operator may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// May look at everything and change nothing.
+    Viewer,
+    /// May also rotate, fail over, re-protect, set routing controls and start or stop the generator.
+    Operator,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+        })
+    }
+}
+
+/// Someone signed in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Operator {
+    pub name: String,
+    pub role: Role,
+}
+
+impl Operator {
+    /// Whether this operator may change anything: a viewer is refused, by name.
+    pub fn may_act(&self) -> Result<(), Denied> {
+        match self.role {
+            Role::Operator => Ok(()),
+            Role::Viewer => Err(Denied {
+                operator: self.name.clone(),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for Operator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.name, self.role)
+    }
+}
+
+/// A viewer asked to act.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{operator} is a viewer: only an operator may change anything")]
+pub struct Denied {
+    pub operator: String,
+}
+
+/// A sign-in that did not succeed. Which of name and password was wrong is not said, so that
+/// nobody learns the operators' names by trying.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown operator or wrong password")]
+pub struct SignInRejected;
+
+/// A registry that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("the operator registry is not valid: {0}")]
+    Invalid(#[from] toml::de::Error),
+    #[error("operator {name:?}: password_hash is not an argon2 PHC string ({detail})")]
+    BadHash { name: String, detail: String },
+    #[error("operator {0:?} is listed twice")]
+    Duplicate(String),
+    #[error("operator name {0:?} is not a name (letters, digits, '.', '_', '-', 1 to 64 of them)")]
+    BadName(String),
+    #[error("the operator registry lists no operator")]
+    Empty,
+}
+
+#[derive(Deserialize)]
+struct File {
+    #[serde(rename = "operator", default)]
+    operators: Vec<Entry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Entry {
+    name: String,
+    role: Role,
+    password_hash: String,
+}
+
+/// The operators who may sign in.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    operators: BTreeMap<String, (Role, String)>,
+}
+
+impl Registry {
+    /// Parses a registry file's text; every entry must be well formed, or none is used.
+    pub fn parse(text: &str) -> Result<Registry, RegistryError> {
+        let file: File = toml::from_str(text)?;
+        if file.operators.is_empty() {
+            return Err(RegistryError::Empty);
+        }
+        let mut operators = BTreeMap::new();
+        for entry in file.operators {
+            if !is_name(&entry.name) {
+                return Err(RegistryError::BadName(entry.name));
+            }
+            PasswordHash::new(&entry.password_hash).map_err(|e| RegistryError::BadHash {
+                name: entry.name.clone(),
+                detail: e.to_string(),
+            })?;
+            if operators
+                .insert(entry.name.clone(), (entry.role, entry.password_hash))
+                .is_some()
+            {
+                return Err(RegistryError::Duplicate(entry.name));
+            }
+        }
+        Ok(Registry { operators })
+    }
+
+    /// The operator `name`, if `password` is theirs. An unknown name costs the same time as a
+    /// wrong password.
+    pub fn authenticate(&self, name: &str, password: &str) -> Result<Operator, SignInRejected> {
+        let Some((role, hash)) = self.operators.get(name) else {
+            let _ = verify(unknown_operator_hash(), password);
+            return Err(SignInRejected);
+        };
+        if verify(hash, password) {
+            Ok(Operator {
+                name: name.to_owned(),
+                role: *role,
+            })
+        } else {
+            Err(SignInRejected)
+        }
+    }
+
+    /// Every operator, by name.
+    pub fn operators(&self) -> impl Iterator<Item = Operator> + '_ {
+        self.operators.iter().map(|(name, (role, _))| Operator {
+            name: name.clone(),
+            role: *role,
+        })
+    }
+}
+
+/// An argon2id hash of `password` with a fresh salt, as a PHC string for the registry.
+pub fn hash_password(password: &str) -> String {
+    let salt =
+        SaltString::encode_b64(&rand::random::<[u8; 16]>()).expect("16 bytes are a valid salt");
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .expect("argon2 with its default parameters hashes any password")
+        .to_string()
+}
+
+fn verify(hash: &str, password: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|hash| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &hash)
+            .is_ok()
+    })
+}
+
+/// A hash no password is known for, checked against when the name is unknown.
+fn unknown_operator_hash() -> &'static str {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| hash_password(&uuid::Uuid::new_v4().to_string()))
+}
+
+fn is_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry() -> Registry {
+        Registry::parse(&format!(
+            "[[operator]]\nname = \"ada\"\nrole = \"operator\"\npassword_hash = \"{}\"\n\
+             [[operator]]\nname = \"vic\"\nrole = \"viewer\"\npassword_hash = \"{}\"\n",
+            hash_password("ada's secret"),
+            hash_password("vic's secret"),
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn an_operator_signs_in_with_their_own_password_only() {
+        let registry = registry();
+        let ada = registry.authenticate("ada", "ada's secret").unwrap();
+        assert_eq!(ada.role, Role::Operator);
+        assert_eq!(ada.may_act(), Ok(()));
+        assert_eq!(
+            registry.authenticate("ada", "vic's secret"),
+            Err(SignInRejected)
+        );
+        assert_eq!(
+            registry.authenticate("bob", "ada's secret"),
+            Err(SignInRejected)
+        );
+        assert_eq!(registry.authenticate("ada", ""), Err(SignInRejected));
+    }
+
+    #[test]
+    fn a_viewer_signs_in_but_may_not_act() {
+        let vic = registry().authenticate("vic", "vic's secret").unwrap();
+        assert_eq!(
+            vic.may_act().unwrap_err().to_string(),
+            "vic is a viewer: only an operator may change anything"
+        );
+    }
+
+    #[test]
+    fn a_registry_with_a_bad_entry_is_refused_whole() {
+        let hash = hash_password("x");
+        let cases = [
+            (String::new(), "lists no operator"),
+            (
+                "[[operator]]\nname = \"a\"\nrole = \"operator\"\npassword_hash = \"plaintext\"\n"
+                    .to_owned(),
+                "not an argon2 PHC string",
+            ),
+            (
+                format!("[[operator]]\nname = \"a\"\nrole = \"admin\"\npassword_hash = \"{hash}\"\n"),
+                "not valid",
+            ),
+            (
+                format!(
+                    "[[operator]]\nname = \"a\"\nrole = \"viewer\"\npassword_hash = \"{hash}\"\n\
+                     [[operator]]\nname = \"a\"\nrole = \"operator\"\npassword_hash = \"{hash}\"\n"
+                ),
+                "listed twice",
+            ),
+            (
+                format!("[[operator]]\nname = \"a b\"\nrole = \"viewer\"\npassword_hash = \"{hash}\"\n"),
+                "is not a name",
+            ),
+            (
+                format!("[[operator]]\nname = \"a\"\nrole = \"viewer\"\npassword = \"x\"\npassword_hash = \"{hash}\"\n"),
+                "not valid",
+            ),
+        ];
+        for (text, expected) in cases {
+            let error = Registry::parse(&text).unwrap_err().to_string();
+            assert!(error.contains(expected), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_same_password_hashes_differently_each_time() {
+        let (a, b) = (hash_password("same"), hash_password("same"));
+        assert_ne!(a, b);
+        assert!(a.starts_with("$argon2id$"));
+        assert!(verify(&a, "same") && verify(&b, "same"));
+    }
+}
