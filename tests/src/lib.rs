@@ -8,11 +8,12 @@
 //!
 //! Modules: [`options`] what a test chooses, [`stack`] starting and stopping the processes,
 //! [`config`] the configuration they read, [`queries`] reading the stores, [`keelctl`] the
-//! operator's command line, [`fixtures`] what tests submit, [`assertions`] the invariants,
+//! operator's command line, [`console`] the operators' console, [`fixtures`] what tests submit, [`assertions`] the invariants,
 //! [`machine`] ports, binaries and pids.
 
 pub mod assertions;
 pub mod config;
+pub mod console;
 pub mod fixtures;
 pub mod keelctl;
 pub mod machine;

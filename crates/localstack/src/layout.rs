@@ -17,7 +17,23 @@ pub struct LocalConfig {
     pub regions: BTreeMap<String, RegionConfig>,
     pub control: ControlConfig,
     pub runbook: RunbookEndpoint,
+    pub console: ConsoleEndpoint,
     pub local: LocalSection,
+}
+
+/// `[console]`: where the console listens.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConsoleEndpoint {
+    pub listen: String,
+}
+
+impl Default for ConsoleEndpoint {
+    fn default() -> Self {
+        ConsoleEndpoint {
+            listen: "127.0.0.1:8080".to_owned(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -10,7 +10,8 @@
 //! - per region, a nisshi broker (its log in a Postgres cluster of its own, or with
 //!   `KEEL_BROKER_STORAGE=sqlite` in a file) and every service of the topology (warm: a service
 //!   whose processing control is Off stands by);
-//! - the trade generator, which follows the active region, and the continuous reconciler.
+//! - the trade generator, which follows the active region, the continuous reconciler, and the
+//!   console.
 //!
 //! A service, broker, ARC endpoint, generator or reconciler that exits is started again, and the
 //! supervisor's log says so. `keel-local down` stops the supervisor (which stops what it runs, in
@@ -423,6 +424,21 @@ async fn bring_up(local: &Local, supervisor: &mut Supervisor) -> anyhow::Result<
             command
         },
     )?;
+    let (bin, root, config) = (
+        local.bin_dir.clone(),
+        local.root.clone(),
+        local.config_file.clone(),
+    );
+    supervisor.start(
+        "console",
+        StopOrder::Load,
+        local.places.state.join("console.log"),
+        move || {
+            let mut command = Command::new(bin.join("keel-console"));
+            command.current_dir(&root).env("KEEL_CONFIG", &config);
+            command
+        },
+    )?;
     Ok(())
 }
 
@@ -508,8 +524,12 @@ fn print_info(local: &Local) {
         "  supervisor log: {} (a process that exits is started again, and said there)\n",
         local.supervisor_log().display()
     );
+    println!(
+        "Console:  http://{} (operator ops / keel-local-operator; viewer viewer / keel-local-viewer)",
+        local.config.console.listen
+    );
     println!("Status:   target/release/keelctl status");
-    println!("Controls: target/release/keelctl controls set generator=Off");
+    println!("Generator: KEEL_OPERATOR=ops target/release/keelctl generator stop");
     println!("Ledger:   target/release/keelctl ledger verify");
     println!(
         "Rotate:   target/release/keelctl rotate --app trade-matching --to us-west-2 --dry-run"

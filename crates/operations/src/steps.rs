@@ -257,21 +257,25 @@ impl<'a> Steps<'a> {
     }
 
     async fn drain(&self, app: App, from: &str) -> Outcome {
-        let quiet = std::cell::Cell::new(false);
+        // Atomic rather than a Cell so that a run is a `Send` future: the console runs it on a task.
+        let quiet = std::sync::atomic::AtomicBool::new(false);
         self.until(&format!("{app} drained in {from}"), || async {
             match self.runbook.ports.pipeline.queues(app, from).await {
                 Err(e) => {
-                    quiet.set(false);
+                    quiet.store(false, std::sync::atomic::Ordering::Relaxed);
                     Seen::NotYet(e.to_string())
                 }
                 // Twice in a row: a message in flight between a relay and a consumer shows in
                 // neither for an instant.
-                Ok(queues) if queues.is_empty() && quiet.replace(true) => {
+                Ok(queues)
+                    if queues.is_empty()
+                        && quiet.swap(true, std::sync::atomic::Ordering::Relaxed) =>
+                {
                     Seen::Done(format!("outboxes empty and consumer lag 0 in {from}"))
                 }
                 Ok(queues) => {
                     if !queues.is_empty() {
-                        quiet.set(false);
+                        quiet.store(false, std::sync::atomic::Ordering::Relaxed);
                     }
                     Seen::NotYet(format!(
                         "{} unpublished, consumer lag {:?}",

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the local stack needs and is missing: PostgreSQL 15 (Debian), the nisshi broker
 # (crates.io, built once into $KEEL_TOOLS, about 21 minutes), moto (PyPI, into a virtual environment
-# in $KEEL_TOOLS), sqlx-cli (crates.io, into $KEEL_TOOLS) and the non-root Postgres user.
+# in $KEEL_TOOLS), sqlx-cli (crates.io, into $KEEL_TOOLS) and the non-root Postgres user. With
+# --test, also what only the tests need: Chromium and its WebDriver (Debian) for the console's
+# browser test.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
+for_tests=false
+[ "${1:-}" = "--test" ] && for_tests=true
 
 if [ ! -x "$PG_BIN/postgres" ]; then
   log "installing PostgreSQL 15 from Debian's packages"
@@ -39,4 +43,11 @@ if [ ! -x "$KEEL_TOOLS/bin/cargo-sqlx" ] || ! "$KEEL_TOOLS/bin/sqlx" --version 2
   CARGO_TARGET_DIR="$KEEL_CACHE/sqlx-target" cargo install sqlx-cli --locked --version "$SQLX_CLI_VERSION" \
     --no-default-features --features postgres,rustls --root "$KEEL_TOOLS"
   rm -rf "$KEEL_CACHE/sqlx-target"
+fi
+
+if $for_tests && { ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; }; then
+  log "installing Chromium and chromedriver from Debian's packages (the console's browser test)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq chromium chromium-driver >/dev/null
 fi

@@ -6,7 +6,7 @@ set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$KEEL_ROOT"
 
-bash deploy/local/bin/install.sh
+bash deploy/local/bin/install.sh --test
 
 test_pg="$KEEL_STATE/test/postgres"
 # The Postgres cluster and DynamoDB endpoint are started and stopped by keel-local, the code behind
@@ -57,5 +57,9 @@ log "starting the test DynamoDB endpoint (moto) on 127.0.0.1:$test_dynamodb_port
 export KEEL_TEST_DYNAMODB="http://127.0.0.1:$test_dynamodb_port"
 
 log "system tests (real Postgres, real nisshi, the service binaries)"
+# What tests keep for a person to look at (the console's screenshots).
+export KEEL_ARTEFACTS="$KEEL_STATE/artefacts"
+rm -rf "$KEEL_ARTEFACTS"
 # One at a time: each test starts a whole stack, and the machine has two cores.
 KEEL_BIN_DIR="$CARGO_TARGET_DIR/debug" cargo test -p keel-system-tests --quiet -- --test-threads=1
+log "artefacts (the console's screenshots): $KEEL_ARTEFACTS"

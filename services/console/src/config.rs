@@ -1,0 +1,31 @@
+//! The console's configuration: the operations' own (`KEEL_CONFIG`, as keelctl reads it) and its
+//! `[console]` table.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConsoleConfig {
+    /// Where the console listens (DESIGN section 8 fixes 127.0.0.1:8080 locally).
+    pub listen: String,
+    /// How long a sign-in lasts.
+    pub session_minutes: u64,
+    /// How often the page reads everything again, in milliseconds.
+    pub refresh_ms: u64,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".to_owned(),
+            session_minutes: 8 * 60,
+            refresh_ms: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConsoleSection {
+    pub console: ConsoleConfig,
+}
