@@ -82,6 +82,7 @@ pub fn watch(
     tokio::spawn(async move {
         loop {
             let result = client.states().await;
+            metrics::gauge!("keel_controls_readable").set(if result.is_ok() { 1.0 } else { 0.0 });
             sender.send_modify(|reading| match result {
                 Ok(states) => {
                     reading.last = Some((states, Instant::now()));

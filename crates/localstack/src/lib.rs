@@ -6,6 +6,7 @@
 //! - [`process`]: processes by pid (pidfiles, process groups, SIGTERM then SIGKILL);
 //! - [`launch`]: how each Keel process is started (the services, the ARC endpoints);
 //! - [`layout`]: the local stack as the configuration and the topology lay it out;
+//! - [`prometheus`]: Prometheus's configuration, from the layout, with the repository's alert rules;
 //! - [`supervisor`]: keeps processes running, restarting one that exits, and says so;
 //! - [`stack`]: `make up` and `make down`;
 //! - `keel-local` (src/bin): the command line over them.
@@ -14,6 +15,7 @@ pub mod launch;
 pub mod layout;
 pub mod postgres;
 pub mod process;
+pub mod prometheus;
 pub mod services;
 pub mod stack;
 pub mod supervisor;

@@ -10,8 +10,8 @@
 //! - per region, a nisshi broker (its log in a Postgres cluster of its own, or with
 //!   `KEEL_BROKER_STORAGE=sqlite` in a file) and every service of the topology (warm: a service
 //!   whose processing control is Off stands by);
-//! - the trade generator, which follows the active region, the continuous reconciler, and the
-//!   console.
+//! - the trade generator, which follows the active region, the continuous reconciler,
+//!   Prometheus (with the repository's alert rules), and the console.
 //!
 //! A service, broker, ARC endpoint, generator or reconciler that exits is started again, and the
 //! supervisor's log says so. `keel-local down` stops the supervisor (which stops what it runs, in
@@ -424,6 +424,38 @@ async fn bring_up(local: &Local, supervisor: &mut Supervisor) -> anyhow::Result<
             command
         },
     )?;
+    // Prometheus scrapes every service and the reconciler and evaluates the repository's rules.
+    let prometheus_dir = local.places.state.join("prometheus");
+    std::fs::create_dir_all(prometheus_dir.join("data"))?;
+    let prometheus_config = prometheus_dir.join("prometheus.yml");
+    std::fs::write(
+        &prometheus_config,
+        crate::prometheus::config(
+            &local.layout,
+            &local.root.join("deploy/prometheus/alerts.yml"),
+        ),
+    )?;
+    let binary = local.tools.prometheus.clone();
+    supervisor.start(
+        "prometheus",
+        StopOrder::Load,
+        local.places.state.join("prometheus.log"),
+        move || {
+            let mut command = Command::new(&binary);
+            command
+                .arg(format!("--config.file={}", prometheus_config.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    prometheus_dir.join("data").display()
+                ))
+                .arg(format!(
+                    "--web.listen-address={}",
+                    crate::prometheus::LISTEN
+                ))
+                .arg("--storage.tsdb.retention.time=2d");
+            command
+        },
+    )?;
     let (bin, root, config) = (
         local.bin_dir.clone(),
         local.root.clone(),
@@ -523,6 +555,10 @@ fn print_info(local: &Local) {
     println!(
         "  supervisor log: {} (a process that exits is started again, and said there)\n",
         local.supervisor_log().display()
+    );
+    println!(
+        "Prometheus: http://{} (alerts: /alerts)",
+        crate::prometheus::LISTEN
     );
     println!(
         "Console:  http://{} (operator ops / keel-local-operator; viewer viewer / keel-local-viewer)",

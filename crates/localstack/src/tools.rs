@@ -11,6 +11,8 @@ pub struct Tools {
     pub pg_user: String,
     pub nisshi: PathBuf,
     pub moto: PathBuf,
+    /// Debian's Prometheus.
+    pub prometheus: PathBuf,
 }
 
 impl Tools {
@@ -24,6 +26,7 @@ impl Tools {
             pg_user: std::env::var("KEEL_PG_USER").unwrap_or_else(|_| "keel".to_owned()),
             nisshi: var("KEEL_NISSHI_BIN").unwrap_or_else(|| tools.join("bin/nisshi")),
             moto: var("KEEL_MOTO_BIN").unwrap_or_else(|| installed_moto(&tools)),
+            prometheus: var("KEEL_PROMETHEUS_BIN").unwrap_or_else(|| "/usr/bin/prometheus".into()),
         }
     }
 }

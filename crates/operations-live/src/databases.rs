@@ -142,6 +142,7 @@ impl Databases for LocalDatabases {
             let standbys = sqlx::query!(
                 "SELECT application_name, state,
                         pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint AS behind_bytes,
+                        extract(epoch FROM replay_lag)::float8 AS replay_lag_seconds,
                         sync_state
                  FROM pg_stat_replication"
             )
@@ -154,6 +155,7 @@ impl Databases for LocalDatabases {
                         name: standby.application_name.unwrap_or_default(),
                         state: standby.state.unwrap_or_default(),
                         behind_bytes: standby.behind_bytes,
+                        replay_lag_seconds: standby.replay_lag_seconds,
                         synchronous: standby.sync_state.as_deref() == Some("sync"),
                     })
                     .collect(),

@@ -575,6 +575,34 @@ impl Reconciliation {
 /// (what the upstream published since, what the downstream consumed since) and the gaps still
 /// open, so it costs in proportion to the traffic, not to the window, and can run beside the
 /// pipeline at full rate.
+/// Each primary's standbys and how far behind each is, as gauges: the replication lag the alert
+/// rules hold against the RPO budget, and a primary left with no standby.
+async fn export_replication(databases: &crate::LocalDatabases, regions: &[String]) {
+    use keel_operations::ports::{Databases, Replication};
+    for app in App::ALL {
+        for region in regions {
+            let Ok(Replication::Primary { standbys }) = databases.replication(app, region).await
+            else {
+                continue;
+            };
+            metrics::gauge!("keel_replication_standbys", "app" => app.name(), "region" => region.clone())
+                .set(standbys.len() as f64);
+            for standby in standbys {
+                let labels = [
+                    ("app", app.name().to_owned()),
+                    ("primary", region.clone()),
+                    ("standby", standby.name.clone()),
+                ];
+                if let Some(bytes) = standby.behind_bytes {
+                    metrics::gauge!("keel_replication_lag_bytes", &labels).set(bytes as f64);
+                }
+                metrics::gauge!("keel_replication_lag_seconds", &labels)
+                    .set(standby.replay_lag_seconds.unwrap_or(0.0));
+            }
+        }
+    }
+}
+
 pub async fn watch(
     config: &Config,
     app: Option<App>,
@@ -601,6 +629,7 @@ pub async fn watch(
     let chosen = chosen_hops(app);
     let mut watched: Vec<WatchedHop> = chosen.iter().map(|hop| WatchedHop::new(hop)).collect();
     let mut connected: Option<Connected> = None;
+    let databases = crate::LocalDatabases::new(config);
     let mut done = 0u64;
     loop {
         let started = Instant::now();
@@ -623,6 +652,7 @@ pub async fn watch(
             }
         }
         metrics::gauge!("keel_reconcile_last_run_seconds").set(started.elapsed().as_secs_f64());
+        export_replication(&databases, &config.region_names()).await;
         done += 1;
         if rounds.is_some_and(|rounds| done >= rounds) {
             break;

@@ -314,6 +314,7 @@ impl Databases for World {
                         name: standby_name(*a, r),
                         state: "streaming".to_owned(),
                         behind_bytes: Some(0),
+                        replay_lag_seconds: None,
                         synchronous: false,
                     })
                     .collect(),

@@ -112,6 +112,9 @@ pub struct StandbyLink {
     pub name: String,
     pub state: String,
     pub behind_bytes: Option<i64>,
+    /// How long ago the last commit it replayed was made on the primary (Postgres's `replay_lag`;
+    /// none when nothing is being replayed).
+    pub replay_lag_seconds: Option<f64>,
     pub synchronous: bool,
 }
 

@@ -216,6 +216,30 @@ pub async fn run_in_rounds<F, Fut>(
     }
 }
 
+/// Sets gauge `name` from `read` at once and then every `every`, until `shutdown`: work a stage can
+/// only see in its store (trades stuck past their date). A failed read is logged and leaves the
+/// gauge as it was.
+pub async fn gauge_from_store<F, Fut>(
+    name: &'static str,
+    every: Duration,
+    shutdown: CancellationToken,
+    mut read: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<i64, sqlx::Error>>,
+{
+    loop {
+        match read().await {
+            Ok(value) => metrics::gauge!(name).set(value as f64),
+            Err(error) => tracing::warn!(gauge = name, %error, "cannot read the gauge"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
 /// Retires the safe-store's inbox and outbox rows older than the retention, every interval, in
 /// bounded rounds.
 pub async fn retire_old_messages(

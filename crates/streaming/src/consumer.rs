@@ -465,11 +465,16 @@ impl<H: Handler> BatchConsumer<H> {
     ) -> Result<(), ConsumerError> {
         budget
             .record(&self.options.poison, poison)
-            .map_err(|reason| ConsumerError::PoisonLimit {
-                topic: self.options.topic.clone(),
-                partition,
-                offset,
-                reason,
+            .map_err(|reason| {
+                // Stays set until the process restarts: the consumer does not consume again.
+                metrics::gauge!("keel_consumer_poison_stopped", "topic" => self.options.topic.clone())
+                    .set(1.0);
+                ConsumerError::PoisonLimit {
+                    topic: self.options.topic.clone(),
+                    partition,
+                    offset,
+                    reason,
+                }
             })
     }
 

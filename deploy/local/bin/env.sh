@@ -25,12 +25,17 @@ KEEL_BROKER_STORAGE="${KEEL_BROKER_STORAGE:-postgres}"
 MOTO_VERSION="5.2.5"
 MOTO_VENV="$KEEL_TOOLS/moto-$MOTO_VERSION"
 MOTO_BIN="$MOTO_VENV/bin/moto_server"
+# schemathesis (PyPI): the OpenAPI contract checked against the live ingress (make test only).
+SCHEMATHESIS_VERSION="4.32.5"
+SCHEMATHESIS_VENV="$KEEL_TOOLS/schemathesis-$SCHEMATHESIS_VERSION"
 # sqlx-cli, for the compile-checked queries' data (.sqlx/): the version of the workspace's sqlx.
 SQLX_CLI_VERSION="0.8.6"
 # Postgres refuses to run as root; the stack runs it as this user when started as root.
 PG_USER="${PG_USER:-keel}"
 # keel-local, the harness and keelctl's local database operations find the tools here.
+PROMETHEUS_BIN=/usr/bin/prometheus PROMTOOL_BIN=/usr/bin/promtool
 export KEEL_PG_BIN="$PG_BIN" KEEL_PG_USER="$PG_USER" KEEL_NISSHI_BIN="$NISSHI_BIN" KEEL_MOTO_BIN="$MOTO_BIN"
+export KEEL_PROMETHEUS_BIN="$PROMETHEUS_BIN" KEEL_SCHEMATHESIS_BIN="$SCHEMATHESIS_VENV/bin/schemathesis"
 
 log() { printf '\033[1m[keel]\033[0m %s\n' "$*" >&2; }
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the local stack needs and is missing: PostgreSQL 15 (Debian), the nisshi broker
+# Installs what the local stack needs and is missing: PostgreSQL 15 and Prometheus (Debian), the nisshi broker
 # (crates.io, built once into $KEEL_TOOLS, about 21 minutes), moto (PyPI, into a virtual environment
 # in $KEEL_TOOLS), sqlx-cli (crates.io, into $KEEL_TOOLS) and the non-root Postgres user. With
 # --test, also what only the tests need: Chromium and its WebDriver (Debian) for the console's
@@ -14,6 +14,14 @@ if [ ! -x "$PG_BIN/postgres" ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq postgresql-15 >/dev/null
+fi
+
+if [ ! -x "$PROMETHEUS_BIN" ] || [ ! -x "$PROMTOOL_BIN" ]; then
+  log "installing Prometheus (and promtool) from Debian's packages"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # Its package would start a system-wide daemon where systemd runs; make up starts its own.
+  apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 
 if [ "$(id -u)" = 0 ] && ! id "$PG_USER" >/dev/null 2>&1; then
@@ -50,4 +58,10 @@ if $for_tests && { ! command -v chromium >/dev/null || ! command -v chromedriver
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+
+if $for_tests && [ ! -x "$SCHEMATHESIS_VENV/bin/schemathesis" ]; then
+  log "installing schemathesis $SCHEMATHESIS_VERSION (the API contract against the live ingress) into $SCHEMATHESIS_VENV"
+  python3 -m venv "$SCHEMATHESIS_VENV"
+  "$SCHEMATHESIS_VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi

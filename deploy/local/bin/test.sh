@@ -8,6 +8,10 @@ cd "$KEEL_ROOT"
 
 bash deploy/local/bin/install.sh --test
 
+log "alert rules: promtool check and test (deploy/prometheus)"
+"$PROMTOOL_BIN" check rules deploy/prometheus/alerts.yml
+(cd deploy/prometheus && "$PROMTOOL_BIN" test rules alerts.test.yml)
+
 test_pg="$KEEL_STATE/test/postgres"
 # The Postgres cluster and DynamoDB endpoint are started and stopped by keel-local, the code behind
 # `make up` and the harness's own clusters.

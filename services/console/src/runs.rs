@@ -148,7 +148,10 @@ mod tests {
         let board = RunBoard::default();
         board.begin(&opened, "ada").unwrap();
         let first = board.latest().unwrap();
-        assert!(first.steps.iter().all(|(_, view)| *view == StepView::Waiting));
+        assert!(first
+            .steps
+            .iter()
+            .all(|(_, view)| *view == StepView::Waiting));
         assert_eq!(board.begin(&opened, "bob"), Err(first.run_id.clone()));
 
         let follower = board.clone();

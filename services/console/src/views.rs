@@ -148,6 +148,7 @@ fn database(reading: &Reading<Replication>) -> Markup {
                 "→ " (standby.name) " " (standby.state)
                 @if standby.synchronous { " (sync)" }
                 ", " (standby.behind_bytes.map_or("?".to_owned(), |b| b.to_string())) " bytes behind"
+                @if let Some(seconds) = standby.replay_lag_seconds { ", " (format!("{seconds:.2}")) " s" }
             }
         },
         Reading::Read(Replication::Standby {

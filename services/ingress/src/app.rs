@@ -115,6 +115,17 @@ async fn traffic_gate(State(app): State<AppState>, request: Request, next: Next)
     }
 }
 
+/// Every answer, by status code (the 5xx and 429 rates the alert rules watch).
+async fn count_responses(
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let response = next.run(request).await;
+    metrics::counter!("keel_http_responses_total", "status" => response.status().as_u16().to_string())
+        .increment(1);
+    response
+}
+
 pub fn router(state: AppState, config: &Config) -> Router {
     let api = Router::new()
         .route("/v1/trade-blocks", post(routes::submit::one))
@@ -149,5 +160,6 @@ pub fn router(state: AppState, config: &Config) -> Router {
             Duration::from_millis(config.request_timeout_ms),
         ))
         .layer(TraceLayer::new_for_http())
+        .layer(middleware::from_fn(count_responses))
         .with_state(state)
 }

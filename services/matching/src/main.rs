@@ -43,6 +43,9 @@ impl Default for MatchingConfig {
     }
 }
 
+/// How often the trades stuck past their settlement date are counted.
+const STUCK_EVERY: Duration = Duration::from_secs(15);
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config: Config = keel_platform::config::load()?;
@@ -69,7 +72,14 @@ async fn main() -> anyhow::Result<()> {
                     policy: policy.clone(),
                 },
             );
-            let tasks: Vec<Task> = vec![Box::pin(sweeper), results];
+            let pool = context.pool.clone();
+            let stuck = keel_service_kit::gauge_from_store(
+                "keel_trades_matched_past_settlement_date",
+                STUCK_EVERY,
+                context.shutdown.clone(),
+                move || store::matched_past_settlement_date(pool.clone()),
+            );
+            let tasks: Vec<Task> = vec![Box::pin(sweeper), results, Box::pin(stuck)];
             Ok((
                 handler::Matching {
                     policy: policy.clone(),

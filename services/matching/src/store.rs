@@ -30,6 +30,17 @@ pub async fn lock_trades(
         .collect())
 }
 
+/// Seconds from the trade's first leg accepted by ingress to `at` (its final status): the
+/// end-to-end time the participants see. Trades that never had a leg (none) are left out.
+fn submitted_to(trade: &Trade, at: DateTime<Utc>) -> Option<f64> {
+    let first = [&trade.im_leg, &trade.broker_leg]
+        .into_iter()
+        .flatten()
+        .map(|leg| leg.received_at)
+        .min()?;
+    Some((at - first).to_std().map_or(0.0, |d| d.as_secs_f64()))
+}
+
 /// What a batch changed: the trades touched, the history entries appended (per trade, in order) and
 /// the requests to settlement, in order.
 #[derive(Default)]
@@ -179,9 +190,15 @@ pub async fn save(
     .execute(&mut *conn)
     .await?;
 
-    for (_, entry) in &entries {
+    for (trade_id, entry) in &entries {
         metrics::counter!("keel_trade_status_total", "status" => entry.status.as_str())
             .increment(1);
+        if entry.status.is_final() {
+            if let Some(seconds) = trades.get(trade_id).and_then(|t| submitted_to(t, entry.at)) {
+                metrics::histogram!("keel_trade_final_seconds", "status" => entry.status.as_str())
+                    .record(seconds);
+            }
+        }
     }
     Ok(changes
         .events
@@ -189,4 +206,18 @@ pub async fn save(
         .map(Outgoing::of)
         .chain(changes.instructions.iter().map(Outgoing::of))
         .collect())
+}
+
+/// Trades MATCHED (their allocations with settlement) whose settlement date has passed: settlement
+/// should have answered by now.
+pub async fn matched_past_settlement_date(
+    pool: keel_safestore::PgPool,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "stuck!" FROM matching.trades
+           WHERE status = 'MATCHED'
+             AND (state->'im_leg'->'block'->>'settlement_date')::date < current_date"#
+    )
+    .fetch_one(&pool)
+    .await
 }

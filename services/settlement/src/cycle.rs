@@ -123,3 +123,14 @@ async fn settle_due(pool: &PgPool, reference: &ReferenceData) -> Result<usize, s
     tx.commit().await?;
     Ok(answers.len())
 }
+
+/// Instructions still PENDING after their settlement date: the cycle should have settled or failed
+/// them on it.
+pub async fn pending_past_settlement_date(pool: PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "stuck!" FROM settlement.instructions
+           WHERE status = 'PENDING' AND settlement_date < current_date"#
+    )
+    .fetch_one(&pool)
+    .await
+}

@@ -44,6 +44,9 @@ impl Default for SettlementConfig {
     }
 }
 
+/// How often the instructions stuck past their settlement date are counted.
+const STUCK_EVERY: Duration = Duration::from_secs(15);
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config: Config = keel_platform::config::load()?;
@@ -68,7 +71,14 @@ async fn main() -> anyhow::Result<()> {
                 context.relay_wake.clone(),
                 context.shutdown.clone(),
             );
-            let tasks: Vec<Task> = vec![Box::pin(cycle)];
+            let pool = context.pool.clone();
+            let stuck = keel_service_kit::gauge_from_store(
+                "keel_instructions_pending_past_settlement_date",
+                STUCK_EVERY,
+                context.shutdown.clone(),
+                move || cycle::pending_past_settlement_date(pool.clone()),
+            );
+            let tasks: Vec<Task> = vec![Box::pin(cycle), Box::pin(stuck)];
             Ok((
                 handler::Settlement {
                     reference: reference.clone(),

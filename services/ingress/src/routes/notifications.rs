@@ -1,3 +1,4 @@
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::Json;
 use serde::Deserialize;
@@ -21,8 +22,12 @@ const MAX_PAGE: i64 = 1000;
 pub async fn feed(
     State(app): State<AppState>,
     caller: Caller,
-    Query(query): Query<FeedQuery>,
+    query: Result<Query<FeedQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    // A query that does not parse (a parameter given twice, say) is the caller's mistake: 422 with
+    // the error body, as for a bad value, not axum's plain-text 400.
+    let Query(query) = query
+        .map_err(|rejection| ApiError::invalid("query", "invalid_query", rejection.body_text()))?;
     let after = match query.after.as_deref() {
         None | Some("") => 0,
         Some(raw) => raw.parse::<i64>().ok().filter(|c| *c >= 0).ok_or_else(|| {
