@@ -431,6 +431,7 @@ async fn repair(
                     topic: hop.topic.to_owned(),
                     key: keel_messages::key_of(hop.topic, &json)?,
                     payload,
+                    traceparent: None,
                 })
             })
             .collect();

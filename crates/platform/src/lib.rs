@@ -6,3 +6,4 @@ pub mod config;
 pub mod ops;
 pub mod shutdown;
 pub mod telemetry;
+pub mod trace;

@@ -1,5 +1,6 @@
 //! Logs as JSON lines on stderr (or plain text with `KEEL_LOG_FORMAT=text`), filtered by `RUST_LOG`,
-//! and OpenTelemetry traces exported over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+//! and OpenTelemetry traces exported over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set
+//! (protobuf, or JSON with `OTEL_EXPORTER_OTLP_PROTOCOL=http/json`); see [`crate::trace`].
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -58,6 +59,9 @@ pub fn init(service: &'static str) -> TelemetryGuard {
                 }
             }
         });
+    if provider.is_some() {
+        crate::trace::set_exported();
+    }
     let otel = provider
         .as_ref()
         .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer(service)));

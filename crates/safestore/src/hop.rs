@@ -98,7 +98,7 @@ pub async fn stored_messages(
 ) -> Result<Vec<crate::PendingMessage>, sqlx::Error> {
     let schema = &quote_ident(schema);
     sqlx::query_as(&format!(
-        "SELECT id, message_id, topic, key, payload FROM {schema}.outbox
+        "SELECT id, message_id, topic, key, payload, traceparent FROM {schema}.outbox
          WHERE topic = $1 AND message_id = ANY($2) ORDER BY id"
     ))
     .bind(topic)

@@ -143,6 +143,8 @@ pub struct Outgoing {
     pub key: String,
     /// The message's JSON text, exactly as it will travel.
     pub payload: String,
+    /// The W3C trace context of the work that produced it, when traces are exported.
+    pub traceparent: Option<String>,
 }
 
 impl Outgoing {
@@ -152,6 +154,15 @@ impl Outgoing {
             topic: M::TOPIC.to_owned(),
             key: message.key(),
             payload: serde_json::to_string(message).expect("messages always serialize"),
+            traceparent: None,
+        }
+    }
+
+    /// The same message, continuing the trace `traceparent` names.
+    pub fn continuing(self, traceparent: Option<String>) -> Self {
+        Outgoing {
+            traceparent,
+            ..self
         }
     }
 }
@@ -174,15 +185,18 @@ pub async fn enqueue(conn: &mut PgConnection, messages: &[Outgoing]) -> Result<(
     let topics: Vec<&str> = messages.iter().map(|m| m.topic.as_str()).collect();
     let keys: Vec<&str> = messages.iter().map(|m| m.key.as_str()).collect();
     let payloads: Vec<&str> = messages.iter().map(|m| m.payload.as_str()).collect();
+    let traceparents: Vec<Option<&str>> =
+        messages.iter().map(|m| m.traceparent.as_deref()).collect();
     sqlx::query(
-        "INSERT INTO outbox (message_id, topic, key, payload)
-         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[])
+        "INSERT INTO outbox (message_id, topic, key, payload, traceparent)
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[])
          ON CONFLICT (message_id) DO NOTHING",
     )
     .bind(&ids)
     .bind(&topics)
     .bind(&keys)
     .bind(&payloads)
+    .bind(&traceparents)
     .execute(conn)
     .await?;
     Ok(())
@@ -328,6 +342,7 @@ pub struct PendingMessage {
     pub topic: String,
     pub key: String,
     pub payload: String,
+    pub traceparent: Option<String>,
 }
 
 /// The next rows to publish: per topic, up to `limit` rows after its cursor (an outbox row id), in
@@ -340,10 +355,10 @@ pub async fn unpublished_after(
     let topics: Vec<&str> = cursors.iter().map(|(t, _)| t.as_str()).collect();
     let ids: Vec<i64> = cursors.iter().map(|(_, id)| *id).collect();
     sqlx::query_as(
-        "SELECT r.id, r.message_id, r.topic, r.key, r.payload
+        "SELECT r.id, r.message_id, r.topic, r.key, r.payload, r.traceparent
          FROM UNNEST($1::text[], $2::bigint[]) AS c(topic, id),
          LATERAL (
-             SELECT o.id, o.message_id, o.topic, o.key, o.payload
+             SELECT o.id, o.message_id, o.topic, o.key, o.payload, o.traceparent
              FROM outbox o
              WHERE o.topic = c.topic AND o.id > c.id
              ORDER BY o.id

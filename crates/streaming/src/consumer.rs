@@ -1,12 +1,13 @@
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use keel_messages::Message as KeelMessage;
+use keel_platform::trace;
 use keel_safestore::{DeadLetter, Origin, Outgoing, PgPool};
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
-use rdkafka::message::{Message as _, OwnedMessage};
+use rdkafka::message::{Headers as _, Message as _, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::de::DeserializeOwned;
 use sqlx::PgConnection;
@@ -28,6 +29,8 @@ pub struct Inbound<M> {
     pub raw: String,
     /// When it was produced (the record's timestamp, ms since the epoch), if the broker says.
     pub produced_ms: Option<i64>,
+    /// The trace it continues (the record's `traceparent` header), if any.
+    pub traceparent: Option<String>,
 }
 
 /// A service's business step. `apply` runs inside the batch transaction with the messages never seen
@@ -513,6 +516,13 @@ impl<H: Handler> BatchConsumer<H> {
                 offset: message.offset(),
                 raw: String::from_utf8_lossy(payload).into_owned(),
                 produced_ms: message.timestamp().to_millis(),
+                traceparent: message.headers().and_then(|headers| {
+                    headers
+                        .iter()
+                        .find(|h| h.key == trace::HEADER)
+                        .and_then(|h| h.value)
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                }),
             }),
             Err(error) => Decoded::Dead(DeadLetter {
                 message_id: None,
@@ -591,11 +601,29 @@ impl<H: Handler> BatchConsumer<H> {
             .filter(|m| fresh.contains(&m.message_id) && taken.insert(m.message_id))
             .collect();
 
+        // One `consume` span per message that carries a trace, alive until the batch commits; what
+        // the handler sends on about the same trade (same key) continues it.
+        let spans: HashMap<String, tracing::Span> = if trace::exported() {
+            new_messages
+                .iter()
+                .filter_map(|m| {
+                    let parent = m.traceparent.as_deref()?;
+                    let span = tracing::info_span!("consume", topic, message_id = %m.message_id);
+                    trace::continue_from(&span, parent);
+                    Some((m.body.key(), span))
+                })
+                .collect()
+        } else {
+            HashMap::new()
+        };
         let mut outgoing = self
             .handler
             .apply(&mut tx, &new_messages)
             .await
             .map_err(classify)?;
+        for message in outgoing.iter_mut().filter(|m| m.traceparent.is_none()) {
+            message.traceparent = spans.get(&message.key).and_then(trace::traceparent);
+        }
         for letter in dead {
             keel_safestore::record_dead_letter(&mut tx, letter)
                 .await
@@ -718,6 +746,7 @@ fn dead_letter_message(topic: &str, letter: &DeadLetter) -> Outgoing {
             "payload": letter.payload.as_deref().map(String::from_utf8_lossy),
         })
         .to_string(),
+        traceparent: None,
     }
 }
 

@@ -3,8 +3,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
+use keel_platform::trace;
 use keel_safestore::{PendingMessage, PgPool};
 use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
 use rdkafka::util::Timeout;
 use tokio::sync::{mpsc, Notify};
@@ -309,10 +311,14 @@ impl OutboxRelay {
         let count = rows.len();
         for row in rows {
             let producer = &producers[&routes[&row.topic]];
+            let headers = publish_headers(&row);
             let delivery = loop {
-                let record = FutureRecord::to(&row.topic)
+                let mut record = FutureRecord::to(&row.topic)
                     .key(&row.key)
                     .payload(&row.payload);
+                if let Some(headers) = &headers {
+                    record = record.headers(headers.clone());
+                }
                 match producer.send_result(record) {
                     Ok(delivery) => break delivery,
                     Err((
@@ -394,6 +400,19 @@ async fn save(
     Ok(())
 }
 
+/// The record's `traceparent`: a `publish` span of the relay's, continuing the trace of the work
+/// that wrote the row. None when traces are not exported or the row has no trace.
+fn publish_headers(row: &PendingMessage) -> Option<OwnedHeaders> {
+    let parent = row.traceparent.as_deref().filter(|_| trace::exported())?;
+    let span = tracing::info_span!("publish", topic = %row.topic, message_id = %row.message_id);
+    trace::continue_from(&span, parent);
+    let traceparent = trace::traceparent(&span)?;
+    Some(OwnedHeaders::new().insert(Header {
+        key: trace::HEADER,
+        value: Some(&traceparent),
+    }))
+}
+
 /// Publishes stored outbox messages again, straight into `kafka`: reconciliation's replay into the
 /// region where the receiving application processes, whatever the relays' routing says at the
 /// moment. The records are the relay's own (key and payload), so consumers drop what they already
@@ -404,9 +423,15 @@ pub async fn republish(
 ) -> Result<usize, KafkaError> {
     let producer = OutboxRelay::producer(kafka)?;
     let deliveries = messages.iter().map(|message| {
-        let record = FutureRecord::to(&message.topic)
+        let mut record = FutureRecord::to(&message.topic)
             .key(&message.key)
             .payload(&message.payload);
+        if let Some(traceparent) = &message.traceparent {
+            record = record.headers(OwnedHeaders::new().insert(Header {
+                key: trace::HEADER,
+                value: Some(traceparent),
+            }));
+        }
         producer.send(record, Timeout::After(Duration::from_secs(30)))
     });
     for delivery in join_all(deliveries).await {

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use keel_domain::{LegId, ParticipantId, TradeBlock, TradeId};
 use keel_messages::Submission;
+use keel_platform::trace;
 use keel_safestore::{Outgoing, PgPool};
 use serde_json::{json, Value};
 use sqlx::types::Json;
@@ -415,6 +416,7 @@ async fn commit_group(
                 received_at,
                 block: l.canonical.clone(),
             })
+            .continuing(leg_trace(l))
         })
         .collect();
     keel_safestore::enqueue(&mut tx, &outgoing).await?;
@@ -452,6 +454,18 @@ async fn commit_group(
             Fate::Refused(error) => Err(error.clone()),
         })
         .collect())
+}
+
+/// The leg's span in its trade's trace (the trade id is the trace id), which the rest of the
+/// pipeline continues; none when traces are not exported.
+fn leg_trace(leg: &AcceptedLeg) -> Option<String> {
+    if !trace::exported() {
+        return None;
+    }
+    let span =
+        tracing::info_span!("accept leg", trade_id = %leg.trade_id.0, leg_id = %leg.leg_id.0);
+    trace::within_trade(&span, leg.trade_id.0);
+    trace::traceparent(&span)
 }
 
 fn key_reused(key: &str) -> CommitError {

@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use keel_domain::{MatchKey, ParticipantId, TradeId, TradeStatus};
 use keel_messages::Submission;
+use keel_platform::trace;
 use keel_safestore::{Outgoing, PgPool};
 use serde_json::Value;
 use sqlx::types::Json;
@@ -157,7 +158,13 @@ pub async fn request_cancel(
             requested_by: by.clone(),
             requested_at,
         };
-        keel_safestore::enqueue(&mut tx, &[Outgoing::of(&message)]).await?;
+        let traceparent = trace::exported().then(|| {
+            let span = tracing::info_span!("request cancel", trade_id = %trade_id.0);
+            trace::within_trade(&span, trade_id.0);
+            trace::traceparent(&span)
+        });
+        let outgoing = Outgoing::of(&message).continuing(traceparent.flatten());
+        keel_safestore::enqueue(&mut tx, &[outgoing]).await?;
     }
     tx.commit().await
 }
