@@ -176,6 +176,20 @@ async fn an_operator_rotates_from_the_console_and_a_viewer_cannot_act() {
     )
     .await;
     until(&ops, "every safety rule holding", "document.querySelectorAll('#rules .rule.holds').length > 0 && document.querySelectorAll('#rules .rule:not(.holds)').length === 0", Duration::from_secs(10)).await;
+    until(
+        &ops,
+        "every stage of both regions counted",
+        "document.querySelectorAll('#stages tr[data-service]').length === 10",
+        Duration::from_secs(10),
+    )
+    .await;
+    until(
+        &ops,
+        "the reconciliation gaps (or why they cannot be read)",
+        "document.querySelector('#gaps') !== null",
+        Duration::from_secs(10),
+    )
+    .await;
     shots.push(screenshot(&ops, "1-overview").await);
 
     // The generator, stopped and started again from its buttons.

@@ -21,6 +21,23 @@ pub struct Config {
     /// How long the stores keep inbox and outbox rows: reconciliation must not look further back.
     pub retention: keel_safestore::Retention,
     pub operators: OperatorsConfig,
+    /// Where the continuous reconciler serves its metrics (`[local] reconciler_listen`, as
+    /// keel-local starts it).
+    pub local: ReconcilerEndpoint,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReconcilerEndpoint {
+    pub reconciler_listen: String,
+}
+
+impl Default for ReconcilerEndpoint {
+    fn default() -> Self {
+        Self {
+            reconciler_listen: "127.0.0.1:9190".to_owned(),
+        }
+    }
 }
 
 /// The `[operators]` table: who may operate Keel, for keelctl and the console.

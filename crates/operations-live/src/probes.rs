@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use keel_operations::ports::{IngressAnswer, ServiceProbes};
+use keel_operations::ports::{IngressAnswer, ServiceProbes, Telemetry, TelemetryError};
+use keel_operations::telemetry::{self, Sample};
 use keel_operations::{Health, Processing};
 use keel_platform::ops::{ReadyzBody, ROUTING_CONTROLS_CHECK};
 
@@ -92,6 +93,65 @@ impl ServiceProbes for HttpProbes {
             }
             Ok(r) => IngressAnswer::Accepting(r.status().to_string()),
         }
+    }
+}
+
+impl HttpProbes {
+    async fn scrape(
+        &self,
+        source_name: String,
+        url: String,
+    ) -> Result<Vec<Sample>, TelemetryError> {
+        let failed = |detail: String| TelemetryError {
+            source_name: source_name.clone(),
+            detail,
+        };
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| failed(e.without_url().to_string()))?;
+        if !response.status().is_success() {
+            return Err(failed(format!("answered {}", response.status())));
+        }
+        let text = response
+            .text()
+            .await
+            .map_err(|e| failed(e.without_url().to_string()))?;
+        Ok(telemetry::parse(&text))
+    }
+}
+
+#[async_trait]
+impl Telemetry for HttpProbes {
+    async fn samples(
+        &self,
+        region: &str,
+        service: &'static str,
+    ) -> Result<Vec<Sample>, TelemetryError> {
+        let source_name = format!("{service} in {region}");
+        let Some(base) = self
+            .config
+            .regions
+            .get(region)
+            .and_then(|r| r.services.get(service))
+        else {
+            return Err(TelemetryError {
+                source_name,
+                detail: format!("not configured (regions.{region}.services)"),
+            });
+        };
+        self.scrape(source_name, format!("{base}/metrics")).await
+    }
+
+    async fn reconciler(&self) -> Result<Vec<Sample>, TelemetryError> {
+        let listen = &self.config.local.reconciler_listen;
+        self.scrape(
+            "the continuous reconciler".to_owned(),
+            format!("http://{listen}/metrics"),
+        )
+        .await
     }
 }
 

@@ -21,9 +21,11 @@ use crate::health::{Health, Processing};
 use crate::ports::{
     acknowledged_records, Acknowledged, AuditTrail, BrokerError, Brokers, Clock, ControlsError,
     DatabaseError, Databases, IngressAnswer, Pipeline, PipelineError, Queues, Replication,
-    RoutingControls, RunbookStore, ServiceProbes, StandbyLink, StoreError, Verification,
+    RoutingControls, RunbookStore, ServiceProbes, StandbyLink, StoreError, Telemetry,
+    TelemetryError, Verification,
 };
 use crate::runbook::{Ports, Runbook, Settings};
+use crate::telemetry::Sample;
 
 pub const EAST: &str = "us-east-1";
 pub const WEST: &str = "us-west-2";
@@ -528,6 +530,61 @@ fn store_answers(state: &State) -> Result<(), StoreError> {
         });
     }
     Ok(())
+}
+
+/// Every running service has processed as many messages as the databases hold records; the
+/// reconciler reports the gaps reconciliation would leave.
+#[async_trait]
+impl Telemetry for World {
+    async fn samples(
+        &self,
+        region: &str,
+        name: &'static str,
+    ) -> Result<Vec<Sample>, TelemetryError> {
+        let state = self.state();
+        if !self.reachable(&state, region)
+            || state.stopped_services.contains(&(region.to_owned(), name))
+        {
+            return Err(TelemetryError {
+                source_name: format!("{name} in {region}"),
+                detail: "connection refused".to_owned(),
+            });
+        }
+        let processed = state
+            .databases
+            .values()
+            .map(|db| db.acknowledged)
+            .max()
+            .unwrap_or(0) as f64;
+        let (metric, labels) = if name == "ingress" {
+            ("keel_ingress_legs_accepted_total", BTreeMap::new())
+        } else {
+            (
+                "keel_consumer_messages_total",
+                BTreeMap::from([("outcome".to_owned(), "processed".to_owned())]),
+            )
+        };
+        Ok(vec![Sample {
+            name: metric.to_owned(),
+            labels,
+            value: processed,
+        }])
+    }
+
+    async fn reconciler(&self) -> Result<Vec<Sample>, TelemetryError> {
+        let state = self.state();
+        Ok(vec![Sample {
+            name: "keel_reconcile_gaps".to_owned(),
+            labels: BTreeMap::from([
+                (
+                    "hop".to_owned(),
+                    "ingress -> ingestion (tm.submissions)".to_owned(),
+                ),
+                ("kind".to_owned(), "missing".to_owned()),
+            ]),
+            value: state.missing_after_reconcile as f64,
+        }])
+    }
 }
 
 #[async_trait]

@@ -7,6 +7,8 @@
 //!   against ARC, DynamoDB, Postgres, `/readyz` and Kafka.
 //! - [`access`] and [`audit`]: who may act (a registry of operators with hashed passwords and
 //!   roles), and the trail of every action, recorded before it is taken and completed after.
+//! - [`telemetry`]: the services' own metrics read for the console: per-stage counts and rates,
+//!   gaps per hop.
 //! - [`fakes`]: an in-memory implementation of every port, one small world, for tests that run in
 //!   milliseconds.
 //!
@@ -23,6 +25,7 @@ pub mod report;
 pub mod runbook;
 pub mod status;
 mod steps;
+pub mod telemetry;
 
 pub use access::{Operator, Registry, Role};
 pub use active::{active_regions, ActiveError};

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::audit::AuditEntry;
 use crate::health::Health;
+use crate::telemetry::Sample;
 
 /// Route 53 ARC's routing controls.
 #[async_trait]
@@ -157,6 +158,26 @@ pub trait RunbookStore: Send + Sync {
     async fn load(&self, run_id: &str) -> Result<Option<(Journal, u64)>, StoreError>;
     /// Saves `journal` over `version` (0: new); the new version.
     async fn save(&self, journal: &Journal, version: u64) -> Result<u64, StoreError>;
+}
+
+/// What each process serves at `/metrics`.
+#[async_trait]
+pub trait Telemetry: Send + Sync {
+    /// `service`'s samples in `region`.
+    async fn samples(
+        &self,
+        region: &str,
+        service: &'static str,
+    ) -> Result<Vec<Sample>, TelemetryError>;
+    /// The continuous reconciler's samples (gaps per hop, replication).
+    async fn reconciler(&self) -> Result<Vec<Sample>, TelemetryError>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{source_name} metrics: {detail}")]
+pub struct TelemetryError {
+    pub source_name: String,
+    pub detail: String,
 }
 
 /// The trail of operators' actions (the same DynamoDB table as the runbook's).

@@ -1,12 +1,13 @@
 //! The console's shared state: the operations library over the real systems (as keelctl has it),
 //! the operator registry, the sign-in sessions and the run the console started.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use keel_operations::ports::{AuditTrail, SystemClock};
+use keel_operations::ports::{AuditTrail, SystemClock, Telemetry};
+use keel_operations::telemetry::StageCount;
 use keel_operations::{Auditor, Channel, Ports, Registry, Runbook};
-use keel_operations_live::{Config, DynamoStore};
+use keel_operations_live::{Config, DynamoStore, HttpProbes};
 
 use crate::config::ConsoleConfig;
 use crate::runs::RunBoard;
@@ -22,7 +23,13 @@ pub struct AppState {
     pub sessions: Arc<Sessions>,
     pub runs: RunBoard,
     pub refresh: Duration,
+    pub telemetry: Arc<dyn Telemetry>,
+    /// The last reading of the stages' counts, for their rates.
+    pub last_counts: Arc<Mutex<Option<Reading>>>,
 }
+
+/// The stages' counts, and when they were read.
+pub type Reading = (Instant, Vec<StageCount>);
 
 impl AppState {
     pub fn new(config: &Config, console: &ConsoleConfig, registry: Registry) -> AppState {
@@ -37,6 +44,8 @@ impl AppState {
             ))),
             runs: RunBoard::default(),
             refresh: Duration::from_millis(console.refresh_ms.max(200)),
+            telemetry: Arc::new(HttpProbes::new(config)),
+            last_counts: Arc::default(),
         }
     }
 

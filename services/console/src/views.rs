@@ -1,10 +1,12 @@
 //! The console's HTML, rendered on the server (maud escapes every value). Each live part is a
 //! fragment the page polls; the page itself is the layout and the buttons.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use keel_operations::ports::Replication;
 use keel_operations::status::{Reading, Row, Status};
+use keel_operations::telemetry::StageCount;
 use keel_operations::{AuditEntry, Health, Opened, Operator, Outcome, Processing, Role};
 use keel_rotation::Mode;
 use keel_routing::{standard_rules, App};
@@ -176,7 +178,56 @@ fn queues(row: &Row) -> Markup {
     }
 }
 
-pub fn overview(status: &Status, regions: &[String]) -> Markup {
+fn stage_table(stages: &[StageCount]) -> Markup {
+    // Only the region taking traffic accepts; the sum is the load however it moves.
+    let rates: Vec<f64> = stages
+        .iter()
+        .filter(|s| s.service == "ingress")
+        .filter_map(|s| s.per_second)
+        .collect();
+    let ingress: Option<f64> = (!rates.is_empty()).then(|| rates.iter().sum());
+    html! {
+        h3 { "Stages" }
+        p #offered { "Legs accepted at ingress: "
+            (ingress.map_or("—".to_owned(), |r| format!("{r:.1}/s")))
+            " (the generator's load, and the participants')" }
+        table.grid #stages {
+            thead { tr { th { "region" } th { "stage" } th { "processed" } th { "per second" } } }
+            tbody {
+                @for stage in stages {
+                    tr data-region=(stage.region) data-service=(stage.service) {
+                        td { (stage.region) } td { (stage.service) }
+                        // abs: an empty sum is -0.
+                        td.count { (format!("{:.0}", stage.count.abs())) }
+                        td { (stage.per_second.map_or("—".to_owned(), |r| format!("{r:.1}"))) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn gap_list(gaps: &Reading<BTreeMap<String, f64>>) -> Markup {
+    html! {
+        h3 { "Reconciliation gaps per hop" }
+        @match gaps {
+            Reading::Unreadable(why) => p.problem #gaps { "unreadable: " (why) },
+            Reading::Read(gaps) if gaps.is_empty() => p #gaps { "no reconciliation run yet" },
+            Reading::Read(gaps) => ul #gaps {
+                @for (hop, count) in gaps {
+                    li class=(if *count > 0.0 { "problem" } else { "" }) { (hop) ": " (format!("{count:.0}")) }
+                }
+            },
+        }
+    }
+}
+
+pub fn overview(
+    status: &Status,
+    regions: &[String],
+    stages: &[StageCount],
+    gaps: &Reading<BTreeMap<String, f64>>,
+) -> Markup {
     let controls = status.controls.read();
     html! {
         h2 { "Regions" }
@@ -204,6 +255,8 @@ pub fn overview(status: &Status, regions: &[String]) -> Markup {
                 }
             }
         }
+        (stage_table(stages))
+        (gap_list(gaps))
         h3 { "Safety rules" }
         ul #rules {
             @for rule in standard_rules(regions) {
