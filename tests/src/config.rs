@@ -84,6 +84,7 @@ impl Stack {
                 .join("deploy/local/config/operators.toml")
                 .to_string_lossy()
                 .into_owned(),
+            ..OperatorsConfig::default()
         };
         replace(&mut config, "operators", &operators)?;
         std::fs::write(&self.config_file, toml::to_string(&config)?)?;

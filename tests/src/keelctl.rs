@@ -50,6 +50,23 @@ impl Stack {
         command
     }
 
+    /// Runs `keelctl` with `extra` read after the stack's configuration (it overrides what it
+    /// names), as nobody: for an identity that is not a name and password.
+    pub fn keelctl_with_config(
+        &self,
+        extra: &std::path::Path,
+        args: &[&str],
+    ) -> std::process::Output {
+        let mut command = self.keelctl_command_as(Signed::Anonymous, args);
+        command.env(
+            "KEEL_CONFIG",
+            format!("{}:{}", self.config_file.display(), extra.display()),
+        );
+        command
+            .output()
+            .unwrap_or_else(|e| panic!("running keelctl: {e}"))
+    }
+
     /// Runs `keelctl` as `who`, with these arguments against this stack.
     pub fn keelctl_as(&self, who: Signed<'_>, args: &[&str]) -> std::process::Output {
         self.keelctl_command_as(who, args)

@@ -78,3 +78,55 @@ async fn keelctl_acts_only_for_a_signed_in_operator_and_audits_every_attempt() {
         );
     }
 }
+
+/// On AWS keelctl asks no password: the caller's identity (STS, moto's here) is the operator the
+/// registry's `[[principal]]` tables map it to, and an identity mapped to nobody is refused.
+#[tokio::test]
+async fn on_aws_keelctl_acts_as_the_callers_identity() {
+    let stack = Stack::start("operators_aws", StackOptions::default())
+        .await
+        .unwrap();
+    let arc = stack.arc_client();
+    let sts =
+        std::env::var("KEEL_TEST_DYNAMODB").unwrap_or_else(|_| "http://127.0.0.1:18490".into());
+    let with_principal = |arn: &str, name: &str| {
+        let registry = stack.dir.join(format!("principals-{name}.toml"));
+        std::fs::write(
+            &registry,
+            format!("[[principal]]\narn = \"{arn}\"\nname = \"{name}\"\nrole = \"operator\"\n"),
+        )
+        .unwrap();
+        let config = stack.dir.join(format!("aws-{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "[operators]\nidentity = \"aws\"\nsts_endpoint = \"{sts}\"\nregistry = \"{}\"\n",
+                registry.display()
+            ),
+        )
+        .unwrap();
+        config
+    };
+
+    // moto answers GetCallerIdentity with this ARN.
+    let stranger = with_principal("arn:aws:iam::123456789012:role/someone-else", "other");
+    let refused = stack.keelctl_with_config(&stranger, &["generator", "stop"]);
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    assert!(
+        stderr(&refused).contains("arn:aws:sts::123456789012:user/moto is no operator"),
+        "{refused:?}"
+    );
+    assert!(arc.get("generator").await.unwrap());
+
+    let mapped = with_principal("arn:aws:sts::123456789012:user/moto", "cloud-sre");
+    let stop = stack.keelctl_with_config(&mapped, &["generator", "stop"]);
+    assert!(stop.status.success(), "{stop:?}");
+    assert!(!arc.get("generator").await.unwrap());
+
+    let audit = stack.keelctl_as(Signed::Anonymous, &["--json", "audit"]);
+    let trail: Vec<Value> = serde_json::from_slice(&audit.stdout).unwrap();
+    assert_eq!(trail[0]["operator"], "cloud-sre", "{trail:#?}");
+    assert_eq!(trail[0]["action"]["kind"], "stop-generator");
+    assert_eq!(trail[1]["operator"], "arn:aws:sts::123456789012:user/moto");
+    assert_eq!(trail[1]["outcome"]["outcome"], "refused");
+}

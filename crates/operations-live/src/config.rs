@@ -46,12 +46,28 @@ impl Default for ReconcilerEndpoint {
 pub struct OperatorsConfig {
     /// The registry of operators, their roles and password hashes (keel-operations' `access`).
     pub registry: String,
+    /// How keelctl knows who runs it: a name and password from the registry, or the caller's
+    /// AWS identity (STS) mapped by the registry's `[[principal]]` tables.
+    pub identity: IdentitySource,
+    /// STS's endpoint; empty for AWS's own in `sts_region`.
+    pub sts_endpoint: String,
+    pub sts_region: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdentitySource {
+    Registry,
+    Aws,
 }
 
 impl Default for OperatorsConfig {
     fn default() -> Self {
         Self {
             registry: "deploy/local/config/operators.toml".to_owned(),
+            identity: IdentitySource::Registry,
+            sts_endpoint: String::new(),
+            sts_region: "us-east-1".to_owned(),
         }
     }
 }
@@ -68,7 +84,42 @@ pub enum OperatorsError {
     Invalid { path: String, source: RegistryError },
 }
 
+/// The caller's AWS identity cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[error("the caller's AWS identity ({endpoint}): {detail}")]
+pub struct IdentityError {
+    pub endpoint: String,
+    pub detail: String,
+}
+
 impl OperatorsConfig {
+    /// The ARN of whoever's credentials this process runs with (STS `GetCallerIdentity`).
+    pub async fn caller_arn(&self) -> Result<String, IdentityError> {
+        let endpoint = if self.sts_endpoint.is_empty() {
+            format!("STS {}", self.sts_region)
+        } else {
+            self.sts_endpoint.clone()
+        };
+        let mut builder = aws_sdk_sts::Config::builder()
+            .region(aws_sdk_sts::config::Region::new(self.sts_region.clone()))
+            .credentials_provider(keel_arc::aws_credentials());
+        if !self.sts_endpoint.is_empty() {
+            builder = builder.endpoint_url(&self.sts_endpoint);
+        }
+        let answer = aws_sdk_sts::Client::from_conf(builder.build())
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| IdentityError {
+                endpoint: endpoint.clone(),
+                detail: aws_sdk_sts::error::DisplayErrorContext(&e).to_string(),
+            })?;
+        answer.arn.ok_or(IdentityError {
+            endpoint,
+            detail: "no ARN in the answer".to_owned(),
+        })
+    }
+
     /// Reads and parses the registry.
     pub fn registry(&self) -> Result<Registry, OperatorsError> {
         let path = self.registry.clone();

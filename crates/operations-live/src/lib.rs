@@ -27,7 +27,9 @@ use keel_operations::ports::SystemClock;
 use keel_operations::{Ports, Runbook, Settings};
 
 pub use brokers::KafkaBrokers;
-pub use config::{Config, ConfigError, OperatorsConfig, OperatorsError};
+pub use config::{
+    Config, ConfigError, IdentityError, IdentitySource, OperatorsConfig, OperatorsError,
+};
 pub use controls::ArcControls;
 pub use databases::LocalDatabases;
 pub use pipeline::StorePipeline;

@@ -3,8 +3,9 @@
 //! sign in and check here, so the rule is the same wherever an action starts.
 //!
 //! The registry is a TOML file of `[[operator]]` tables (`name`, `role`, `password_hash`, a PHC
-//! string such as `keelctl operators hash` prints). The file is read by the caller; this module only
-//! parses it and checks passwords.
+//! string such as `keelctl operators hash` prints) and, on AWS, `[[principal]]` tables (`arn`,
+//! `name`, `role`): an IAM principal, as the caller's identity names it, is that operator with no
+//! password asked. The file is read by the caller; this module only parses it and checks.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -86,10 +87,27 @@ pub enum RegistryError {
     Empty,
 }
 
+/// The caller's AWS identity is no operator's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{arn} is no operator's identity (the registry's [[principal]] tables)")]
+pub struct UnknownPrincipal {
+    pub arn: String,
+}
+
 #[derive(Deserialize)]
 struct File {
     #[serde(rename = "operator", default)]
     operators: Vec<Entry>,
+    #[serde(rename = "principal", default)]
+    principals: Vec<PrincipalEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PrincipalEntry {
+    arn: String,
+    name: String,
+    role: Role,
 }
 
 #[derive(Deserialize)]
@@ -104,14 +122,28 @@ struct Entry {
 #[derive(Debug, Clone)]
 pub struct Registry {
     operators: BTreeMap<String, (Role, String)>,
+    principals: BTreeMap<String, Operator>,
 }
 
 impl Registry {
     /// Parses a registry file's text; every entry must be well formed, or none is used.
     pub fn parse(text: &str) -> Result<Registry, RegistryError> {
         let file: File = toml::from_str(text)?;
-        if file.operators.is_empty() {
+        if file.operators.is_empty() && file.principals.is_empty() {
             return Err(RegistryError::Empty);
+        }
+        let mut principals = BTreeMap::new();
+        for entry in file.principals {
+            if !is_name(&entry.name) {
+                return Err(RegistryError::BadName(entry.name));
+            }
+            let operator = Operator {
+                name: entry.name,
+                role: entry.role,
+            };
+            if principals.insert(entry.arn.clone(), operator).is_some() {
+                return Err(RegistryError::Duplicate(entry.arn));
+            }
         }
         let mut operators = BTreeMap::new();
         for entry in file.operators {
@@ -129,7 +161,20 @@ impl Registry {
                 return Err(RegistryError::Duplicate(entry.name));
             }
         }
-        Ok(Registry { operators })
+        Ok(Registry {
+            operators,
+            principals,
+        })
+    }
+
+    /// The operator whose AWS identity is `arn` (the caller's, as STS names it).
+    pub fn principal(&self, arn: &str) -> Result<Operator, UnknownPrincipal> {
+        self.principals
+            .get(arn)
+            .cloned()
+            .ok_or_else(|| UnknownPrincipal {
+                arn: arn.to_owned(),
+            })
     }
 
     /// The operator `name`, if `password` is theirs. An unknown name costs the same time as a
@@ -263,6 +308,23 @@ mod tests {
             let error = Registry::parse(&text).unwrap_err().to_string();
             assert!(error.contains(expected), "{text}: {error}");
         }
+    }
+
+    #[test]
+    fn an_aws_principal_is_its_operator_and_no_other_is_anyone() {
+        let registry = Registry::parse(
+            "[[principal]]\narn = \"arn:aws:iam::1:role/keel-sre\"\nname = \"sre\"\nrole = \"operator\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            registry.principal("arn:aws:iam::1:role/keel-sre").unwrap(),
+            Operator {
+                name: "sre".to_owned(),
+                role: Role::Operator
+            }
+        );
+        assert!(registry.principal("arn:aws:iam::1:role/other").is_err());
+        assert_eq!(registry.authenticate("sre", ""), Err(SignInRejected));
     }
 
     #[test]

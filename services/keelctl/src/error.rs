@@ -3,12 +3,12 @@
 use std::process::ExitCode;
 
 use keel_ledger::Violation;
-use keel_operations::access::{Denied, SignInRejected};
+use keel_operations::access::{Denied, SignInRejected, UnknownPrincipal};
 use keel_operations::ports::{ControlsError, StoreError};
 use keel_operations::{ActiveError, RunbookError};
 use keel_operations_live::ledger::LedgerReadError;
 use keel_operations_live::reconcile::ReconcileError;
-use keel_operations_live::{ConfigError, OperatorsError};
+use keel_operations_live::{ConfigError, IdentityError, OperatorsError};
 use keel_routing::App;
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +63,10 @@ pub enum Error {
     Operators(#[from] OperatorsError),
     #[error("nothing was done: the audit trail cannot be written: {0}")]
     Unrecorded(StoreError),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error("sign-in refused: {0}")]
+    UnknownPrincipal(UnknownPrincipal),
 }
 
 impl Error {
@@ -95,7 +99,9 @@ impl Error {
             | Error::SignIn(_)
             | Error::Denied(_)
             | Error::Operators(_)
-            | Error::Unrecorded(_) => false,
+            | Error::Unrecorded(_)
+            | Error::Identity(_)
+            | Error::UnknownPrincipal(_) => false,
         };
         ExitCode::from(if found_wrong { 1 } else { 2 })
     }

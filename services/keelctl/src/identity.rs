@@ -1,13 +1,15 @@
-//! Who runs a command that changes Keel: an operator of the registry (`[operators] registry`),
-//! named by `--operator` or `KEEL_OPERATOR`, with the password from `KEEL_OPERATOR_PASSWORD` or,
-//! on a terminal, a prompt. Every such command is carried out through the audit trail.
+//! Who runs a command that changes Keel: an operator of the registry (`[operators] registry`).
+//! Locally (`identity = "registry"`) named by `--operator` or `KEEL_OPERATOR`, with the password
+//! from `KEEL_OPERATOR_PASSWORD` or, on a terminal, a prompt; on AWS (`identity = "aws"`) the
+//! caller's identity as STS names it, mapped by the registry's `[[principal]]` tables. Every such
+//! command is carried out through the audit trail.
 
 use std::future::Future;
 use std::io::IsTerminal;
 
 use keel_operations::ports::SystemClock;
 use keel_operations::{Acted, Action, Auditor, Channel, Operator, Outcome};
-use keel_operations_live::{Config, DynamoStore};
+use keel_operations_live::{Config, DynamoStore, IdentitySource};
 
 use crate::error::Error;
 
@@ -20,6 +22,9 @@ pub struct Acting {
 impl Acting {
     /// Signs `name` in against the registry; a refused sign-in is recorded in the trail.
     pub async fn sign_in(config: &Config, name: Option<&str>) -> Result<Acting, Error> {
+        if config.operators.identity == IdentitySource::Aws {
+            return Self::from_aws(config).await;
+        }
         let name = name.ok_or(Error::NoOperator)?;
         let registry = config.operators.registry()?;
         let password = password(name)?;
@@ -30,6 +35,22 @@ impl Acting {
             Err(rejected) => {
                 auditor(&store).sign_in(name, false).await?;
                 Err(Error::SignIn(rejected))
+            }
+        }
+    }
+
+    /// The operator the caller's AWS identity is; an identity that is no operator's is refused,
+    /// and recorded under its ARN.
+    async fn from_aws(config: &Config) -> Result<Acting, Error> {
+        let registry = config.operators.registry()?;
+        let arn = config.operators.caller_arn().await?;
+        let store = DynamoStore::new(&config.runbook);
+        store.ensure_table().await?;
+        match registry.principal(&arn) {
+            Ok(operator) => Ok(Acting { operator, store }),
+            Err(unknown) => {
+                auditor(&store).sign_in(&arn, false).await?;
+                Err(Error::UnknownPrincipal(unknown))
             }
         }
     }
