@@ -4,6 +4,9 @@
 # KEEL_BENCH_RATES=250,500,... sets the offered rates in legs/s.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
+# Whole-crate builds: incremental state is kept per build and grew the shared target dir by tens
+# of gigabytes over a day of runs; these runs gain nothing from it.
+export CARGO_INCREMENTAL=0
 cd "$KEEL_ROOT"
 
 bash deploy/local/bin/install.sh

@@ -4,6 +4,9 @@
 # unit, property and system tests, and stops everything it started, whatever happens.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
+# Whole-crate builds: incremental state is kept per build and grew the shared target dir by tens
+# of gigabytes over a day of runs; these runs gain nothing from it.
+export CARGO_INCREMENTAL=0
 cd "$KEEL_ROOT"
 
 bash deploy/local/bin/install.sh --test
