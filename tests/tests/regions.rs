@@ -521,19 +521,25 @@ async fn the_generator_pauses_on_its_control_and_follows_the_active_region() {
     assert_eq!(client.base(), east);
 
     // Off: nothing more is submitted once the change has been read (one poll) and the requests in
-    // flight have been answered. A request in flight may still be retried (after a 429, or an
-    // answer lost), so the count is read once it has stood still for a second (bounded), on a
-    // loaded machine later than on an idle one.
+    // flight have been answered. A request generated before may still be retried: after a 429 the
+    // generator waits the Retry-After (1 s) plus up to as much again. So the count is read once it
+    // has stood still for longer than that wait, three seconds (bounded), on a loaded machine
+    // later than on an idle one.
     arc.set(&[(GENERATOR, false)], &[]).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let mut paused_at = stack.count(SUBMISSIONS).await;
-    for _ in 0..15 {
+    let mut still = 0;
+    for _ in 0..30 {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let now = stack.count(SUBMISSIONS).await;
         if now == paused_at {
-            break;
+            still += 1;
+            if still == 3 {
+                break;
+            }
+        } else {
+            (paused_at, still) = (now, 0);
         }
-        paused_at = now;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
