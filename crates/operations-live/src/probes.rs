@@ -51,12 +51,7 @@ pub fn health_of(body: ReadyzBody) -> Health {
 #[async_trait]
 impl ServiceProbes for HttpProbes {
     async fn health(&self, region: &str, service: &'static str) -> Health {
-        let Some(base) = self
-            .config
-            .regions
-            .get(region)
-            .and_then(|r| r.services.get(service))
-        else {
+        let Some(base) = self.ops_url(region, service) else {
             return Health::Down(format!("not configured (regions.{region}.services)"));
         };
         match self.http.get(format!("{base}/readyz")).send().await {
@@ -97,6 +92,14 @@ impl ServiceProbes for HttpProbes {
 }
 
 impl HttpProbes {
+    /// `service`'s ops endpoint in `region` (`regions.<region>.services`).
+    fn ops_url(&self, region: &str, service: &str) -> Option<&String> {
+        self.config
+            .regions
+            .get(region)
+            .and_then(|r| r.services.get(service))
+    }
+
     async fn scrape(
         &self,
         source_name: String,
@@ -131,12 +134,7 @@ impl Telemetry for HttpProbes {
         service: &'static str,
     ) -> Result<Vec<Sample>, TelemetryError> {
         let source_name = format!("{service} in {region}");
-        let Some(base) = self
-            .config
-            .regions
-            .get(region)
-            .and_then(|r| r.services.get(service))
-        else {
+        let Some(base) = self.ops_url(region, service) else {
             return Err(TelemetryError {
                 source_name,
                 detail: format!("not configured (regions.{region}.services)"),

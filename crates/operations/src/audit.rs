@@ -139,6 +139,28 @@ pub enum Outcome {
     },
 }
 
+impl Outcome {
+    /// What the trail records of `result`: its summary, or the error, as a refusal when `refused`
+    /// says so (nothing was done because something said no) and as a failure otherwise.
+    pub fn of<T, E: fmt::Display>(
+        result: &Result<T, E>,
+        summary: impl FnOnce(&T) -> String,
+        refused: impl FnOnce(&E) -> bool,
+    ) -> Outcome {
+        match result {
+            Ok(value) => Outcome::Succeeded {
+                detail: summary(value),
+            },
+            Err(error) if refused(error) => Outcome::Refused {
+                reason: error.to_string(),
+            },
+            Err(error) => Outcome::Failed {
+                reason: error.to_string(),
+            },
+        }
+    }
+}
+
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

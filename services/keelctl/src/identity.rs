@@ -63,16 +63,8 @@ impl Acting {
         summary: impl FnOnce(&T) -> String,
     ) -> Result<T, Error> {
         auditor(&self.store)
-            .act(&self.operator, action, work, |result| match result {
-                Ok(value) => Outcome::Succeeded {
-                    detail: summary(value),
-                },
-                Err(error) if error.is_refusal() => Outcome::Refused {
-                    reason: error.to_string(),
-                },
-                Err(error) => Outcome::Failed {
-                    reason: error.to_string(),
-                },
+            .act(&self.operator, action, work, |result| {
+                Outcome::of(result, summary, Error::is_refusal)
             })
             .await
             .map_err(|acted| match acted {

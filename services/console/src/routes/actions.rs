@@ -22,17 +22,7 @@ use crate::views;
 fn outcome<T>(
     summary: impl FnOnce(&T) -> String,
 ) -> impl FnOnce(&Result<T, ConsoleError>) -> Outcome {
-    move |result| match result {
-        Ok(value) => Outcome::Succeeded {
-            detail: summary(value),
-        },
-        Err(error) if error.is_refusal() => Outcome::Refused {
-            reason: error.to_string(),
-        },
-        Err(error) => Outcome::Failed {
-            reason: error.to_string(),
-        },
-    }
+    move |result| Outcome::of(result, summary, ConsoleError::is_refusal)
 }
 
 fn unwrap_acted(acted: Acted<ConsoleError>) -> ConsoleError {
