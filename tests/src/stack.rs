@@ -506,7 +506,7 @@ impl Stack {
             )
             .env("KEEL_MATCHING__SWEEP_INTERVAL_MS", "200")
             .env(
-                "KEEL_SETTLEMENT__REFERENCE_DATA",
+                "KEEL_REFERENCE_DATA",
                 repo_root().join("deploy/local/reference-data.json"),
             )
             .env("KEEL_SETTLEMENT__CYCLE_INTERVAL_MS", "200")

@@ -63,6 +63,56 @@ async fn participants_see_only_their_trades_and_can_cancel_until_final() {
 }
 
 #[tokio::test]
+async fn participants_read_their_own_reference_data_and_nobody_elses() {
+    let stack = Stack::start("api_reference", StackOptions::default())
+        .await
+        .unwrap();
+    let client = stack.client();
+    let accounts = |body: &Value| -> Vec<String> {
+        body["accounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["account"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    let (status, im) = client
+        .get("/v1/reference-data", &stack.token("im-alpha").await)
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{im}");
+    assert_eq!(im["participant_id"], "IM-ALPHA");
+    let funds = accounts(&im);
+    assert!(funds.contains(&"IM-ALPHA-FUND-001".to_owned()), "{im}");
+    assert!(
+        funds.iter().all(|a| a.starts_with("IM-ALPHA-")),
+        "an IM sees only its own funds: {funds:?}"
+    );
+    assert!(im.get("commission").is_none(), "an IM has no commission");
+    assert!(
+        im["securities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["isin"] == "US0378331005"),
+        "{im}"
+    );
+
+    let (_, broker) = client
+        .get("/v1/reference-data", &stack.token("br-north").await)
+        .await
+        .unwrap();
+    assert_eq!(
+        accounts(&broker),
+        ["BR-NORTH-SETTLE", "BR-NORTH-FEES"],
+        "{broker}"
+    );
+    assert_eq!(broker["commission"]["commission_bps"], "5");
+    assert_eq!(client.get("/v1/reference-data", "").await.unwrap().0, 401);
+}
+
+#[tokio::test]
 async fn the_feed_pages_with_its_cursor() {
     let stack = Stack::start("api_feed", StackOptions::default())
         .await
@@ -232,6 +282,7 @@ async fn the_served_openapi_document_is_the_checked_in_one() {
         "/v1/trades/{trade_id}:",
         "/v1/notifications:",
         "/v1/accounts/{account}/positions:",
+        "/v1/reference-data:",
     ] {
         assert!(served.contains(path), "{path} documented");
     }

@@ -43,6 +43,11 @@ async fn bad_input_is_refused_with_a_field_level_error_and_reaches_no_topic() {
         .as_object_mut()
         .unwrap()
         .remove("allocations");
+    let allocated_to = |account: &str| {
+        let mut block = sample_block("T-BAD");
+        block["allocations"][1]["account"] = json!(account);
+        block
+    };
     let mut missing_price = sample_block("T-BAD");
     missing_price.as_object_mut().unwrap().remove("price");
     let cases: Vec<(&str, &String, Value, &str, &str)> = vec![
@@ -102,6 +107,28 @@ async fn bad_input_is_refused_with_a_field_level_error_and_reaches_no_topic() {
             with("broker_id", json!("BR-NOBODY")),
             "broker_id",
             "unknown_participant",
+        ),
+        // Reference data, checked at the door rather than failing at settlement.
+        (
+            "unknown security",
+            &im,
+            with("security", json!("US88160R1022")),
+            "security",
+            "unknown_security",
+        ),
+        (
+            "unknown account",
+            &im,
+            allocated_to("IM-ALPHA-FUND-404"),
+            "allocations[1].account",
+            "unknown_account",
+        ),
+        (
+            "another IM's fund",
+            &im,
+            allocated_to("IM-BETA-FUND-001"),
+            "allocations[1].account",
+            "foreign_account",
         ),
     ];
     for (name, token, block, field, code) in cases {

@@ -20,6 +20,7 @@ pub mod desk;
 mod ledger;
 mod posting;
 mod reference;
+mod screening;
 mod verify;
 
 pub use asset::Asset;
@@ -27,6 +28,7 @@ pub use ledger::{Ledger, SettlementFailure};
 pub use posting::{consideration, postings_for, Instruction, Posting, CASH_DECIMALS};
 pub use reference::{
     Account, AccountKind, Broker, Opening, Participant, ReferenceData, ReferenceError, Role,
+    Security,
 };
 pub use verify::{verify, LedgerSnapshot, RecordedPosting, Verified, Violation};
 

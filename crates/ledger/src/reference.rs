@@ -70,6 +70,14 @@ pub struct Account {
     pub opening: Opening,
 }
 
+/// A security participants may trade.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Security {
+    pub isin: Isin,
+    pub name: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Broker {
@@ -104,6 +112,8 @@ pub enum ReferenceError {
         account: AccountId,
         problem: String,
     },
+    #[error("account {account}: opening position in {security}, which is not in securities")]
+    UnlistedSecurity { account: AccountId, security: Isin },
     #[error("broker {broker}: commission_bps {bps} is not between 0 and 10000")]
     BadCommission { broker: ParticipantId, bps: Decimal },
     #[error("account {account}: opening {asset} of {amount} {problem}")]
@@ -119,6 +129,7 @@ pub enum ReferenceError {
 #[serde(deny_unknown_fields)]
 struct RawReferenceData {
     participants: Vec<Participant>,
+    securities: Vec<Security>,
     brokers: Vec<Broker>,
     accounts: Vec<Account>,
 }
@@ -129,8 +140,11 @@ struct RawReferenceData {
 #[serde(try_from = "RawReferenceData")]
 pub struct ReferenceData {
     participants: Vec<Participant>,
+    securities: Vec<Security>,
     brokers: Vec<Broker>,
     accounts: Vec<Account>,
+    #[serde(skip)]
+    security_index: HashMap<Isin, usize>,
     #[serde(skip)]
     account_index: HashMap<AccountId, usize>,
     #[serde(skip)]
@@ -147,6 +161,19 @@ impl ReferenceData {
     }
     pub fn brokers(&self) -> &[Broker] {
         &self.brokers
+    }
+    pub fn securities(&self) -> &[Security] {
+        &self.securities
+    }
+    pub fn security(&self, isin: &Isin) -> Option<&Security> {
+        self.security_index.get(isin).map(|&i| &self.securities[i])
+    }
+    /// The accounts `owner` owns, in reference-data order.
+    pub fn accounts_of<'a>(
+        &'a self,
+        owner: &'a ParticipantId,
+    ) -> impl Iterator<Item = &'a Account> {
+        self.accounts.iter().filter(move |a| a.owner == *owner)
     }
     pub fn accounts(&self) -> &[Account] {
         &self.accounts
@@ -211,6 +238,16 @@ impl TryFrom<RawReferenceData> for ReferenceData {
             Some(_) => Ok(()),
         };
 
+        let mut security_index = HashMap::new();
+        for (i, security) in raw.securities.iter().enumerate() {
+            if security_index.insert(security.isin.clone(), i).is_some() {
+                return Err(ReferenceError::Duplicate {
+                    what: "security",
+                    id: security.isin.to_string(),
+                });
+            }
+        }
+
         let mut account_index = HashMap::new();
         for (i, account) in raw.accounts.iter().enumerate() {
             if account_index.insert(account.account.clone(), i).is_some() {
@@ -228,6 +265,17 @@ impl TryFrom<RawReferenceData> for ReferenceData {
                 &account.owner,
                 role,
             )?;
+            if let Some(security) = account
+                .opening
+                .securities
+                .keys()
+                .find(|isin| !security_index.contains_key(*isin))
+            {
+                return Err(ReferenceError::UnlistedSecurity {
+                    account: account.account.clone(),
+                    security: security.clone(),
+                });
+            }
         }
 
         let mut broker_index = HashMap::new();
@@ -275,8 +323,10 @@ impl TryFrom<RawReferenceData> for ReferenceData {
 
         let data = ReferenceData {
             participants: raw.participants,
+            securities: raw.securities,
             brokers: raw.brokers,
             accounts: raw.accounts,
+            security_index,
             account_index,
             broker_index,
         };
@@ -379,6 +429,19 @@ mod tests {
                     r["accounts"][0]["opening"]["securities"]["US0378331006"] = "1".into()
                 }),
                 "check digit",
+            ),
+            (
+                Box::new(|r| {
+                    r["accounts"][0]["opening"]["securities"]["US88160R1014"] = "1".into()
+                }),
+                "opening position in US88160R1014, which is not in securities",
+            ),
+            (
+                Box::new(|r| {
+                    let first = r["securities"][0].clone();
+                    r["securities"].as_array_mut().unwrap().push(first);
+                }),
+                "security US0378331005 appears more than once",
             ),
         ];
         for (edit, expected) in cases {

@@ -12,6 +12,10 @@ pub const REFERENCE: &str = r#"{
     {"participant_id": "BR-NORTH", "role": "broker"},
     {"participant_id": "BR-SOUTH", "role": "broker"}
   ],
+  "securities": [
+    {"isin": "US0378331005", "name": "Apple Inc."},
+    {"isin": "US5949181045", "name": "Microsoft Corp."}
+  ],
   "brokers": [
     {"participant_id": "BR-NORTH", "commission_bps": "5", "settlement_account": "BR-NORTH-SETTLE", "fee_account": "BR-NORTH-FEES"},
     {"participant_id": "BR-SOUTH", "commission_bps": "0", "settlement_account": "BR-SOUTH-SETTLE", "fee_account": "BR-SOUTH-FEES"}

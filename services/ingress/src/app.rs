@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::group_commit::{GroupCommitter, GroupOptions};
 use crate::routes;
 use crate::store::Durability;
+use keel_ledger::ReferenceData;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -29,6 +30,8 @@ pub struct AppState {
     /// serves while settlement's database is away.
     pub ledger: PgPool,
     pub participants: Arc<Participants>,
+    /// What every block is screened against at the door, and what participants read of it.
+    pub reference: Arc<ReferenceData>,
     pub tokens: Arc<TokenIssuer>,
     /// Wakes the outbox relay after a commit, so accepted legs leave at once.
     pub relay_wake: Arc<Notify>,
@@ -48,6 +51,7 @@ impl AppState {
         pool: PgPool,
         ledger: PgPool,
         participants: Participants,
+        reference: ReferenceData,
         tokens: TokenIssuer,
         relay_wake: Arc<Notify>,
         regional: Regional,
@@ -70,6 +74,7 @@ impl AppState {
             pool,
             ledger,
             participants: Arc::new(participants),
+            reference: Arc::new(reference),
             tokens: Arc::new(tokens),
             relay_wake,
             max_batch: config.max_batch,
@@ -135,6 +140,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
             get(routes::trades::get_trade).delete(routes::trades::cancel),
         )
         .route("/v1/notifications", get(routes::notifications::feed))
+        .route("/v1/reference-data", get(routes::reference::mine))
         .route(
             "/v1/accounts/{account}/positions",
             get(routes::positions::positions),

@@ -23,6 +23,9 @@ pub struct Config {
     pub kafka: KafkaOptions,
     /// `[{"participant_id", "role": "im"|"broker", "client_id", "client_secret"}]`
     pub participants_file: PathBuf,
+    /// Securities, accounts and their owners, brokers' commissions: every block is screened
+    /// against it at the door (the file settlement loads into the ledger).
+    pub reference_data: PathBuf,
     /// Signs access tokens (HS256). Every region must share it, so a token survives a failover.
     pub token_secret: String,
     pub token_ttl_seconds: i64,
@@ -61,6 +64,7 @@ impl Default for Config {
             db_max_connections: 16,
             kafka: KafkaOptions::default(),
             participants_file: PathBuf::from("deploy/local/participants.json"),
+            reference_data: PathBuf::from("deploy/local/reference-data.json"),
             token_secret: "keel-local-development-token-secret".to_owned(),
             token_ttl_seconds: 3600,
             max_batch: 1000,

@@ -31,6 +31,7 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = keel_platform::shutdown::on_signal();
     let metrics = ops::install_metrics(INGRESS.name, &config.region);
     let participants = auth::Participants::load(&config.participants_file)?;
+    let reference = read_reference_data(&config.reference_data)?;
     let tokens = auth::TokenIssuer::new(&config.token_secret, config.token_ttl_seconds);
     // The region plumbing is the stages'; ingress reads it from the same tables.
     let regions = StageConfig {
@@ -81,6 +82,7 @@ async fn main() -> anyhow::Result<()> {
         pool.clone(),
         ledger,
         participants,
+        reference,
         tokens,
         relay_wake.clone(),
         regional.clone(),
@@ -141,4 +143,11 @@ async fn main() -> anyhow::Result<()> {
     served?;
     pool.close().await;
     Ok(())
+}
+
+fn read_reference_data(path: &std::path::Path) -> anyhow::Result<keel_ledger::ReferenceData> {
+    let raw = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("reading reference data {}: {e}", path.display()))?;
+    keel_ledger::ReferenceData::from_json(&raw)
+        .map_err(|e| anyhow::anyhow!("reference data {}: {e}", path.display()))
 }

@@ -2,6 +2,7 @@
 
 pub mod notifications;
 pub mod positions;
+pub mod reference;
 pub mod submit;
 pub mod token;
 pub mod trades;

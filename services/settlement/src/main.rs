@@ -17,20 +17,31 @@ use keel_service_kit::{Stage, StageConfig, Task};
 use keel_topology::SETTLEMENT;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 struct Config {
     #[serde(flatten)]
     stage: StageConfig,
+    /// Participants, securities, accounts, brokers' commission and opening balances (JSON), the
+    /// file ingress screens blocks against.
+    reference_data: String,
     settlement: SettlementConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            stage: StageConfig::default(),
+            reference_data: "deploy/local/reference-data.json".to_owned(),
+            settlement: SettlementConfig::default(),
+        }
+    }
 }
 
 /// The `[settlement]` table: the settlement application's settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 struct SettlementConfig {
-    /// Participants, accounts, brokers' commission and opening balances (JSON).
-    reference_data: String,
     /// How often the settlement cycle looks for instructions whose settlement date has come.
     cycle_interval_ms: u64,
 }
@@ -38,7 +49,6 @@ struct SettlementConfig {
 impl Default for SettlementConfig {
     fn default() -> Self {
         Self {
-            reference_data: "deploy/local/reference-data.json".to_owned(),
             cycle_interval_ms: 1_000,
         }
     }
@@ -52,7 +62,7 @@ async fn main() -> anyhow::Result<()> {
     let config: Config = keel_platform::config::load()?;
     let _telemetry = keel_platform::telemetry::init(SETTLEMENT.name);
     let shutdown = keel_platform::shutdown::on_signal();
-    let reference = Arc::new(reference::read(&config.settlement.reference_data)?);
+    let reference = Arc::new(reference::read(&config.reference_data)?);
     let stage = Stage::new(&SETTLEMENT, &keel_migrations::SETTLEMENT);
     let cycle_every = Duration::from_millis(config.settlement.cycle_interval_ms);
     stage

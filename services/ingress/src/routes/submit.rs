@@ -231,6 +231,9 @@ fn accept(
                 .to_lowercase(),
         });
     }
+    if errors.is_empty() {
+        errors = app.reference.screen(&block);
+    }
     if !errors.is_empty() {
         return Err(prefixed(errors));
     }
