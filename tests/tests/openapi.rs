@@ -22,8 +22,11 @@ async fn the_live_api_answers_as_its_openapi_document_says() {
         .unwrap();
     let token = stack.token("im-alpha").await;
     let schema = format!("{}/openapi.yaml", stack.ingress_url);
+    // schemathesis keeps a cache of crashes in its working directory: the stack's, not the checkout.
+    let workdir = stack.dir.clone();
     let run = tokio::task::spawn_blocking(move || {
         Command::new(schemathesis())
+            .current_dir(workdir)
             .args(["run", &schema])
             .args(["--header", &format!("Authorization: Bearer {token}")])
             .args([
