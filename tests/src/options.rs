@@ -10,11 +10,6 @@ pub fn service_names() -> impl Iterator<Item = &'static str> {
     keel_topology::SERVICES.iter().map(|service| service.name)
 }
 
-/// Whether `service` serves the API (its health and metrics on the API's listener).
-pub(crate) fn serves_api(service: &str) -> bool {
-    keel_topology::service(service).map(|s| s.kind) == Some(keel_topology::Kind::Api)
-}
-
 pub const EAST: &str = "us-east-1";
 
 pub const WEST: &str = "us-west-2";

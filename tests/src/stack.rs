@@ -24,12 +24,13 @@ use crate::fixtures::participants;
 use crate::machine::{
     bin_dir, free_port, register_child, repo_root, tools, wait_ready_at, wait_until_port,
 };
-use crate::options::{serves_api, service_names, StackOptions};
+use crate::options::{service_names, StackOptions};
 
 /// One region's processes and ports.
 pub struct Region {
     pub kafka_brokers: String,
     pub ingress_url: String,
+    pub(crate) ingress_port: u16,
     pub(crate) kafka_port: u16,
     pub(crate) ops_ports: BTreeMap<&'static str, u16>,
     pub(crate) services: BTreeMap<&'static str, Child>,
@@ -126,6 +127,7 @@ async fn broker_storage(
 impl Stack {
     /// Starts a fresh stack; `name` names its databases and folder.
     pub async fn start(name: &str, options: StackOptions) -> anyhow::Result<Stack> {
+        keel_localstack::credentials::use_local_pgpass();
         let unique = format!("{name}_{}_{}", std::process::id(), rand::random::<u32>());
         let dir = std::env::temp_dir().join("keel-tests").join(&unique);
         std::fs::create_dir_all(dir.join("logs"))?;
@@ -216,23 +218,13 @@ impl Stack {
             .map(|name| {
                 let kafka_port = free_port();
                 let ingress_port = free_port();
-                let ops_ports = service_names()
-                    .map(|s| {
-                        (
-                            s,
-                            if serves_api(s) {
-                                ingress_port
-                            } else {
-                                free_port()
-                            },
-                        )
-                    })
-                    .collect();
+                let ops_ports = service_names().map(|s| (s, free_port())).collect();
                 (
                     *name,
                     Region {
                         kafka_brokers: format!("127.0.0.1:{kafka_port}"),
                         ingress_url: format!("http://127.0.0.1:{ingress_port}"),
+                        ingress_port,
                         kafka_port,
                         ops_ports,
                         services: BTreeMap::new(),
@@ -491,14 +483,15 @@ impl Stack {
             definition,
             region,
             port,
+            Some(self.regions[region].ingress_port),
         );
         command
             .current_dir(repo_root())
             // The local stack's configuration, with this stack's databases, brokers and ports.
             .env("KEEL_CONFIG", &self.config_file)
             .env(
-                "KEEL_PARTICIPANTS_FILE",
-                repo_root().join("deploy/local/participants.json"),
+                "KEEL_CREDENTIALS_FILE",
+                repo_root().join("deploy/local/config/participant-credentials.json"),
             )
             .env(
                 "KEEL_MATCHING__MATCH_WINDOW_SECONDS",
@@ -639,8 +632,7 @@ impl Stack {
         Ok(())
     }
 
-    /// The base URL of a service's ops endpoints (`/readyz`, `/metrics`) in `region`; for ingress,
-    /// its API.
+    /// The base URL of a service's ops endpoints (`/readyz`, `/metrics`) in `region`.
     pub fn ops_url(&self, region: &str, service: &str) -> String {
         format!(
             "http://127.0.0.1:{}",

@@ -6,23 +6,25 @@ use std::process::Command;
 use keel_routing::App;
 use keel_topology::{Kind, Service};
 
-/// A service of the topology in `region`, listening on `port`: the API's listener for ingress, the
-/// ops listener (`/healthz`, `/readyz`, `/metrics`) for a stage. Its configuration comes from
+/// A service of the topology in `region`, its ops listener (`/healthz`, `/readyz`, `/metrics`) on
+/// `ops_port` and, for the API, the participants' listener on `api_port`: the two are apart, so
+/// nothing operational is reachable where participants are. Its configuration comes from
 /// `KEEL_CONFIG` and `KEEL_*` (the caller's environment, and what it adds).
-pub fn service(bin_dir: &Path, service: &Service, region: &str, port: u16) -> Command {
+pub fn service(
+    bin_dir: &Path,
+    service: &Service,
+    region: &str,
+    ops_port: u16,
+    api_port: Option<u16>,
+) -> Command {
     let mut command = Command::new(bin_dir.join(format!("keel-{}", service.name)));
     command
         .env("KEEL_REGION", region)
-        .env(listen_variable(service), format!("127.0.0.1:{port}"));
-    command
-}
-
-/// Where a service is told its listener.
-pub fn listen_variable(service: &Service) -> &'static str {
-    match service.kind {
-        Kind::Api => "KEEL_LISTEN",
-        Kind::Stage => "KEEL_OPS_LISTEN",
+        .env("KEEL_OPS_LISTEN", format!("127.0.0.1:{ops_port}"));
+    if let (Kind::Api, Some(port)) = (service.kind, api_port) {
+        command.env("KEEL_LISTEN", format!("127.0.0.1:{port}"));
     }
+    command
 }
 
 /// One endpoint of the local ARC cluster, sharing `state` with the others; a fresh state starts

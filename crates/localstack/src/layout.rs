@@ -87,7 +87,9 @@ pub struct RegionLayout {
     pub name: String,
     pub kafka_port: u16,
     pub broker_storage_port: Option<u16>,
-    /// Every service of the topology, with its listener's port.
+    /// Where participants reach the API (`ingress_url`).
+    pub api_port: u16,
+    /// Every service of the topology, with its ops listener's port.
     pub services: Vec<(&'static Service, u16)>,
     /// Each application's database here: its port and name.
     pub databases: BTreeMap<App, (u16, String)>,
@@ -149,6 +151,7 @@ impl Layout {
                 name: name.clone(),
                 kafka_port: port_of(&format!("kafka in {name}"), &region.kafka)?,
                 broker_storage_port: config.local.broker_storage_ports.get(name).copied(),
+                api_port: port_of(&format!("ingress_url in {name}"), &region.ingress_url)?,
                 services,
                 databases,
             });

@@ -2,6 +2,7 @@
 //! runbook's local database operations start and stop, through the same code.
 //!
 //! - [`postgres::Cluster`]: a Postgres cluster: primary, standby, rebuild, promote, stop, crash;
+//! - [`credentials`]: the clusters' password (scram), kept under the state folder;
 //! - [`services::Broker`], [`services::Moto`]: a region's nisshi broker, the DynamoDB endpoint;
 //! - [`process`]: processes by pid (pidfiles, process groups, SIGTERM then SIGKILL);
 //! - [`launch`]: how each Keel process is started (the services, the ARC endpoints);
@@ -11,6 +12,7 @@
 //! - [`stack`]: `make up` and `make down`;
 //! - `keel-local` (src/bin): the command line over them.
 
+pub mod credentials;
 pub mod launch;
 pub mod layout;
 pub mod postgres;

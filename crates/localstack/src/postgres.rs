@@ -7,6 +7,7 @@ use std::process::{Command, Output};
 
 use nix::unistd::{chown, geteuid, User};
 
+use crate::credentials;
 use crate::process::{self, alive};
 use crate::tools::Tools;
 use crate::LocalError;
@@ -65,15 +66,65 @@ impl Cluster {
     }
 
     /// A Postgres binary, as the Postgres user.
+    /// With the local password file, for the clients (psql, pg_basebackup) and for a standby's
+    /// WAL receiver, which the server starts.
     fn pg(&self, tools: &Tools, program: &str) -> Command {
         let binary = tools.pg_bin.join(program);
-        if geteuid().is_root() {
+        let mut command = if geteuid().is_root() {
             let mut command = Command::new("runuser");
             command.args(["-u", &tools.pg_user, "--"]).arg(binary);
             command
         } else {
             Command::new(binary)
+        };
+        command.env("PGPASSFILE", credentials::pgpass_file());
+        command
+    }
+
+    /// Turns a cluster made before passwords were required (trust) into one that requires them:
+    /// the role gets the local password (on a primary), then every `trust` line of pg_hba.conf
+    /// becomes scram-sha-256 and the server reloads it. Nothing to do on a cluster made since.
+    fn require_passwords(&self, tools: &Tools, primary: bool) -> Result<(), LocalError> {
+        let hba = self.data().join("pg_hba.conf");
+        let Ok(text) = std::fs::read_to_string(&hba) else {
+            return Ok(());
+        };
+        let trusting = |line: &str| {
+            !line.trim_start().starts_with('#') && line.split_whitespace().last() == Some("trust")
+        };
+        if !text.lines().any(trusting) {
+            return Ok(());
         }
+        if primary {
+            let password = credentials::password().ok_or_else(|| LocalError::Failed {
+                what: "requiring passwords".to_owned(),
+                detail: "no local password was made".to_owned(),
+            })?;
+            self.psql(
+                tools,
+                self.port,
+                &format!("ALTER ROLE keel PASSWORD '{password}'"),
+            )?;
+        }
+        let hardened: String = text
+            .lines()
+            .map(|line| match line.rsplit_once("trust") {
+                Some((head, "")) if trusting(line) => format!("{head}scram-sha-256\n"),
+                _ => format!("{line}\n"),
+            })
+            .collect();
+        std::fs::write(&hba, hardened).map_err(|source| LocalError::Io {
+            what: format!("writing {}", hba.display()),
+            source,
+        })?;
+        self.run(
+            "pg_ctl reload",
+            self.pg(tools, "pg_ctl")
+                .arg("-D")
+                .arg(self.data())
+                .arg("reload"),
+        )?;
+        Ok(())
     }
 
     fn run(&self, what: &str, command: &mut Command) -> Result<Output, LocalError> {
@@ -187,16 +238,18 @@ impl Cluster {
     /// Starts the cluster as a primary (creating it if it does not exist), with these databases.
     pub fn start(&self, tools: &Tools, databases: &[&str]) -> Result<(), LocalError> {
         self.own_dir(tools, &self.dir)?;
+        credentials::ensure(tools)?;
         if !self.data().join("PG_VERSION").exists() {
             let initdb = self.run(
                 "initdb",
-                self.pg(tools, "initdb").arg("-D").arg(self.data()).args([
-                    "-U",
-                    "keel",
-                    "--auth=trust",
-                    "-E",
-                    "UTF8",
-                ]),
+                self.pg(tools, "initdb")
+                    .arg("-D")
+                    .arg(self.data())
+                    .args(["-U", "keel", "--auth=scram-sha-256", "-E", "UTF8"])
+                    .arg(format!(
+                        "--pwfile={}",
+                        credentials::password_file().display()
+                    )),
             )?;
             let _ = std::fs::write(self.dir.join("initdb.log"), initdb.stdout);
             self.own_dir(tools, &self.run_dir())?;
@@ -210,6 +263,7 @@ impl Cluster {
             )?;
         }
         self.start_server(tools)?;
+        self.require_passwords(tools, true)?;
         for database in databases {
             let exists = self.psql(
                 tools,
@@ -239,6 +293,7 @@ impl Cluster {
         name: &str,
     ) -> Result<(), LocalError> {
         self.own_dir(tools, &self.dir)?;
+        credentials::ensure(tools)?;
         if !self.data().join("PG_VERSION").exists() {
             let backup = self.run(
                 "pg_basebackup",
@@ -261,6 +316,7 @@ impl Cluster {
             )?;
         }
         self.start_server(tools)?;
+        self.require_passwords(tools, false)?;
         self.psql(
             tools,
             primary_port,

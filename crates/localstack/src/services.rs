@@ -29,7 +29,8 @@ impl Broker {
             .current_dir(&self.dir)
             .args(["broker", "--cluster-id", &self.cluster_id])
             .args(["--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", &self.storage]);
+            // In its environment, not its arguments: the URL carries the local password.
+            .env("STORAGE_ENGINE", crate::credentials::with_password(&self.storage));
         command
     }
 

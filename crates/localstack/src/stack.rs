@@ -316,11 +316,12 @@ async fn bring_up(local: &Local, supervisor: &mut Supervisor) -> anyhow::Result<
 
     for region in &local.layout.regions {
         for (service, port) in region.services.iter().copied() {
-            let (bin, root, config, name) = (
+            let (bin, root, config, name, api_port) = (
                 local.bin_dir.clone(),
                 local.root.clone(),
                 local.config_file.clone(),
                 region.name.clone(),
+                region.api_port,
             );
             supervisor.start(
                 &format!("{}-{}", service.name, region.name),
@@ -330,7 +331,7 @@ async fn bring_up(local: &Local, supervisor: &mut Supervisor) -> anyhow::Result<
                     .logs(&region.name)
                     .join(format!("{}.log", service.name)),
                 move || {
-                    let mut command = launch::service(&bin, service, &name, port);
+                    let mut command = launch::service(&bin, service, &name, port, Some(api_port));
                     command.current_dir(&root).env("KEEL_CONFIG", &config);
                     command
                 },

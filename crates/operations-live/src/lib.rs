@@ -32,6 +32,8 @@ pub use config::{
 };
 pub use controls::ArcControls;
 pub use databases::LocalDatabases;
+/// The local stack's Postgres password file for this process, if it is the local stack.
+pub use keel_localstack::credentials::use_local_pgpass;
 pub use pipeline::StorePipeline;
 pub use probes::HttpProbes;
 pub use store::{DynamoStore, RunbookConfig};

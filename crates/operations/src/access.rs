@@ -7,13 +7,9 @@
 //! `name`, `role`): an IAM principal, as the caller's identity names it, is that operator with no
 //! password asked. The file is read by the caller; this module only parses it and checks.
 
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::OnceLock;
-
-use argon2::password_hash::SaltString;
-use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
-use serde::{Deserialize, Serialize};
 
 /// What an operator may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,9 +146,11 @@ impl Registry {
             if !is_name(&entry.name) {
                 return Err(RegistryError::BadName(entry.name));
             }
-            PasswordHash::new(&entry.password_hash).map_err(|e| RegistryError::BadHash {
-                name: entry.name.clone(),
-                detail: e.to_string(),
+            keel_secrets::check_hash(&entry.password_hash).map_err(|detail| {
+                RegistryError::BadHash {
+                    name: entry.name.clone(),
+                    detail,
+                }
             })?;
             if operators
                 .insert(entry.name.clone(), (entry.role, entry.password_hash))
@@ -181,10 +179,10 @@ impl Registry {
     /// wrong password.
     pub fn authenticate(&self, name: &str, password: &str) -> Result<Operator, SignInRejected> {
         let Some((role, hash)) = self.operators.get(name) else {
-            let _ = verify(unknown_operator_hash(), password);
+            keel_secrets::verify_unknown(password);
             return Err(SignInRejected);
         };
-        if verify(hash, password) {
+        if keel_secrets::verify(hash, password) {
             Ok(Operator {
                 name: name.to_owned(),
                 role: *role,
@@ -205,26 +203,7 @@ impl Registry {
 
 /// An argon2id hash of `password` with a fresh salt, as a PHC string for the registry.
 pub fn hash_password(password: &str) -> String {
-    let salt =
-        SaltString::encode_b64(&rand::random::<[u8; 16]>()).expect("16 bytes are a valid salt");
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .expect("argon2 with its default parameters hashes any password")
-        .to_string()
-}
-
-fn verify(hash: &str, password: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|hash| {
-        Argon2::default()
-            .verify_password(password.as_bytes(), &hash)
-            .is_ok()
-    })
-}
-
-/// A hash no password is known for, checked against when the name is unknown.
-fn unknown_operator_hash() -> &'static str {
-    static HASH: OnceLock<String> = OnceLock::new();
-    HASH.get_or_init(|| hash_password(&uuid::Uuid::new_v4().to_string()))
+    keel_secrets::hash(password)
 }
 
 fn is_name(name: &str) -> bool {
@@ -332,6 +311,6 @@ mod tests {
         let (a, b) = (hash_password("same"), hash_password("same"));
         assert_ne!(a, b);
         assert!(a.starts_with("$argon2id$"));
-        assert!(verify(&a, "same") && verify(&b, "same"));
+        assert!(keel_secrets::verify(&a, "same") && keel_secrets::verify(&b, "same"));
     }
 }

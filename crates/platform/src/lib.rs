@@ -3,6 +3,7 @@
 //! [`shutdown`].
 
 pub mod config;
+pub mod egress;
 pub mod ops;
 pub mod shutdown;
 pub mod telemetry;

@@ -5,7 +5,8 @@ use crate::topics::*;
 /// How a service is reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// Serves the HTTP API; its health and metrics are on the API's listener.
+    /// Serves the participants' HTTP API on its own listener; its health and metrics are on an ops
+    /// listener apart from it.
     Api,
     /// Consumes topics; its health and metrics are on an ops listener of its own.
     Stage,

@@ -32,6 +32,9 @@ SCHEMATHESIS_VENV="$KEEL_TOOLS/schemathesis-$SCHEMATHESIS_VERSION"
 SQLX_CLI_VERSION="0.8.6"
 # Postgres refuses to run as root; the stack runs it as this user when started as root.
 PG_USER="${PG_USER:-keel}"
+# The local clusters require a password (scram); keel-local makes it once, under KEEL_STATE (never in
+# the repository), and libpq, sqlx and the harness read it through this password file.
+export PGPASSFILE="${PGPASSFILE:-$KEEL_STATE/secrets/pgpass}"
 # keel-local, the harness and keelctl's local database operations find the tools here.
 PROMETHEUS_BIN=/usr/bin/prometheus PROMTOOL_BIN=/usr/bin/promtool
 export KEEL_PG_BIN="$PG_BIN" KEEL_PG_USER="$PG_USER" KEEL_NISSHI_BIN="$NISSHI_BIN" KEEL_MOTO_BIN="$MOTO_BIN"

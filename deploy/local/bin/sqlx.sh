@@ -8,7 +8,8 @@ source "$(dirname "$0")/env.sh"
 cd "$KEEL_ROOT"
 action=$1
 keel_local="$CARGO_TARGET_DIR/debug/keel-local"
-[ -x "$keel_local" ] || cargo build --quiet -p keel-localstack --bin keel-local
+# Always rebuilt: it carries the migrations it applies.
+cargo build --quiet -p keel-localstack --bin keel-local
 dir="$KEEL_STATE/sqlx/postgres" port="${KEEL_SQLX_PG_PORT:-54392}"
 trap '"$keel_local" postgres stop "$dir" || true' EXIT
 "$keel_local" postgres stop "$dir" || true

@@ -19,6 +19,7 @@ use crate::config::ConsoleSection;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    keel_operations_live::use_local_pgpass();
     let _telemetry = keel_platform::telemetry::init("console");
     let config: Config = keel_platform::config::load()?;
     let ConsoleSection { console } = keel_platform::config::load()?;

@@ -22,6 +22,9 @@ pub enum ApiError {
         code: &'static str,
         description: String,
     },
+    /// The token is valid but does not carry the scope the route needs.
+    #[error("the access token lacks scope {needed}")]
+    InsufficientScope { needed: crate::auth::Scope },
     #[error("not found")]
     NotFound,
     #[error("{message}")]
@@ -102,6 +105,18 @@ impl IntoResponse for ApiError {
                 StatusCode::UNAUTHORIZED,
                 [(header::WWW_AUTHENTICATE, "Bearer error=\"invalid_token\"")],
                 Json(body("unauthorized", message)),
+            )
+                .into_response(),
+            ApiError::InsufficientScope { needed } => (
+                StatusCode::FORBIDDEN,
+                [(
+                    header::WWW_AUTHENTICATE,
+                    format!("Bearer error=\"insufficient_scope\", scope=\"{needed}\""),
+                )],
+                Json(body(
+                    "insufficient_scope",
+                    format!("this call needs a token with scope {needed}"),
+                )),
             )
                 .into_response(),
             ApiError::OAuth {

@@ -16,7 +16,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::admission::Admission;
 use crate::api_error::ApiError;
-use crate::auth::{Participants, TokenIssuer};
+use crate::auth::{ParticipantsHandle, TokenIssuer};
 use crate::config::Config;
 use crate::group_commit::{GroupCommitter, GroupOptions};
 use crate::routes;
@@ -29,10 +29,14 @@ pub struct AppState {
     /// The settlement application's database, for positions; connected lazily so trade matching
     /// serves while settlement's database is away.
     pub ledger: PgPool,
-    pub participants: Arc<Participants>,
+    pub participants: ParticipantsHandle,
     /// What every block is screened against at the door, and what participants read of it.
     pub reference: Arc<ReferenceData>,
     pub tokens: Arc<TokenIssuer>,
+    /// Seals the webhook signing secrets it stores.
+    pub webhook_key: keel_secrets::SealingKey,
+    /// Which webhook URLs may be registered.
+    pub webhook_policy: keel_platform::egress::EgressPolicy,
     /// Wakes the outbox relay after a commit, so accepted legs leave at once.
     pub relay_wake: Arc<Notify>,
     pub max_batch: usize,
@@ -46,13 +50,19 @@ pub struct AppState {
     pub regions: Arc<BTreeMap<String, RegionConfig>>,
 }
 
+/// Who the participants are and what the door checks them and their blocks with.
+pub struct Door {
+    pub participants: ParticipantsHandle,
+    pub reference: ReferenceData,
+    pub tokens: TokenIssuer,
+    pub webhook_key: keel_secrets::SealingKey,
+}
+
 impl AppState {
     pub fn new(
         pool: PgPool,
         ledger: PgPool,
-        participants: Participants,
-        reference: ReferenceData,
-        tokens: TokenIssuer,
+        door: Door,
         relay_wake: Arc<Notify>,
         regional: Regional,
         config: &Config,
@@ -73,9 +83,11 @@ impl AppState {
         Self {
             pool,
             ledger,
-            participants: Arc::new(participants),
-            reference: Arc::new(reference),
-            tokens: Arc::new(tokens),
+            participants: door.participants,
+            reference: Arc::new(door.reference),
+            tokens: Arc::new(door.tokens),
+            webhook_key: door.webhook_key,
+            webhook_policy: config.webhooks,
             relay_wake,
             max_batch: config.max_batch,
             durability,

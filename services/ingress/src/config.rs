@@ -17,18 +17,35 @@ pub struct Config {
     pub regions: BTreeMap<String, RegionConfig>,
     /// The ARC cluster: the `traffic` control gates the API, `processing` the relay.
     pub control: ControlConfig,
+    /// The participants' API.
     pub listen: SocketAddr,
+    /// `/healthz`, `/readyz` and `/metrics`, apart from the API so that participants cannot reach
+    /// them.
+    pub ops_listen: SocketAddr,
     pub db_max_connections: u32,
     /// Kafka tuning; the brokers come from `regions`.
     pub kafka: KafkaOptions,
-    /// `[{"participant_id", "role": "im"|"broker", "client_id", "client_secret"}]`
-    pub participants_file: PathBuf,
+    /// `local` only in the local stack, where the checked-in example secrets are accepted.
+    pub environment: String,
+    /// `[{"participant_id", "role": "im"|"broker", "client_id", "client_secret_hash",
+    /// "scopes"?, "revoked"?, "expires_at"?}]`: client secrets as argon2id hashes only.
+    pub credentials_file: PathBuf,
+    /// How often the credentials file is read again: the bound on refusing a participant revoked
+    /// or expired there.
+    pub credentials_reload_ms: u64,
     /// Securities, accounts and their owners, brokers' commissions: every block is screened
     /// against it at the door (the file settlement loads into the ledger).
     pub reference_data: PathBuf,
     /// Signs access tokens (HS256). Every region must share it, so a token survives a failover.
+    /// No default: ingress does not start without one (KEEL_TOKEN_SECRET), nor with the local
+    /// stack's example outside `environment = "local"`.
     pub token_secret: String,
     pub token_ttl_seconds: i64,
+    /// Seals participants' webhook signing secrets (base64 AES-256, shared with notification).
+    /// No default, as for `token_secret`.
+    pub webhook_key: String,
+    /// Which webhook URLs may be registered (`[webhooks]`, shared with notification).
+    pub webhooks: keel_platform::egress::EgressPolicy,
     /// Most blocks in one batch request.
     pub max_batch: usize,
     pub request_timeout_ms: u64,
@@ -61,12 +78,17 @@ impl Default for Config {
             regions: BTreeMap::new(),
             control: ControlConfig::default(),
             listen: "127.0.0.1:8081".parse().expect("literal address"),
+            ops_listen: "127.0.0.1:9110".parse().expect("literal address"),
             db_max_connections: 16,
             kafka: KafkaOptions::default(),
-            participants_file: PathBuf::from("deploy/local/participants.json"),
+            environment: String::new(),
+            credentials_file: PathBuf::from("deploy/local/config/participant-credentials.json"),
+            credentials_reload_ms: 5_000,
             reference_data: PathBuf::from("deploy/local/reference-data.json"),
-            token_secret: "keel-local-development-token-secret".to_owned(),
+            token_secret: String::new(),
             token_ttl_seconds: 3600,
+            webhook_key: String::new(),
+            webhooks: keel_platform::egress::EgressPolicy::default(),
             max_batch: 1000,
             request_timeout_ms: 30_000,
             ledger_max_connections: 4,

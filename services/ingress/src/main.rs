@@ -30,9 +30,23 @@ async fn main() -> anyhow::Result<()> {
     let _telemetry = keel_platform::telemetry::init(INGRESS.name);
     let shutdown = keel_platform::shutdown::on_signal();
     let metrics = ops::install_metrics(INGRESS.name, &config.region);
-    let participants = auth::Participants::load(&config.participants_file)?;
+    let token_secret = keel_secrets::require(
+        "token_secret",
+        &config.token_secret,
+        keel_secrets::LOCAL_EXAMPLE_TOKEN_SECRET,
+        &config.environment,
+        "every region's ingress needs the same secret of at least 32 characters in KEEL_TOKEN_SECRET",
+    )?;
+    let participants =
+        auth::ParticipantsHandle::new(auth::Participants::load(&config.credentials_file)?);
+    participants.reload_every(
+        config.credentials_file.clone(),
+        std::time::Duration::from_millis(config.credentials_reload_ms),
+        shutdown.clone(),
+    );
     let reference = read_reference_data(&config.reference_data)?;
-    let tokens = auth::TokenIssuer::new(&config.token_secret, config.token_ttl_seconds);
+    let tokens = auth::TokenIssuer::new(token_secret, config.token_ttl_seconds);
+    let webhook_key = keel_secrets::webhook_key(&config.webhook_key, &config.environment)?;
     // The region plumbing is the stages'; ingress reads it from the same tables.
     let regions = StageConfig {
         region: config.region.clone(),
@@ -81,21 +95,25 @@ async fn main() -> anyhow::Result<()> {
     let state = app::AppState::new(
         pool.clone(),
         ledger,
-        participants,
-        reference,
-        tokens,
+        app::Door {
+            participants,
+            reference,
+            tokens,
+            webhook_key: webhook_key.clone(),
+        },
         relay_wake.clone(),
         regional.clone(),
         &config,
     )
     .with_admission(admission);
-    let router = app::router(state, &config).merge(ops::router(readiness.clone(), metrics));
+    let router = app::router(state, &config);
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    tracing::info!(listen = %listener.local_addr()?, region = config.region, "ingress up");
+    let ops_listener = tokio::net::TcpListener::bind(config.ops_listen).await?;
+    tracing::info!(listen = %listener.local_addr()?, ops = %ops_listener.local_addr()?, region = config.region, "ingress up");
 
     let kafka = regions.local_kafka()?;
     let sessions = regional.run_while_processing(&readiness, &shutdown, |session| {
-        let (store, kafka, clusters, regional, relay_wake, readiness, retention) = (
+        let (store, kafka, clusters, regional, relay_wake, readiness, retention, webhook_key) = (
             store.clone(),
             kafka.clone(),
             clusters.clone(),
@@ -103,6 +121,7 @@ async fn main() -> anyhow::Result<()> {
             relay_wake.clone(),
             readiness.clone(),
             config.retention.clone(),
+            webhook_key.clone(),
         );
         async move {
             // Migrates the schema (only a primary can), then relays accepted submissions.
@@ -113,6 +132,12 @@ async fn main() -> anyhow::Result<()> {
             else {
                 return Ok(());
             };
+            let sealed = store::seal_plaintext_webhook_secrets(&migrated, &webhook_key)
+                .await
+                .map_err(|e| e.to_string())?;
+            if sealed > 0 {
+                tracing::info!(sealed, "webhook secrets stored in plaintext are now sealed");
+            }
             let relayed: Vec<String> = INGRESS.relayed().map(str::to_owned).collect();
             keel_streaming::admin::ensure_topics(&kafka, INGRESS.produces)
                 .await
@@ -139,8 +164,17 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     });
-    let (served, ()) = tokio::join!(ops::serve(listener, router, shutdown.clone()), sessions);
+    let (served, ops_served, ()) = tokio::join!(
+        ops::serve(listener, router, shutdown.clone()),
+        ops::serve(
+            ops_listener,
+            ops::router(readiness.clone(), metrics),
+            shutdown.clone()
+        ),
+        sessions
+    );
     served?;
+    ops_served?;
     pool.close().await;
     Ok(())
 }

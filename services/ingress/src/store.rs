@@ -193,18 +193,42 @@ pub async fn set_webhook(
     pool: &PgPool,
     participant: &ParticipantId,
     url: &str,
-    secret: &str,
+    sealed_secret: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "INSERT INTO ingress.webhooks (participant_id, url, secret) VALUES ($1, $2, $3)
-         ON CONFLICT (participant_id) DO UPDATE SET url = EXCLUDED.url, secret = EXCLUDED.secret, updated_at = now()",
+        "INSERT INTO ingress.webhooks (participant_id, url, sealed_secret) VALUES ($1, $2, $3)
+         ON CONFLICT (participant_id) DO UPDATE
+         SET url = EXCLUDED.url, sealed_secret = EXCLUDED.sealed_secret, updated_at = now()",
         participant.as_str(),
         url,
-        secret
+        sealed_secret
     )
     .execute(pool)
     .await?;
     Ok(())
+}
+
+/// Seals webhook secrets stored in plaintext before secrets were sealed; how many it sealed.
+pub async fn seal_plaintext_webhook_secrets(
+    pool: &PgPool,
+    key: &keel_secrets::SealingKey,
+) -> Result<usize, sqlx::Error> {
+    let plain = sqlx::query!(
+        "SELECT participant_id, sealed_secret FROM ingress.webhooks
+         WHERE sealed_secret NOT LIKE 'v1:%' FOR UPDATE"
+    )
+    .fetch_all(pool)
+    .await?;
+    for row in &plain {
+        sqlx::query!(
+            "UPDATE ingress.webhooks SET sealed_secret = $2 WHERE participant_id = $1",
+            row.participant_id,
+            key.seal(&row.sealed_secret)
+        )
+        .execute(pool)
+        .await?;
+    }
+    Ok(plain.len())
 }
 
 pub async fn webhook(

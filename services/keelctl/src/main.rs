@@ -216,6 +216,8 @@ fn load_config() -> Result<Config, Error> {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
+    // The local stack's databases take the local password file; elsewhere there is none.
+    keel_operations_live::use_local_pgpass();
     let cli = Cli::parse();
     let json = cli.json;
     match commands::run(cli).await {

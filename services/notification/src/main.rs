@@ -15,6 +15,10 @@ struct Config {
     #[serde(flatten)]
     stage: StageConfig,
     webhooks: webhooks::WebhookConfig,
+    /// `local` only in the local stack, where the checked-in example secrets are accepted.
+    environment: String,
+    /// Opens the webhook signing secrets ingress stored sealed (base64 AES-256; no default).
+    webhook_key: String,
 }
 
 #[tokio::main]
@@ -22,6 +26,7 @@ async fn main() -> anyhow::Result<()> {
     let config: Config = keel_platform::config::load()?;
     let _telemetry = keel_platform::telemetry::init(NOTIFICATION.name);
     let shutdown = keel_platform::shutdown::on_signal();
+    let webhook_key = keel_secrets::webhook_key(&config.webhook_key, &config.environment)?;
     let stage = Stage::new(&NOTIFICATION, &keel_migrations::NOTIFICATION);
     let webhook_config = config.webhooks;
     let retention = config.stage.retention.clone();
@@ -31,6 +36,7 @@ async fn main() -> anyhow::Result<()> {
                 context.pool.clone(),
                 webhook_config.clone(),
                 Duration::from_millis(200),
+                webhook_key.clone(),
             );
             let pool = context.pool.clone();
             let (keep, batch) = (retention.notifications(), retention.batch.max(1));

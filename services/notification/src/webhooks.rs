@@ -2,11 +2,19 @@
 //! `ingress.webhooks`); this worker finds their new notifications, POSTs each one signed with the
 //! participant's secret, and retries failures with capped exponential backoff up to a bound. Delivery
 //! is at least once; receivers dedup by `notification_id`. The pull feed stays the record.
+//!
+//! A delivery goes only where the egress policy allows (no internal address unless configured,
+//! checked on the URL and on every address its name resolves to), is not redirected, and times out.
+//! The signing secret is stored sealed by ingress and opened here for each delivery.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
+use keel_platform::egress::EgressPolicy;
 use keel_safestore::PgPool;
+use keel_secrets::SealingKey;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
@@ -20,6 +28,9 @@ pub struct WebhookConfig {
     pub initial_backoff_ms: i64,
     pub max_backoff_ms: i64,
     pub timeout_ms: u64,
+    /// Whether plain http and internal addresses may be webhook targets (off but locally).
+    #[serde(flatten)]
+    pub egress: EgressPolicy,
 }
 
 impl Default for WebhookConfig {
@@ -29,6 +40,7 @@ impl Default for WebhookConfig {
             initial_backoff_ms: 500,
             max_backoff_ms: 300_000,
             timeout_ms: 5_000,
+            egress: EgressPolicy::default(),
         }
     }
 }
@@ -38,6 +50,7 @@ pub struct Worker {
     config: WebhookConfig,
     poll: Duration,
     client: reqwest::Client,
+    key: SealingKey,
 }
 
 struct Due {
@@ -45,7 +58,37 @@ struct Due {
     attempts: i32,
     body: String,
     url: String,
-    secret: String,
+    sealed_secret: String,
+}
+
+/// Resolves a webhook's host name and keeps only the addresses the egress policy allows, so a name
+/// that points (or is re-pointed) at an internal address is not connected to.
+struct GuardedResolver {
+    policy: EgressPolicy,
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.policy;
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<SocketAddr> = found
+                .iter()
+                .copied()
+                .filter(|a| policy.check_ip(a.ip()).is_ok())
+                .collect();
+            if allowed.is_empty() {
+                return Err(format!(
+                    "{host} resolves only to addresses webhooks may not reach ({found:?})"
+                )
+                .into());
+            }
+            let addresses: reqwest::dns::Addrs = Box::new(allowed.into_iter());
+            Ok(addresses)
+        })
+    }
 }
 
 /// `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`: the timestamp is signed too, so a receiver
@@ -61,16 +104,13 @@ pub fn signature(secret: &str, timestamp: i64, body: &str) -> String {
 }
 
 impl Worker {
-    pub fn new(pool: PgPool, config: WebhookConfig, poll: Duration) -> Self {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_millis(config.timeout_ms))
-            .build()
-            .expect("HTTP client builds");
+    pub fn new(pool: PgPool, config: WebhookConfig, poll: Duration, key: SealingKey) -> Self {
         Self {
+            client: client(&config),
             pool,
             config,
             poll,
-            client,
+            key,
         }
     }
 
@@ -125,7 +165,7 @@ impl Worker {
     async fn deliver_due(&self) -> Result<(), sqlx::Error> {
         let due = sqlx::query_as!(
             Due,
-            r#"SELECT d.notification_id, d.attempts, n.body::text AS "body!", w.url, w.secret
+            r#"SELECT d.notification_id, d.attempts, n.body::text AS "body!", w.url, w.sealed_secret
                FROM notification.webhook_deliveries d
                JOIN notification.notifications n USING (notification_id)
                JOIN ingress.webhooks w ON w.participant_id = d.recipient
@@ -178,25 +218,77 @@ impl Worker {
     }
 
     async fn post(&self, delivery: &Due) -> Result<(), String> {
-        let timestamp = chrono::Utc::now().timestamp();
-        let response = self
-            .client
-            .post(&delivery.url)
-            .header("content-type", "application/json")
-            .header("keel-notification-id", delivery.notification_id.to_string())
-            .header(
-                "keel-signature",
-                signature(&delivery.secret, timestamp, &delivery.body),
-            )
-            .body(delivery.body.clone())
-            .send()
-            .await
+        let secret = self
+            .key
+            .open(&delivery.sealed_secret)
             .map_err(|e| e.to_string())?;
-        if response.status().is_success() {
-            Ok(())
-        } else {
-            Err(format!("HTTP {}", response.status()))
-        }
+        deliver(
+            &self.client,
+            &self.config.egress,
+            &delivery.url,
+            delivery.notification_id,
+            &secret,
+            &delivery.body,
+        )
+        .await
+    }
+}
+
+/// The delivery client: a bounded time per delivery, no redirect followed (a 3xx is a failed
+/// delivery), names resolved through the egress policy.
+fn client(config: &WebhookConfig) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_millis(config.timeout_ms))
+        .redirect(reqwest::redirect::Policy::none())
+        .dns_resolver(Arc::new(GuardedResolver {
+            policy: config.egress,
+        }))
+        .build()
+        .expect("HTTP client builds")
+}
+
+/// A failed request with its causes (a refused resolution, a timeout), for the delivery's
+/// last_error.
+fn describe(error: &reqwest::Error) -> String {
+    let mut text = if error.is_timeout() {
+        "timed out".to_owned()
+    } else {
+        error.to_string()
+    };
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    text
+}
+
+/// POSTs one signed notification to `url`, if the egress policy allows it.
+async fn deliver(
+    client: &reqwest::Client,
+    policy: &EgressPolicy,
+    url: &str,
+    notification_id: Uuid,
+    secret: &str,
+    body: &str,
+) -> Result<(), String> {
+    let url = policy
+        .check_url(url)
+        .map_err(|refusal| format!("refused: {refusal}"))?;
+    let timestamp = chrono::Utc::now().timestamp();
+    let response = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("keel-notification-id", notification_id.to_string())
+        .header("keel-signature", signature(secret, timestamp, body))
+        .body(body.to_owned())
+        .send()
+        .await
+        .map_err(|e| describe(&e))?;
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("HTTP {}", response.status()))
     }
 }
 
@@ -211,5 +303,123 @@ mod tests {
         assert_ne!(one, signature("secret", 1_700_000_001, "{}"));
         assert_ne!(one, signature("secret", 1_700_000_000, "{ }"));
         assert_ne!(one, signature("other", 1_700_000_000, "{}"));
+    }
+
+    const LOCAL: EgressPolicy = EgressPolicy {
+        allow_http: true,
+        allow_private_targets: true,
+    };
+
+    fn config(egress: EgressPolicy) -> WebhookConfig {
+        WebhookConfig {
+            timeout_ms: 500,
+            egress,
+            ..WebhookConfig::default()
+        }
+    }
+
+    /// A receiver on loopback: `/hook` redirects to `/inner`, `/slow` never answers in time;
+    /// returns its address and how often `/inner` was reached.
+    async fn receiver() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+        use axum::routing::post;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let inner = Arc::new(AtomicUsize::new(0));
+        let hits = inner.clone();
+        let app = axum::Router::new()
+            .route(
+                "/hook",
+                post(|| async {
+                    (
+                        axum::http::StatusCode::TEMPORARY_REDIRECT,
+                        [("location", "/inner")],
+                    )
+                }),
+            )
+            .route(
+                "/inner",
+                post(move || async move {
+                    hits.fetch_add(1, Ordering::SeqCst);
+                    "ok"
+                }),
+            )
+            .route(
+                "/slow",
+                post(|| async {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    "late"
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (address, inner)
+    }
+
+    async fn deliver_to(egress: EgressPolicy, url: &str) -> Result<(), String> {
+        let config = config(egress);
+        deliver(
+            &client(&config),
+            &config.egress,
+            url,
+            Uuid::nil(),
+            "s",
+            "{}",
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn a_delivery_is_not_redirected_and_times_out() {
+        let (address, inner) = receiver().await;
+        let redirected = deliver_to(LOCAL, &format!("http://{address}/hook")).await;
+        assert_eq!(redirected, Err("HTTP 307 Temporary Redirect".to_owned()));
+        assert_eq!(
+            deliver_to(LOCAL, &format!("http://{address}/inner")).await,
+            Ok(())
+        );
+        assert_eq!(
+            inner.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "the redirect was not followed"
+        );
+        let started = std::time::Instant::now();
+        let slow = deliver_to(LOCAL, &format!("http://{address}/slow")).await;
+        assert!(
+            slow.as_ref().is_err_and(|e| e.contains("timed out")),
+            "a slow receiver times out: {slow:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    #[tokio::test]
+    async fn a_delivery_to_an_internal_address_is_refused_without_connecting() {
+        let (address, inner) = receiver().await;
+        let https_only = EgressPolicy::default();
+        let refused = deliver_to(https_only, &format!("http://{address}/inner")).await;
+        assert!(refused.is_err_and(|e| e.contains("refused: scheme http")));
+        let http_public_only = EgressPolicy {
+            allow_http: true,
+            allow_private_targets: false,
+        };
+        let refused = deliver_to(http_public_only, &format!("http://{address}/inner")).await;
+        assert!(refused.is_err_and(|e| e.contains("internal address")));
+        assert_eq!(inner.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+        // A name is checked on what it resolves to.
+        use reqwest::dns::Resolve;
+        let guarded = GuardedResolver {
+            policy: http_public_only,
+        };
+        let resolved = guarded
+            .resolve("localhost".parse().unwrap())
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        assert!(
+            resolved.is_err_and(|e| e.contains("may not reach")),
+            "a name resolving to loopback is not connected to"
+        );
+        let local = GuardedResolver { policy: LOCAL };
+        assert!(local.resolve("localhost".parse().unwrap()).await.is_ok());
     }
 }

@@ -11,13 +11,13 @@ use tokio::time::Instant;
 
 use crate::api_error::ApiError;
 use crate::app::AppState;
-use crate::auth::{Caller, Role};
+use crate::auth::{Caller, Role, Submitter};
 use crate::group_commit::{AcceptedLeg, Idempotency, Request};
 
 /// `POST /v1/trade-blocks`
 pub async fn one(
     State(app): State<AppState>,
-    caller: Caller,
+    Submitter(caller): Submitter,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -41,7 +41,7 @@ pub async fn one(
 /// `POST /v1/trade-blocks/batch`: all or nothing. Body: an array of blocks, or `{"trade_blocks": [...]}`.
 pub async fn batch(
     State(app): State<AppState>,
-    caller: Caller,
+    Submitter(caller): Submitter,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -223,7 +223,7 @@ fn accept(
             .to_lowercase(),
         });
     }
-    if app.participants.role(counterparty) != Some(counterparty_role) {
+    if app.participants.current().role(counterparty) != Some(counterparty_role) {
         errors.push(FieldError {
             field: counterparty_field.into(),
             code: "unknown_participant".into(),

@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use crate::api_error::ApiError;
 use crate::app::AppState;
+use crate::auth::Refusal;
 
 /// `POST /oauth2/token`: client credentials in the form body or in HTTP Basic.
 pub async fn issue(
@@ -63,17 +64,37 @@ pub async fn issue(
             ))
         }
     };
-    let Some((participant, role)) = app.participants.authenticate(&client_id, &client_secret)
-    else {
-        return Err(oauth(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "unknown client or wrong secret",
-        ));
+    let requested = field("scope");
+    let participants = app.participants.current();
+    // argon2 is meant to be slow: off the async workers.
+    let grant = tokio::task::spawn_blocking(move || {
+        participants.authenticate(
+            &client_id,
+            &client_secret,
+            requested.as_deref(),
+            chrono::Utc::now(),
+        )
+    })
+    .await
+    .expect("checking credentials does not panic");
+    let grant = match grant {
+        Ok(grant) => grant,
+        Err(Refusal::InvalidClient) => {
+            return Err(oauth(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "unknown, revoked or expired client, or wrong secret",
+            ))
+        }
+        Err(Refusal::InvalidScope(why)) => {
+            return Err(oauth(StatusCode::BAD_REQUEST, "invalid_scope", &why))
+        }
     };
+    let (access_token, scope) = app.tokens.issue(&grant);
     Ok(Json(json!({
-        "access_token": app.tokens.issue(participant, role),
+        "access_token": access_token,
         "token_type": "Bearer",
         "expires_in": app.tokens.ttl_seconds(),
+        "scope": scope,
     })))
 }

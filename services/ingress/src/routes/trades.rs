@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::api_error::ApiError;
 use crate::app::AppState;
-use crate::auth::Caller;
+use crate::auth::{Caller, Submitter};
 use crate::store::{self, TradeView};
 
 /// Loads a trade the caller is a party to; any other trade does not exist for them.
@@ -86,7 +86,7 @@ pub async fn get_trade(
 /// `DELETE /v1/trades/{trade_id}`: asks matching to cancel; refused at once if the trade is final.
 pub async fn cancel(
     State(app): State<AppState>,
-    caller: Caller,
+    Submitter(caller): Submitter,
     Path(raw_id): Path<String>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let (trade_id, view) = own_trade(&app, &caller, &raw_id).await?;

@@ -7,14 +7,14 @@ use serde_json::{json, Value};
 
 use crate::api_error::ApiError;
 use crate::app::AppState;
-use crate::auth::Caller;
+use crate::auth::{Caller, Submitter};
 use crate::store;
 
 /// `PUT /v1/webhook` `{"url"}`: registers (or replaces) the caller's webhook and returns a new signing
 /// secret, shown only here.
 pub async fn register(
     State(app): State<AppState>,
-    caller: Caller,
+    Submitter(caller): Submitter,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let raw: Value =
@@ -23,20 +23,24 @@ pub async fn register(
         .get("url")
         .and_then(Value::as_str)
         .ok_or_else(|| ApiError::invalid("url", "missing", "url is required"))?;
-    let valid = url.parse::<axum::http::Uri>().ok().is_some_and(|uri| {
-        matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some()
-    });
-    if !valid || url.len() > 2048 {
+    if url.len() > 2048 {
         return Err(ApiError::invalid(
             "url",
-            "invalid_url",
-            "url must be an absolute http(s) URL",
+            "too_long",
+            "url is longer than 2048 characters",
+        ));
+    }
+    if let Err(refusal) = app.webhook_policy.check_url(url) {
+        return Err(ApiError::invalid(
+            "url",
+            "url_not_allowed",
+            refusal.to_string(),
         ));
     }
     let mut secret = [0u8; 32];
     rand::rng().fill_bytes(&mut secret);
     let secret = hex::encode(secret);
-    store::set_webhook(&app.pool, &caller.id, url, &secret).await?;
+    store::set_webhook(&app.pool, &caller.id, url, &app.webhook_key.seal(&secret)).await?;
     Ok(Json(json!({"url": url, "secret": secret})))
 }
 
@@ -47,7 +51,10 @@ pub async fn show(State(app): State<AppState>, caller: Caller) -> Result<Json<Va
     Ok(Json(json!({"url": url})))
 }
 
-pub async fn remove(State(app): State<AppState>, caller: Caller) -> Result<StatusCode, ApiError> {
+pub async fn remove(
+    State(app): State<AppState>,
+    Submitter(caller): Submitter,
+) -> Result<StatusCode, ApiError> {
     if store::remove_webhook(&app.pool, &caller.id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
