@@ -50,8 +50,10 @@ pub enum Refusal {
     ReprotectPrimary { app: App, region: String },
     #[error("unknown region {0}")]
     UnknownRegion(String),
-    #[error("there is no other region to re-protect")]
+    #[error("there is no other region to move to")]
     NoOtherRegion,
+    #[error("several regions could take over from {region}; say which with --to")]
+    SeveralTargets { region: String },
 }
 
 impl Refusal {
@@ -66,6 +68,7 @@ impl Refusal {
             Refusal::ReprotectPrimary { .. } => "reprotect-primary",
             Refusal::UnknownRegion(_) => "unknown-region",
             Refusal::NoOtherRegion => "no-other-region",
+            Refusal::SeveralTargets { .. } => "several-targets",
         }
     }
 }

@@ -159,6 +159,53 @@ impl Runbook {
         })
     }
 
+    /// What `keelctl failover --region LOST` moves: every application that processes in `lost`,
+    /// or whose run (a failover interrupted, say) holds its lock, failed over to `to`, by default
+    /// the one other region, in the topology's order. Each is a run of its own (its own lock and
+    /// journal), carried out one after another, and each resumes on its own. Changes nothing.
+    pub async fn evacuation(
+        &self,
+        lost: &str,
+        to: Option<&str>,
+    ) -> Result<Vec<MoveRequest>, RunbookError> {
+        if !self.regions.iter().any(|r| r == lost) {
+            return Err(Refusal::UnknownRegion(lost.to_owned()).into());
+        }
+        let others: Vec<&String> = self.regions.iter().filter(|r| *r != lost).collect();
+        let to = match (to, others.as_slice()) {
+            (Some(to), _) => to.to_owned(),
+            (None, [only]) => (*only).clone(),
+            (None, []) => return Err(Refusal::NoOtherRegion.into()),
+            (None, _) => {
+                return Err(Refusal::SeveralTargets {
+                    region: lost.to_owned(),
+                }
+                .into())
+            }
+        };
+        let states = self
+            .ports
+            .controls
+            .states()
+            .await
+            .map_err(RunbookError::Controls)?;
+        let mut moves = Vec::new();
+        for app in App::ALL {
+            let under_way = self.ports.store.lock_holder(app).await?.is_some();
+            let processes_there =
+                states.active_region(app, Gate::Processing, &self.regions) == Some(lost);
+            if under_way || processes_there {
+                moves.push(MoveRequest {
+                    app,
+                    mode: Mode::Unplanned,
+                    to: to.clone(),
+                    from: Some(lost.to_owned()),
+                });
+            }
+        }
+        Ok(moves)
+    }
+
     /// Where `app` moves from: where it processes now. After a failed or interrupted failover
     /// nothing may process: then it is the one other region, when there is just one.
     async fn source(&self, app: App, to: &str) -> Result<String, RunbookError> {

@@ -523,3 +523,74 @@ async fn progress_tells_every_step_as_it_starts_and_ends() {
     assert_eq!(seen[2], "done preflight");
     assert_eq!(seen.last().unwrap(), "done reprotect");
 }
+
+#[tokio::test]
+async fn a_lost_region_is_evacuated_one_run_per_application() {
+    let world = World::two_regions(100);
+    let runbook = world.runbook();
+    // Settlement already processes in the west: only trade matching is in the lost region.
+    move_once(&runbook, App::Settlement, Mode::Planned, WEST)
+        .await
+        .unwrap();
+    world.lose_region(EAST);
+    let moves = runbook.evacuation(EAST, None).await.unwrap();
+    assert_eq!(
+        moves.iter().map(|m| m.app).collect::<Vec<_>>(),
+        [App::TradeMatching]
+    );
+    assert!(moves
+        .iter()
+        .all(|m| m.mode == Mode::Unplanned && m.to == WEST && m.from.as_deref() == Some(EAST)));
+
+    // Both applications in the lost region: one run each, trade matching's first.
+    let world = World::two_regions(100);
+    let runbook = world.runbook();
+    world.lose_region(EAST);
+    let moves = runbook.evacuation(EAST, None).await.unwrap();
+    assert_eq!(
+        moves.iter().map(|m| m.app).collect::<Vec<_>>(),
+        [App::TradeMatching, App::Settlement]
+    );
+    for request in &moves {
+        let opened = runbook.open(request).await.unwrap();
+        runbook.run(opened, HOLDER, &quiet).await.unwrap();
+    }
+    for app in App::ALL {
+        assert_moved(&world, app, EAST, WEST);
+    }
+    assert!(
+        runbook.evacuation(EAST, None).await.unwrap().is_empty(),
+        "nothing is left to move"
+    );
+    assert!(matches!(
+        runbook.evacuation("eu-west-1", None).await,
+        Err(RunbookError::Refused(Refusal::UnknownRegion(_)))
+    ));
+}
+
+#[tokio::test]
+async fn an_evacuation_interrupted_resumes_the_run_that_holds_the_lock() {
+    let world = World::two_regions(100);
+    let runbook = world.runbook();
+    world.lose_region(EAST);
+    // The first attempt stops in its database step (the command killed, say): the lock is held,
+    // and nothing processes trade matching anywhere.
+    let opened = runbook
+        .open(&request(App::TradeMatching, Mode::Unplanned, WEST))
+        .await
+        .unwrap();
+    let first = runbook
+        .run(opened, HOLDER, &outage_during(&world, Step::SwitchDatabase))
+        .await;
+    world.set_outage(false);
+    assert!(first.is_err());
+    let moves = runbook.evacuation(EAST, None).await.unwrap();
+    let trade_matching = moves
+        .iter()
+        .find(|m| m.app == App::TradeMatching)
+        .expect("the interrupted run is part of the evacuation");
+    let opened = runbook.open(trade_matching).await.unwrap();
+    assert!(opened.resumed, "the run under way resumes");
+    runbook.run(opened, HOLDER, &quiet).await.unwrap();
+    assert_moved(&world, App::TradeMatching, EAST, WEST);
+}

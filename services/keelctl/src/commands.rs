@@ -14,8 +14,8 @@ use keel_routing::{App, GENERATOR};
 use crate::error::Error;
 use crate::identity::{self, Acting};
 use crate::{
-    load_config, render, Cli, Command, ControlsCommand, GeneratorCommand, LedgerCommand, MoveArgs,
-    OperatorsCommand,
+    load_config, render, Cli, Command, ControlsCommand, FailoverArgs, GeneratorCommand,
+    LedgerCommand, MoveArgs, OperatorsCommand,
 };
 
 pub async fn run(cli: Cli) -> Result<(), Error> {
@@ -25,7 +25,31 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Command::Status => status(json).await,
         Command::Controls { command } => controls(command, operator, json).await,
         Command::Rotate(args) => move_app(Mode::Planned, args, operator, json).await,
-        Command::Failover(args) => move_app(Mode::Unplanned, args, operator, json).await,
+        Command::Failover(FailoverArgs {
+            region: Some(lost),
+            to,
+            dry_run,
+            yes,
+            ..
+        }) => evacuate(&lost, to, dry_run, yes, operator, json).await,
+        Command::Failover(FailoverArgs {
+            app: Some(app),
+            to: Some(to),
+            from,
+            dry_run,
+            yes,
+            ..
+        }) => {
+            let args = MoveArgs {
+                app,
+                to,
+                from,
+                dry_run,
+                yes,
+            };
+            move_app(Mode::Unplanned, args, operator, json).await
+        }
+        Command::Failover(_) => unreachable!("clap requires --app with --to, or --region"),
         Command::Reprotect { app, region } => reprotect(app, region, operator, json).await,
         Command::Generator { command } => {
             let on = matches!(command, GeneratorCommand::Start);
@@ -316,6 +340,71 @@ async fn move_app(
     };
     let report = acting.act(action, work, Report::summary).await?;
     render::report(&report, json);
+    Ok(())
+}
+
+/// `keelctl failover --region LOST`: every application out of the lost region, each its own audited
+/// run under its own lock, with the time from the command to each application serving.
+async fn evacuate(
+    lost: &str,
+    to: Option<String>,
+    dry_run: bool,
+    yes: bool,
+    operator: Option<&str>,
+    json: bool,
+) -> Result<(), Error> {
+    let commanded = std::time::Instant::now();
+    let config = load_config()?;
+    let runbook = keel_operations_live::runbook(&config);
+    // Which runs are under way is read from the store, before anything else.
+    DynamoStore::new(&config.runbook).ensure_table().await?;
+    let moves = runbook.evacuation(lost, to.as_deref()).await?;
+    if moves.is_empty() {
+        render::detail(
+            &format!("no application processes in {lost}; nothing to fail over"),
+            json,
+        );
+        return Ok(());
+    }
+    let mut opened = Vec::new();
+    for request in &moves {
+        opened.push(runbook.open(request).await?);
+    }
+    if dry_run {
+        for run in &opened {
+            render::plan(run, json);
+        }
+        return Ok(());
+    }
+    let acting = Acting::sign_in(&config, operator).await?;
+    if !yes {
+        let plans: Vec<String> = opened.iter().map(describe).collect();
+        confirm(&plans.join("\n"))?;
+    }
+    let holder = acting.holder();
+    // One after another, in the topology's order (trade matching, which takes the participants'
+    // traffic, first): one runbook runs at a time, since both reconcile the hops between the two.
+    let mut moved = Vec::new();
+    for (request, run) in moves.iter().zip(opened) {
+        let app = request.app;
+        let action = Action::Failover {
+            app,
+            from: request.from.clone(),
+            to: request.to.clone(),
+        };
+        let work = async {
+            let progress = move |p: Progress<'_>| render::progress_of(app, p);
+            Ok(runbook.run(run, &holder, &progress).await?)
+        };
+        match acting.act(action, work, Report::summary).await {
+            Ok(report) => moved.push((report, commanded.elapsed())),
+            Err(error) => {
+                render::evacuation(lost, &moved, json);
+                return Err(error);
+            }
+        }
+    }
+    render::evacuation(lost, &moved, json);
     Ok(())
 }
 

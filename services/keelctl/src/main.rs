@@ -57,10 +57,11 @@ pub(crate) enum Command {
     /// reconcile and replay, verify, traffic On, re-protect; each step checks its outcome, and the
     /// run is journaled so it can be resumed by running the same command again.
     Rotate(MoveArgs),
-    /// Unplanned failover (disaster recovery): moves an application out of a lost region without
+    /// Unplanned failover (disaster recovery): moves an application (`--app`), or every
+    /// application that processes in a lost region (`--region`, one after another), out of it without
     /// needing anything from it: fence it, promote the standby, processing On, reconcile and
     /// replay, verify, traffic On. Re-protect once the region is back.
-    Failover(MoveArgs),
+    Failover(FailoverArgs),
     /// Rebuilds an application's database in a region (by default the one it does not process
     /// in) as a streaming standby of its primary: after a failover, once the lost region is back.
     Reprotect {
@@ -145,6 +146,30 @@ pub(crate) struct MoveArgs {
     #[arg(long)]
     pub(crate) to: String,
     /// The region to move from; by default the one where the application processes now.
+    #[arg(long)]
+    pub(crate) from: Option<String>,
+    /// Print the plan and what each step checks; change nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub(crate) yes: bool,
+}
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["app", "region"])))]
+pub(crate) struct FailoverArgs {
+    /// One application.
+    #[arg(long, value_parser = parse_app)]
+    pub(crate) app: Option<App>,
+    /// The lost region: every application that processes there (or whose failover out of it is
+    /// under way) fails over, each in a run of its own, trade matching first.
+    #[arg(long, conflicts_with = "from")]
+    pub(crate) region: Option<String>,
+    /// The region to move to; with --region, by default the one other region.
+    #[arg(long, required_unless_present = "region")]
+    pub(crate) to: Option<String>,
+    /// With --app: the region to move from; by default the one where the application processes.
     #[arg(long)]
     pub(crate) from: Option<String>,
     /// Print the plan and what each step checks; change nothing.

@@ -56,13 +56,22 @@ pub fn error(error: &Error, json: bool) {
     }
 }
 
+/// Progress of one of several runs at once, each line naming its application.
+pub fn progress_of(app: keel_routing::App, progress: Progress<'_>) {
+    eprintln!("{app}: {}", progress_line(progress));
+}
+
 pub fn progress(progress: Progress<'_>) {
+    eprintln!("{}", progress_line(progress));
+}
+
+fn progress_line(progress: Progress<'_>) -> String {
     match progress {
         Progress::Started {
             run_id,
             resumed,
             plan,
-        } => eprintln!(
+        } => format!(
             "{} run {run_id}: {} of {} from {} to {}",
             if resumed { "resuming" } else { "started" },
             keel_operations::report::verb(plan.mode),
@@ -75,7 +84,7 @@ pub fn progress(progress: Progress<'_>) {
             total,
             step,
             again,
-        } => eprintln!(
+        } => format!(
             "[{number}/{total}] {}{}",
             step.describe(),
             if again {
@@ -85,10 +94,10 @@ pub fn progress(progress: Progress<'_>) {
             }
         ),
         Progress::Done { took, detail, .. } => {
-            eprintln!("      done in {:.1} s: {detail}", took.as_secs_f64())
+            format!("      done in {:.1} s: {detail}", took.as_secs_f64())
         }
         Progress::Failed { took, why, .. } => {
-            eprintln!("      FAILED after {:.1} s: {why}", took.as_secs_f64())
+            format!("      FAILED after {:.1} s: {why}", took.as_secs_f64())
         }
     }
 }
@@ -116,6 +125,36 @@ pub fn report(report: &Report, json: bool) {
         print_json(report);
     } else {
         println!("\n{report}");
+    }
+}
+
+/// The runs of a regional failover that finished, each with how long after the command its
+/// application was serving again.
+pub fn evacuation(lost: &str, moved: &[(Report, std::time::Duration)], json: bool) {
+    if json {
+        let reports: Vec<_> = moved.iter().map(|(report, _)| report).collect();
+        let serving: BTreeMap<String, u128> = moved
+            .iter()
+            .map(|(report, after)| (report.app.to_string(), after.as_millis()))
+            .collect();
+        print_json(&json!({"region": lost, "reports": reports, "serving_after_ms": serving}));
+        return;
+    }
+    for (report, _) in moved {
+        println!("\n{report}");
+    }
+    let serving: Vec<String> = moved
+        .iter()
+        .map(|(report, after)| {
+            format!(
+                "{} serving {} ms after the command",
+                report.app,
+                after.as_millis()
+            )
+        })
+        .collect();
+    if !serving.is_empty() {
+        println!("\n{lost} evacuated: {}", serving.join("; "));
     }
 }
 
