@@ -5,7 +5,7 @@ SHELL := /bin/bash
 export KEEL_CACHE ?= $(HOME)/.cache/keel
 export CARGO_TARGET_DIR ?= $(KEEL_CACHE)/target
 
-.PHONY: up down test bench status sqlx-prepare
+.PHONY: up down test bench fuzz status sqlx-prepare
 
 # make up: installs what is missing, builds, and runs the two-region stack under keel-local's
 # supervisor (crates/localstack/src/stack.rs says what runs). make down stops it.
@@ -22,6 +22,12 @@ test:
 
 bench:
 	@bash deploy/local/bin/bench.sh
+
+# make fuzz: every fuzz target for FUZZ_SECONDS each (an hour in all by default).
+FUZZ_SECONDS ?= 1200
+fuzz:
+	@bash deploy/local/bin/install.sh --test
+	@bash deploy/local/bin/fuzz.sh $(FUZZ_SECONDS)
 
 # After changing a compile-checked query or a migration: writes .sqlx/ again (check it in).
 sqlx-prepare:

@@ -12,7 +12,7 @@ mod values;
 pub use ids::{derive_id, LegId, MatchKey, TradeId};
 pub use status::TradeStatus;
 pub use trade_block::{
-    Allocation, FieldError, LegRole, TradeBlock, ValidationErrors, MAX_ALLOCATIONS,
+    batch_items, Allocation, FieldError, LegRole, TradeBlock, ValidationErrors, MAX_ALLOCATIONS,
 };
 pub use values::{
     AccountId, Currency, Isin, ParticipantId, Price, Quantity, Side, TradeRef, ValueError, Version,

@@ -485,6 +485,50 @@ fn parse_allocation(item: &Value, index: usize) -> Result<Allocation, Vec<FieldE
     }
 }
 
+/// The trade blocks of a batch body: an array of blocks, or `{"trade_blocks": [...]}`, with at
+/// least one and at most `max`. Each block is then parsed on its own.
+pub fn batch_items(raw: &Value, max: usize) -> Result<&[Value], FieldError> {
+    let refuse = |code: &str, message: String| FieldError {
+        field: "trade_blocks".to_owned(),
+        code: code.to_owned(),
+        message,
+    };
+    let items = match raw {
+        Value::Array(items) => items,
+        Value::Object(object) => match object.get("trade_blocks") {
+            Some(Value::Array(items)) => items,
+            _ => {
+                return Err(refuse(
+                    "missing",
+                    "trade_blocks must be an array of trade blocks".to_owned(),
+                ))
+            }
+        },
+        _ => {
+            return Err(refuse(
+                "wrong_type",
+                "a batch is an array of trade blocks".to_owned(),
+            ))
+        }
+    };
+    if items.is_empty() {
+        return Err(refuse(
+            "empty",
+            "a batch needs at least one trade block".to_owned(),
+        ));
+    }
+    if items.len() > max {
+        return Err(refuse(
+            "too_many",
+            format!(
+                "a batch holds at most {max} trade blocks, this one has {}",
+                items.len()
+            ),
+        ));
+    }
+    Ok(items)
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;

@@ -146,7 +146,7 @@ impl Registry {
             if !is_name(&entry.name) {
                 return Err(RegistryError::BadName(entry.name));
             }
-            keel_secrets::check_hash(&entry.password_hash).map_err(|detail| {
+            keel_security::check_hash(&entry.password_hash).map_err(|detail| {
                 RegistryError::BadHash {
                     name: entry.name.clone(),
                     detail,
@@ -179,10 +179,10 @@ impl Registry {
     /// wrong password.
     pub fn authenticate(&self, name: &str, password: &str) -> Result<Operator, SignInRejected> {
         let Some((role, hash)) = self.operators.get(name) else {
-            keel_secrets::verify_unknown(password);
+            keel_security::verify_unknown(password);
             return Err(SignInRejected);
         };
-        if keel_secrets::verify(hash, password) {
+        if keel_security::verify(hash, password) {
             Ok(Operator {
                 name: name.to_owned(),
                 role: *role,
@@ -203,7 +203,7 @@ impl Registry {
 
 /// An argon2id hash of `password` with a fresh salt, as a PHC string for the registry.
 pub fn hash_password(password: &str) -> String {
-    keel_secrets::hash(password)
+    keel_security::hash(password)
 }
 
 fn is_name(name: &str) -> bool {
@@ -311,6 +311,6 @@ mod tests {
         let (a, b) = (hash_password("same"), hash_password("same"));
         assert_ne!(a, b);
         assert!(a.starts_with("$argon2id$"));
-        assert!(keel_secrets::verify(&a, "same") && keel_secrets::verify(&b, "same"));
+        assert!(keel_security::verify(&a, "same") && keel_security::verify(&b, "same"));
     }
 }

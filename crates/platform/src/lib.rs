@@ -3,7 +3,6 @@
 //! [`shutdown`].
 
 pub mod config;
-pub mod egress;
 pub mod ops;
 pub mod shutdown;
 pub mod telemetry;

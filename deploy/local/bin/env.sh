@@ -28,6 +28,8 @@ MOTO_BIN="$MOTO_VENV/bin/moto_server"
 # schemathesis (PyPI): the OpenAPI contract checked against the live ingress (make test only).
 SCHEMATHESIS_VERSION="4.32.5"
 SCHEMATHESIS_VENV="$KEEL_TOOLS/schemathesis-$SCHEMATHESIS_VERSION"
+# cargo-fuzz (crates.io): the fuzz targets of every JSON body the API takes (make test, make fuzz).
+CARGO_FUZZ_VERSION="0.13.2"
 # sqlx-cli, for the compile-checked queries' data (.sqlx/): the version of the workspace's sqlx.
 SQLX_CLI_VERSION="0.8.6"
 # Postgres refuses to run as root; the stack runs it as this user when started as root.

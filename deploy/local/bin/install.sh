@@ -60,6 +60,14 @@ if $for_tests && { ! command -v chromium >/dev/null || ! command -v chromedriver
   apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
+if $for_tests && { [ ! -x "$KEEL_TOOLS/bin/cargo-fuzz" ] || ! "$KEEL_TOOLS/bin/cargo-fuzz" --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; }; then
+  log "installing cargo-fuzz $CARGO_FUZZ_VERSION (the fuzz targets; once, about a minute)"
+  mkdir -p "$KEEL_TOOLS"
+  CARGO_TARGET_DIR="$KEEL_CACHE/cargo-fuzz-target" cargo install cargo-fuzz --locked \
+    --version "$CARGO_FUZZ_VERSION" --root "$KEEL_TOOLS"
+  rm -rf "$KEEL_CACHE/cargo-fuzz-target"
+fi
+
 if $for_tests && [ ! -x "$SCHEMATHESIS_VENV/bin/schemathesis" ]; then
   log "installing schemathesis $SCHEMATHESIS_VERSION (the API contract against the live ingress) into $SCHEMATHESIS_VENV"
   python3 -m venv "$SCHEMATHESIS_VENV"

@@ -50,6 +50,9 @@ cargo build --workspace --bins --tests --quiet
 log "unit and property tests"
 cargo test --workspace --exclude keel-system-tests --quiet
 
+log "fuzzing every JSON body the API takes, briefly (make fuzz runs an hour)"
+bash deploy/local/bin/fuzz.sh "${KEEL_TEST_FUZZ_SECONDS:-20}"
+
 log "compile-checked queries: .sqlx/ matches the code and the migrated schemas"
 bash deploy/local/bin/sqlx.sh check
 

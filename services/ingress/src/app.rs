@@ -34,9 +34,9 @@ pub struct AppState {
     pub reference: Arc<ReferenceData>,
     pub tokens: Arc<TokenIssuer>,
     /// Seals the webhook signing secrets it stores.
-    pub webhook_key: keel_secrets::SealingKey,
+    pub webhook_key: keel_security::SealingKey,
     /// Which webhook URLs may be registered.
-    pub webhook_policy: keel_platform::egress::EgressPolicy,
+    pub webhook_policy: keel_security::egress::EgressPolicy,
     /// Wakes the outbox relay after a commit, so accepted legs leave at once.
     pub relay_wake: Arc<Notify>,
     pub max_batch: usize,
@@ -55,7 +55,7 @@ pub struct Door {
     pub participants: ParticipantsHandle,
     pub reference: ReferenceData,
     pub tokens: TokenIssuer,
-    pub webhook_key: keel_secrets::SealingKey,
+    pub webhook_key: keel_security::SealingKey,
 }
 
 impl AppState {

@@ -156,7 +156,7 @@ impl Participants {
             }
             let record: CredentialRecord =
                 serde_json::from_value(entry).map_err(|e| format!("entry {index}: {e}"))?;
-            keel_secrets::check_hash(&record.client_secret_hash).map_err(|e| {
+            keel_security::check_hash(&record.client_secret_hash).map_err(|e| {
                 format!(
                     "{}: client_secret_hash is not an argon2 PHC string ({e})",
                     record.client_id
@@ -191,10 +191,11 @@ impl Participants {
         now: DateTime<Utc>,
     ) -> Result<Grant, Refusal> {
         let Some(record) = self.by_client_id.get(client_id) else {
-            keel_secrets::verify_unknown(client_secret);
+            keel_security::verify_unknown(client_secret);
             return Err(Refusal::InvalidClient);
         };
-        if !keel_secrets::verify(&record.client_secret_hash, client_secret) || !record.active(now) {
+        if !keel_security::verify(&record.client_secret_hash, client_secret) || !record.active(now)
+        {
             return Err(Refusal::InvalidClient);
         }
         let scopes = match requested.map(str::trim).filter(|r| !r.is_empty()) {
@@ -413,7 +414,7 @@ mod tests {
     use super::*;
 
     fn participants(extra: &str) -> Participants {
-        let hash = keel_secrets::hash("alpha-secret");
+        let hash = keel_security::hash("alpha-secret");
         Participants::parse(&format!(
             r#"[{{"participant_id": "IM-ALPHA", "role": "im", "client_id": "im-alpha",
                  "client_secret_hash": "{hash}"{extra}}}]"#

@@ -45,7 +45,7 @@ pub struct Config {
     /// No default, as for `token_secret`.
     pub webhook_key: String,
     /// Which webhook URLs may be registered (`[webhooks]`, shared with notification).
-    pub webhooks: keel_platform::egress::EgressPolicy,
+    pub webhooks: keel_security::egress::EgressPolicy,
     /// Most blocks in one batch request.
     pub max_batch: usize,
     pub request_timeout_ms: u64,
@@ -88,7 +88,7 @@ impl Default for Config {
             token_secret: String::new(),
             token_ttl_seconds: 3600,
             webhook_key: String::new(),
-            webhooks: keel_platform::egress::EgressPolicy::default(),
+            webhooks: keel_security::egress::EgressPolicy::default(),
             max_batch: 1000,
             request_timeout_ms: 30_000,
             ledger_max_connections: 4,

@@ -30,10 +30,10 @@ async fn main() -> anyhow::Result<()> {
     let _telemetry = keel_platform::telemetry::init(INGRESS.name);
     let shutdown = keel_platform::shutdown::on_signal();
     let metrics = ops::install_metrics(INGRESS.name, &config.region);
-    let token_secret = keel_secrets::require(
+    let token_secret = keel_security::require(
         "token_secret",
         &config.token_secret,
-        keel_secrets::LOCAL_EXAMPLE_TOKEN_SECRET,
+        keel_security::LOCAL_EXAMPLE_TOKEN_SECRET,
         &config.environment,
         "every region's ingress needs the same secret of at least 32 characters in KEEL_TOKEN_SECRET",
     )?;
@@ -46,7 +46,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let reference = read_reference_data(&config.reference_data)?;
     let tokens = auth::TokenIssuer::new(token_secret, config.token_ttl_seconds);
-    let webhook_key = keel_secrets::webhook_key(&config.webhook_key, &config.environment)?;
+    let webhook_key = keel_security::webhook_key(&config.webhook_key, &config.environment)?;
     // The region plumbing is the stages'; ingress reads it from the same tables.
     let regions = StageConfig {
         region: config.region.clone(),

@@ -211,7 +211,7 @@ pub async fn set_webhook(
 /// Seals webhook secrets stored in plaintext before secrets were sealed; how many it sealed.
 pub async fn seal_plaintext_webhook_secrets(
     pool: &PgPool,
-    key: &keel_secrets::SealingKey,
+    key: &keel_security::SealingKey,
 ) -> Result<usize, sqlx::Error> {
     let plain = sqlx::query!(
         "SELECT participant_id, sealed_secret FROM ingress.webhooks

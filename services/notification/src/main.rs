@@ -26,7 +26,7 @@ async fn main() -> anyhow::Result<()> {
     let config: Config = keel_platform::config::load()?;
     let _telemetry = keel_platform::telemetry::init(NOTIFICATION.name);
     let shutdown = keel_platform::shutdown::on_signal();
-    let webhook_key = keel_secrets::webhook_key(&config.webhook_key, &config.environment)?;
+    let webhook_key = keel_security::webhook_key(&config.webhook_key, &config.environment)?;
     let stage = Stage::new(&NOTIFICATION, &keel_migrations::NOTIFICATION);
     let webhook_config = config.webhooks;
     let retention = config.stage.retention.clone();

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
-use keel_platform::egress::EgressPolicy;
 use keel_safestore::PgPool;
-use keel_secrets::SealingKey;
+use keel_security::egress::EgressPolicy;
+use keel_security::SealingKey;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use tokio_util::sync::CancellationToken;

@@ -4,7 +4,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use keel_domain::{FieldError, LegId, LegRole, TradeBlock};
+use keel_domain::{batch_items, FieldError, LegId, LegRole, TradeBlock};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
@@ -47,44 +47,7 @@ pub async fn batch(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let started = Instant::now();
     let raw = parse_json(&body)?;
-    let items = match &raw {
-        Value::Array(items) => items,
-        Value::Object(object) => match object.get("trade_blocks") {
-            Some(Value::Array(items)) => items,
-            _ => {
-                return Err(ApiError::invalid(
-                    "trade_blocks",
-                    "missing",
-                    "trade_blocks must be an array of trade blocks",
-                ))
-            }
-        },
-        _ => {
-            return Err(ApiError::invalid(
-                "trade_blocks",
-                "wrong_type",
-                "a batch is an array of trade blocks",
-            ))
-        }
-    };
-    if items.is_empty() {
-        return Err(ApiError::invalid(
-            "trade_blocks",
-            "empty",
-            "a batch needs at least one trade block",
-        ));
-    }
-    if items.len() > app.max_batch {
-        return Err(ApiError::invalid(
-            "trade_blocks",
-            "too_many",
-            format!(
-                "a batch holds at most {} trade blocks, this one has {}",
-                app.max_batch,
-                items.len()
-            ),
-        ));
-    }
+    let items = batch_items(&raw, app.max_batch).map_err(|e| ApiError::Invalid(vec![e]))?;
     let mut legs = Vec::with_capacity(items.len());
     let mut errors = Vec::new();
     let mut receipts = Vec::with_capacity(items.len());

@@ -1,3 +1,5 @@
+//! Security rules, in one place. [`egress`]: where a participant's webhook may send Keel.
+//!
 //! Secrets, handled in one place (DESIGN section 9: "participants' and operators' secrets are never
 //! stored in plaintext, and no service starts with a default secret outside the local stack").
 //!
@@ -8,6 +10,8 @@
 //!   sealed with AES-256-GCM under a key from the service's configuration (a KMS-held secret on AWS).
 //! - [`require`]: a secret setting that is missing, too short or the checked-in example outside the
 //!   local stack stops the service at start, saying which setting and why.
+
+pub mod egress;
 
 use std::sync::OnceLock;
 
