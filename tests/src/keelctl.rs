@@ -99,6 +99,23 @@ impl Stack {
             .unwrap_or_else(|e| panic!("running keelctl: {e}"))
     }
 
+    /// Starts `keelctl` with these arguments in the background on the test's runtime, its output
+    /// appended to the stack's `logs/keelctl.log` (the caller waits for it or kills it).
+    pub fn spawn_keelctl_async(&self, args: &[&str]) -> tokio::process::Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("logs/keelctl.log"))
+            .expect("the stack's log folder");
+        let mut command = tokio::process::Command::from(self.keelctl_command(args));
+        command
+            .stdout(log.try_clone().expect("a log file handle"))
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("running keelctl: {e}"))
+    }
+
     /// Runs `keelctl` with these arguments against this stack (its configuration and controls).
     pub fn keelctl(&self, args: &[&str]) -> std::process::Output {
         self.keelctl_command(args)

@@ -12,6 +12,7 @@
 //! [`machine`] ports, binaries and pids.
 
 pub mod assertions;
+pub mod chaos;
 pub mod config;
 pub mod console;
 pub mod fixtures;

@@ -379,6 +379,18 @@ impl Stack {
         wait_until_port(port, Duration::from_secs(60)).await
     }
 
+    /// SIGKILL of the broker in `region`; false when it was not running.
+    pub fn kill_broker_in(&mut self, region: &str) -> bool {
+        match self.regions.get_mut(region).and_then(|r| r.broker.take()) {
+            Some(mut broker) => {
+                let _ = broker.kill();
+                let _ = broker.wait();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Stops the first region's broker (SIGTERM, then SIGKILL) and starts it again on the same log.
     pub async fn restart_broker(&mut self, down_for: Duration) -> anyhow::Result<()> {
         let first = self.options.regions[0];

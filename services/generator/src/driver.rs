@@ -73,6 +73,20 @@ pub struct Report {
     /// earlier 429 waits), in milliseconds.
     pub ack_ms: Vec<f64>,
     pub elapsed: Duration,
+    /// Every leg sent, whatever its answer, as (sender, trade_ref): what the chaos checker holds
+    /// the stores to ("nothing from nothing").
+    pub attempted: Vec<(String, String)>,
+    /// Every leg acknowledged (202), with the ids ingress gave it.
+    pub acknowledged: Vec<Acknowledged>,
+}
+
+/// One leg ingress acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acknowledged {
+    pub sender: String,
+    pub trade_ref: String,
+    pub leg_id: String,
+    pub trade_id: String,
 }
 
 impl Report {
@@ -202,12 +216,33 @@ pub async fn run(
                 let count = legs.len() as u64;
                 let mut report = report.lock().await;
                 report.legs_sent += count;
+                report.attempted.extend(legs.iter().map(|leg| {
+                    (
+                        sender.clone(),
+                        leg["trade_ref"].as_str().unwrap_or_default().to_owned(),
+                    )
+                }));
                 report.redirects += delivery.redirects;
                 report.retries += delivery.retries;
                 report.throttled += delivery.throttled;
                 match answer {
-                    Ok((202, _)) => {
+                    Ok((202, body)) => {
                         report.legs_accepted += count;
+                        let receipts: Vec<&Value> = match body["results"].as_array() {
+                            Some(results) => results.iter().collect(),
+                            None => vec![&body],
+                        };
+                        for (leg, receipt) in legs.iter().zip(receipts) {
+                            report.acknowledged.push(Acknowledged {
+                                sender: sender.clone(),
+                                trade_ref: leg["trade_ref"].as_str().unwrap_or_default().to_owned(),
+                                leg_id: receipt["leg_id"].as_str().unwrap_or_default().to_owned(),
+                                trade_id: receipt["trade_id"]
+                                    .as_str()
+                                    .unwrap_or_default()
+                                    .to_owned(),
+                            });
+                        }
                         report
                             .ack_ms
                             .extend(std::iter::repeat_n(ms, count as usize));

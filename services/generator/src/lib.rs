@@ -8,5 +8,5 @@ mod driver;
 mod trades;
 
 pub use client::{Client, Credentials};
-pub use driver::{percentile, run, DriverOptions, Report};
+pub use driver::{percentile, run, Acknowledged, DriverOptions, Report};
 pub use trades::{LegKind, Mix, PlannedTrade, TradeFactory};
