@@ -5,7 +5,7 @@ SHELL := /bin/bash
 export KEEL_CACHE ?= $(HOME)/.cache/keel
 export CARGO_TARGET_DIR ?= $(KEEL_CACHE)/target
 
-.PHONY: up down test bench fuzz status sqlx-prepare
+.PHONY: up down test bench fuzz chaos status sqlx-prepare
 
 # make up: installs what is missing, builds, and runs the two-region stack under keel-local's
 # supervisor (crates/localstack/src/stack.rs says what runs). make down stops it.
@@ -22,6 +22,10 @@ test:
 
 bench:
 	@bash deploy/local/bin/bench.sh
+
+# make chaos: RUNS chaos runs (1; a release's worth is RUNS=500), SEED=... replays one.
+chaos:
+	@RUNS=$(or $(RUNS),1) $(if $(SEED),SEED=$(SEED)) bash deploy/local/bin/chaos.sh
 
 # make fuzz: every fuzz target for FUZZ_SECONDS each (an hour in all by default).
 FUZZ_SECONDS ?= 1200

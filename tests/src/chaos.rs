@@ -34,6 +34,9 @@ pub struct ChaosOptions {
     /// The most a run waits, once healed, for every trade to end.
     pub settle_bound: Duration,
     pub release: bool,
+    /// Ingress acknowledges only once the other region's standby has the submission, so that a
+    /// failover loses no acknowledged leg and the checker can hold every run to RPO 0.
+    pub synchronous: bool,
 }
 
 impl Default for ChaosOptions {
@@ -45,6 +48,7 @@ impl Default for ChaosOptions {
             match_window_seconds: 15,
             settle_bound: Duration::from_secs(180),
             release: false,
+            synchronous: true,
         }
     }
 }
@@ -114,9 +118,11 @@ enum Heal {
     KillKeelctl { run: usize },
 }
 
-/// A rotation started by the schedule.
+/// A rotation or failover started by the schedule.
 struct Rotation {
     app: App,
+    /// `rotate` or `failover`.
+    verb: &'static str,
     to: String,
     child: Option<tokio::process::Child>,
     killed: bool,
@@ -130,6 +136,10 @@ pub async fn run(name: &str, seed: u64, options: &ChaosOptions) -> anyhow::Resul
         arc_endpoints: 3,
         match_window_seconds: options.match_window_seconds,
         release: options.release,
+        extra_env: vec![(
+            "KEEL_REPLICATION__SYNCHRONOUS".into(),
+            options.synchronous.to_string(),
+        )],
         ..StackOptions::two_regions()
     };
     let regions: Vec<String> = stack_options
@@ -222,6 +232,22 @@ pub async fn run(name: &str, seed: u64, options: &ChaosOptions) -> anyhow::Resul
     for rotation in &mut rotations {
         if let Some(problem) = finish_rotation(&stack, rotation).await {
             rotation_problems.push(problem);
+        }
+    }
+    // A failover left the old primary out of replication: rebuilt as a standby, as after a DR.
+    for rotation in rotations.iter().filter(|r| r.verb == "failover") {
+        let out = stack
+            .keelctl_async(
+                &["reprotect", "--app", rotation.app.name()],
+                Duration::from_secs(240),
+            )
+            .await;
+        if !out.status.success() {
+            rotation_problems.push(format!(
+                "re-protecting {} after its failover: {}",
+                rotation.app,
+                String::from_utf8_lossy(&out.stdout)
+            ));
         }
     }
     for region in &regions {
@@ -394,7 +420,7 @@ async fn inject(
             pending.push((at_ms + paused_ms, Heal::Continue { pid }));
             "stopped".to_owned()
         }
-        Fault::Rotate { app } | Fault::KillKeelctl { app, .. } => {
+        Fault::Rotate { app } | Fault::Failover { app } | Fault::KillKeelctl { app, .. } => {
             let Some(from) = database_region(stack, regions, *app, true).await else {
                 return "no primary to rotate from".to_owned();
             };
@@ -403,10 +429,16 @@ async fn inject(
                 .find(|r| **r != from)
                 .expect("two regions")
                 .clone();
+            let verb = if matches!(fault, Fault::Failover { .. }) {
+                "failover"
+            } else {
+                "rotate"
+            };
             let child =
-                stack.spawn_keelctl_async(&["rotate", "--app", app.name(), "--to", &to, "--yes"]);
+                stack.spawn_keelctl_async(&[verb, "--app", app.name(), "--to", &to, "--yes"]);
             rotations.push(Rotation {
                 app: *app,
+                verb,
                 to: to.clone(),
                 child: Some(child),
                 killed: false,
@@ -419,7 +451,7 @@ async fn inject(
                     },
                 ));
             }
-            format!("rotating {app} from {from} to {to}")
+            format!("{verb} {app} from {from} to {to}")
         }
     }
 }
@@ -509,7 +541,7 @@ async fn finish_rotation(stack: &Stack, rotation: &mut Rotation) -> Option<Strin
         }
     );
     let args = [
-        "rotate",
+        rotation.verb,
         "--app",
         rotation.app.name(),
         "--to",
@@ -534,7 +566,7 @@ async fn finish_rotation(stack: &Stack, rotation: &mut Rotation) -> Option<Strin
                     .keelctl_async(&["--json", "status"], Duration::from_secs(60))
                     .await;
                 let status = String::from_utf8_lossy(&locks.stdout);
-                if !status.contains(&format!("{}-rotate-", rotation.app.name())) {
+                if !status.contains(&format!("{}-{}-", rotation.app.name(), rotation.verb)) {
                     println!(
                         "chaos: rotation of {} to {} refused cleanly: it had finished",
                         rotation.app, rotation.to

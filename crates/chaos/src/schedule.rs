@@ -53,6 +53,9 @@ pub enum Fault {
     Pause { target: Target, paused_ms: u64 },
     /// A planned rotation of `app` to the other region, started at this moment.
     Rotate { app: App },
+    /// An unplanned failover of `app` to the other region with both regions up (the source is
+    /// fenced and its database stopped), re-protected once the run heals.
+    Failover { app: App },
     /// A planned rotation of `app` whose keelctl is SIGKILLed after `after_ms`; the next keelctl
     /// must resume it or refuse cleanly.
     KillKeelctl { app: App, after_ms: u64 },
@@ -76,6 +79,7 @@ impl Fault {
             Fault::Kill { .. } => FaultClass::KillService,
             Fault::Pause { .. } => FaultClass::Pause,
             Fault::Rotate { .. } => FaultClass::Rotate,
+            Fault::Failover { .. } => FaultClass::Failover,
             Fault::KillKeelctl { .. } => FaultClass::KillKeelctl,
         }
     }
@@ -91,6 +95,7 @@ impl fmt::Display for Fault {
                 write!(f, "SIGSTOP {target} for {paused_ms} ms")
             }
             Fault::Rotate { app } => write!(f, "rotate {app} to the other region"),
+            Fault::Failover { app } => write!(f, "fail {app} over to the other region"),
             Fault::KillKeelctl { app, after_ms } => {
                 write!(
                     f,
@@ -111,17 +116,19 @@ pub enum FaultClass {
     KillArc,
     Pause,
     Rotate,
+    Failover,
     KillKeelctl,
 }
 
 impl FaultClass {
-    pub const ALL: [FaultClass; 7] = [
+    pub const ALL: [FaultClass; 8] = [
         FaultClass::KillService,
         FaultClass::KillBroker,
         FaultClass::KillDatabase,
         FaultClass::KillArc,
         FaultClass::Pause,
         FaultClass::Rotate,
+        FaultClass::Failover,
         FaultClass::KillKeelctl,
     ];
 
@@ -133,6 +140,7 @@ impl FaultClass {
             FaultClass::KillArc => "kill ARC endpoint",
             FaultClass::Pause => "pause",
             FaultClass::Rotate => "rotation",
+            FaultClass::Failover => "failover",
             FaultClass::KillKeelctl => "kill keelctl",
         }
     }
@@ -174,7 +182,7 @@ impl Schedule {
                 0..=34 => Fault::Kill {
                     target: Target::Service {
                         region: pick(&mut rng, &space.regions).clone(),
-                        name: *pick(&mut rng, &space.services),
+                        name: space.services[rng.random_range(0..space.services.len())],
                     },
                     down_ms: rng.random_range(0..3_000),
                 },
@@ -205,7 +213,7 @@ impl Schedule {
                 55..=84 => Fault::Pause {
                     target: Target::Service {
                         region: pick(&mut rng, &space.regions).clone(),
-                        name: *pick(&mut rng, &space.services),
+                        name: space.services[rng.random_range(0..space.services.len())],
                     },
                     paused_ms: rng.random_range(200..4_000),
                 },
@@ -215,13 +223,13 @@ impl Schedule {
                         continue;
                     }
                     rotated.push(app);
-                    if rng.random_bool(0.5) {
-                        Fault::Rotate { app }
-                    } else {
-                        Fault::KillKeelctl {
+                    match rng.random_range(0..3) {
+                        0 => Fault::Rotate { app },
+                        1 => Fault::Failover { app },
+                        _ => Fault::KillKeelctl {
                             app,
                             after_ms: rng.random_range(100..2_000),
-                        }
+                        },
                     }
                 }
             };
@@ -284,7 +292,9 @@ mod tests {
                     s.fault,
                     Fault::Rotate { app: a } | Fault::KillKeelctl { app: a, .. } if a == app
                 )).count();
-                prop_assert!(rotations <= 1, "{app} rotated {rotations} times");
+                let failovers = one.faults.iter().filter(|s| matches!(
+                    s.fault, Fault::Failover { app: a } if a == app)).count();
+                prop_assert!(rotations + failovers <= 1, "{app} moved {} times", rotations + failovers);
             }
         }
     }
