@@ -269,10 +269,12 @@ fn error(field: &str, code: &str, message: impl Into<String>) -> FieldError {
     }
 }
 
+/// A calendar date written exactly as `YYYY-MM-DD`, and only so: chrono alone also takes a signed
+/// year (`-026-11-23`, year -26, found by the fuzzer), which then serializes as something else.
 fn parse_date(raw: &str) -> Result<NaiveDate, ValueError> {
     NaiveDate::parse_from_str(raw, "%Y-%m-%d")
         .ok()
-        .filter(|_| raw.len() == 10)
+        .filter(|date| date.format("%Y-%m-%d").to_string() == raw)
         .ok_or_else(|| ValueError::new("invalid_date", "dates are written YYYY-MM-DD"))
 }
 
@@ -616,6 +618,22 @@ mod tests {
             (
                 with("trade_date", json!("23/11/2026")),
                 "trade_date",
+                "invalid_date",
+            ),
+            // A signed year (fuzzer, trade_block): chrono takes it; Keel does not.
+            (
+                with("trade_date", json!("-026-11-23")),
+                "trade_date",
+                "invalid_date",
+            ),
+            (
+                with("trade_date", json!("+026-11-23")),
+                "trade_date",
+                "invalid_date",
+            ),
+            (
+                with("settlement_date", json!("2026-11-4")),
+                "settlement_date",
                 "invalid_date",
             ),
             (

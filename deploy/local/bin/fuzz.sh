@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# fuzz.sh SECONDS: runs every cargo fuzz target (fuzz/fuzz_targets) for SECONDS each, one after
+# fuzz.sh SECONDS [TARGET...]: runs every cargo fuzz target (fuzz/fuzz_targets; or those named) for SECONDS each, one after
 # another, and prints a table of targets, runs, seconds and crashes. `make test` runs it for a short
 # bound; `make fuzz` for an hour in all (FUZZ_SECONDS per target, 1200 by default).
 #
@@ -10,9 +10,10 @@
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$KEEL_ROOT/fuzz"
-seconds=${1:?usage: fuzz.sh SECONDS_PER_TARGET}
+seconds=${1:?usage: fuzz.sh SECONDS_PER_TARGET [TARGET...]}
+shift
 cargo_fuzz="$KEEL_TOOLS/bin/cargo-fuzz"
-targets=$(sed -n 's/^name = "\(.*\)"$/\1/p' Cargo.toml | grep -v '^keel-fuzz$')
+targets=${*:-$(sed -n 's/^name = "\(.*\)"$/\1/p' Cargo.toml | grep -v '^keel-fuzz$')}
 log "building the fuzz targets ($(echo $targets | tr '\n' ' '))"
 "$cargo_fuzz" build --sanitizer none
 
