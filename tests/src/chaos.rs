@@ -8,15 +8,15 @@ use std::time::{Duration, Instant};
 
 use keel_chaos::checker::{check, Anomaly, Entry, History};
 use keel_chaos::{Fault, Schedule, Scheduled, Space, Target};
-use keel_generator::{Client, DriverOptions, Report};
+use keel_generator::{DriverOptions, Report};
 use keel_routing::App;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde::Serialize;
 use sqlx::Row;
-use tokio_util::sync::CancellationToken;
 
 use crate::fixtures::participants;
+use crate::load::Load;
 use crate::options::{service_names, StackOptions};
 use crate::queries::connect;
 use crate::stack::Stack;
@@ -132,15 +132,10 @@ struct Rotation {
 pub async fn run(name: &str, seed: u64, options: &ChaosOptions) -> anyhow::Result<RunOutcome> {
     let started = Instant::now();
     let stack_options = StackOptions {
-        replicated: true,
         arc_endpoints: 3,
         match_window_seconds: options.match_window_seconds,
         release: options.release,
-        extra_env: vec![(
-            "KEEL_REPLICATION__SYNCHRONOUS".into(),
-            options.synchronous.to_string(),
-        )],
-        ..StackOptions::two_regions()
+        ..StackOptions::replicated_two_regions(options.synchronous)
     };
     let regions: Vec<String> = stack_options
         .regions
@@ -161,24 +156,14 @@ pub async fn run(name: &str, seed: u64, options: &ChaosOptions) -> anyhow::Resul
     println!("chaos {name}: seed {seed}\n{schedule}");
 
     let mut stack = Stack::start(name, stack_options).await?;
-    let stop = CancellationToken::new();
-    let load = {
-        let client = Client::with_ingresses(
-            &regions
-                .iter()
-                .map(|r| stack.regions[r.as_str()].ingress_url.clone())
-                .collect::<Vec<_>>(),
-        );
-        let options = DriverOptions {
+    let load = Load::start(
+        &stack,
+        DriverOptions {
             batch: 10,
-            retry_for: Duration::from_secs(240),
             ..DriverOptions::at_rate(options.rate, seed, &format!("CH{seed}"))
-        };
-        let stop = stop.clone();
-        tokio::spawn(
-            async move { keel_generator::run(client, &participants(), options, stop).await },
-        )
-    };
+        },
+        Duration::from_secs(240),
+    );
 
     // The schedule, with what each fault undoes later, in time order.
     let load_started = Instant::now();
@@ -259,8 +244,7 @@ pub async fn run(name: &str, seed: u64, options: &ChaosOptions) -> anyhow::Resul
     }
 
     // Settle: the load stops, every trade ends, reconciliation replays what a fault lost in flight.
-    stop.cancel();
-    let report: Report = load.await??;
+    let report: Report = load.finish().await?;
     let _ = stack
         .keelctl_async(
             &["reconcile", "--repair", "--settle-seconds", "0"],

@@ -17,6 +17,7 @@ pub mod config;
 pub mod console;
 pub mod fixtures;
 pub mod keelctl;
+pub mod load;
 pub mod machine;
 pub mod options;
 pub mod queries;

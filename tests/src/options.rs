@@ -57,6 +57,19 @@ impl StackOptions {
         }
     }
 
+    /// Two regions, per application a primary and a streaming standby, replicating synchronously
+    /// (an acknowledgement waits for the standby) or not.
+    pub fn replicated_two_regions(synchronous: bool) -> Self {
+        Self {
+            replicated: true,
+            extra_env: vec![(
+                "KEEL_REPLICATION__SYNCHRONOUS".into(),
+                synchronous.to_string(),
+            )],
+            ..Self::two_regions()
+        }
+    }
+
     pub fn active_region(&self, app: App) -> &'static str {
         self.active.get(&app).copied().unwrap_or(self.regions[0])
     }

@@ -9,54 +9,24 @@
 
 use std::time::{Duration, Instant};
 
-use keel_generator::{Client, DriverOptions, Report};
+use keel_generator::DriverOptions;
 use keel_safestore::quote_ident;
-use keel_system_tests::{
-    connect, count_in, participants, wait_replayed, App, Stack, StackOptions, EAST, WEST,
-};
+use keel_system_tests::load::Load;
+use keel_system_tests::{connect, count_in, wait_replayed, App, Stack, StackOptions, EAST, WEST};
 use rand::{Rng, SeedableRng};
 use sqlx::PgPool;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 const RUNBOOK_BOUND: Duration = Duration::from_secs(240);
 const SUBMISSIONS: &str = "SELECT count(*) FROM ingress.submissions";
 
-struct Load {
-    stop: CancellationToken,
-    task: JoinHandle<anyhow::Result<Report>>,
-}
-
 /// The generator at `rate` legs/s against both regions' ingresses, following whichever takes
 /// traffic, retrying while none does.
 fn start_load(stack: &Stack, seed: u64, rate: f64, prefix: &str) -> Load {
-    let client = Client::with_ingresses(&[
-        stack.regions[EAST].ingress_url.clone(),
-        stack.regions[WEST].ingress_url.clone(),
-    ]);
     let options = DriverOptions {
         batch: 5,
-        retry_for: Duration::from_secs(180),
         ..DriverOptions::at_rate(rate, seed, prefix)
     };
-    let stop = CancellationToken::new();
-    let task = tokio::spawn({
-        let stop = stop.clone();
-        async move { keel_generator::run(client, &participants(), options, stop).await }
-    });
-    Load { stop, task }
-}
-
-impl Load {
-    async fn finish(self) -> Report {
-        self.stop.cancel();
-        let report = self.task.await.unwrap().unwrap();
-        println!(
-            "generator: {} legs accepted, {} refused (invalid by design), {} failed; {} redirects, {} retries",
-            report.legs_accepted, report.legs_refused, report.legs_failed, report.redirects, report.retries
-        );
-        report
-    }
+    Load::start(stack, options, Duration::from_secs(180))
 }
 
 /// Runs `keelctl VERB --app APP --to TO --yes --json`, prints its figures and returns its report.
@@ -281,7 +251,7 @@ async fn planned_rotations_there_and_back_under_load_lose_and_duplicate_nothing(
         wait_for_legs(&tm, now + 20).await;
         tm.close().await;
     }
-    let report = load.finish().await;
+    let report = load.finish().await.unwrap();
     assert_eq!(report.legs_failed, 0);
     let recorded = check_invariants(&stack, EAST).await;
     assert_eq!(
@@ -299,14 +269,7 @@ async fn planned_rotations_there_and_back_under_load_lose_and_duplicate_nothing(
 async fn unplanned_failover(name: &str, synchronous: bool) {
     let seed = keel_system_tests::seed(name);
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let options = StackOptions {
-        replicated: true,
-        extra_env: vec![(
-            "KEEL_REPLICATION__SYNCHRONOUS".into(),
-            synchronous.to_string(),
-        )],
-        ..StackOptions::two_regions()
-    };
+    let options = StackOptions::replicated_two_regions(synchronous);
     let mut stack = Stack::start(name, options).await.unwrap();
     let load = start_load(&stack, seed, 20.0, &format!("DR{seed}"));
     let (east_tm, west_tm) = (
@@ -425,7 +388,7 @@ async fn unplanned_failover(name: &str, synchronous: bool) {
 
     let west_now = count_in(&west_tm, SUBMISSIONS).await;
     wait_for_legs(&west_tm, west_now + 20).await;
-    let report = load.finish().await;
+    let report = load.finish().await.unwrap();
     let recorded = check_invariants(&stack, WEST).await;
     let lost = report.legs_accepted as i64 - recorded;
     println!(

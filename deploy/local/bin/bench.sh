@@ -18,6 +18,7 @@ bench_pg_port="${KEEL_BENCH_PG_PORT:-54391}"
 keel_local="$CARGO_TARGET_DIR/release/keel-local"
 cleanup() {
   "$keel_local" postgres stop "$bench_pg" || true
+  "$keel_local" moto stop "$KEEL_STATE/bench/dynamodb" || true
   stop_noted "$KEEL_TEST_PIDS"
 }
 export KEEL_TEST_PIDS="$KEEL_STATE/bench/pids"
@@ -26,5 +27,10 @@ rm -rf "$KEEL_TEST_PIDS" && mkdir -p "$KEEL_TEST_PIDS"
 "$keel_local" postgres stop "$bench_pg" || true
 rm -rf "$bench_pg"
 "$keel_local" postgres start "$bench_pg" "$bench_pg_port"
+# keelctl's runbook store, for the drills.
+bench_dynamodb_port="${KEEL_BENCH_DYNAMODB_PORT:-18491}"
+"$keel_local" moto stop "$KEEL_STATE/bench/dynamodb" || true
+"$keel_local" moto start "$KEEL_STATE/bench/dynamodb" "$bench_dynamodb_port"
 
-KEEL_TEST_PG="postgres://keel@127.0.0.1:$bench_pg_port/postgres" KEEL_BIN_DIR="$CARGO_TARGET_DIR/release" "$CARGO_TARGET_DIR/release/keel-bench"
+KEEL_TEST_PG="postgres://keel@127.0.0.1:$bench_pg_port/postgres" \
+  KEEL_TEST_DYNAMODB="http://127.0.0.1:$bench_dynamodb_port" KEEL_BIN_DIR="$CARGO_TARGET_DIR/release" "$CARGO_TARGET_DIR/release/keel-bench"

@@ -2,7 +2,8 @@
 //! ceiling for the same durable work, measured in the same run. Prints markdown tables (the figures
 //! kept in docs/benchmarks.md come from here).
 //!
-//! Sections (`KEEL_BENCH_SECTIONS`, `pipeline,replication` by default; `soak` on request):
+//! Sections (`KEEL_BENCH_SECTIONS`, `pipeline,replication` by default; `drills` and `soak` on
+//! request):
 //!
 //! - `pipeline`: one region, the full path through settlement and notification, on a release
 //!   stack. Steps at increasing offered rates (`KEEL_BENCH_RATES`), each a warm-up and a steady
@@ -12,6 +13,7 @@
 //!   an overload step at twice the best sustained rate, where ingress answers 429.
 //! - `replication`: two regions with streaming standbys: the standby's lag and ingress's
 //!   acknowledgement under load, asynchronous and synchronous (`replication`).
+//! - `drills`: planned rotations and the loss of a region under load, with RTO and RPO (`drills`).
 //! - `soak`: half the sustained rate (`KEEL_BENCH_SOAK_RATE`) for `KEEL_BENCH_SOAK_MINUTES` (30),
 //!   latency per minute, to show drift (`soak`).
 
@@ -25,6 +27,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 mod ceiling;
+mod drills;
 mod pipeline;
 mod profile;
 mod replication;
@@ -39,8 +42,8 @@ async fn main() -> anyhow::Result<()> {
     let sections: Vec<&str> = sections.split(',').map(str::trim).collect();
     for section in &sections {
         anyhow::ensure!(
-            ["pipeline", "replication", "soak"].contains(section),
-            "KEEL_BENCH_SECTIONS: unknown section {section:?} (pipeline, replication, soak)"
+            ["pipeline", "replication", "drills", "soak"].contains(section),
+            "KEEL_BENCH_SECTIONS: unknown section {section:?} (pipeline, replication, drills, soak)"
         );
     }
     let mut out = String::new();
@@ -49,6 +52,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if sections.contains(&"replication") {
         out += &replication_section().await?;
+    }
+    if sections.contains(&"drills") {
+        out += &drills::section().await?;
     }
     if sections.contains(&"soak") {
         out += &soak::section().await?;

@@ -46,12 +46,7 @@ pub async fn measure(synchronous: bool, rate: f64, seconds: u64) -> anyhow::Resu
         &format!("bench_replication_{mode}"),
         StackOptions {
             release: true,
-            replicated: true,
-            extra_env: vec![(
-                "KEEL_REPLICATION__SYNCHRONOUS".into(),
-                synchronous.to_string(),
-            )],
-            ..StackOptions::two_regions()
+            ..StackOptions::replicated_two_regions(synchronous)
         },
     )
     .await?;
