@@ -307,7 +307,7 @@ pub async fn run(name: &str, seed: u64, options: &ChaosOptions) -> anyhow::Resul
             vec![String::from_utf8_lossy(&out.stdout).trim().to_owned()]
         }
     };
-    history.reconciliation_gaps.extend(rotation_problems);
+    history.runbook_problems = rotation_problems;
     let anomalies = check(&history);
     let trades = history.trades.len();
     Ok(RunOutcome {
@@ -525,6 +525,7 @@ async fn finish_rotation(stack: &Stack, rotation: &mut Rotation) -> Option<Strin
         }
     );
     let args = [
+        "--json",
         rotation.verb,
         "--app",
         rotation.app.name(),

@@ -36,6 +36,9 @@ pub struct History {
     pub ledger_problems: Vec<String>,
     /// What reconciliation left missing on a hop after settling.
     pub reconciliation_gaps: Vec<String>,
+    /// Runs (rotations, failovers, re-protections) that neither finished nor refused cleanly when
+    /// run again, as an operator would.
+    pub runbook_problems: Vec<String>,
 }
 
 /// One violated invariant, with the ids that show it.
@@ -103,6 +106,9 @@ pub enum Anomaly {
     ReconciliationGap {
         hop: String,
     },
+    RunbookUnfinished {
+        detail: String,
+    },
 }
 
 impl fmt::Display for Anomaly {
@@ -145,6 +151,7 @@ impl fmt::Display for Anomaly {
             ),
             Anomaly::LedgerDoesNotVerify { problem } => write!(f, "the ledger: {problem}"),
             Anomaly::ReconciliationGap { hop } => write!(f, "reconciliation left a gap: {hop}"),
+            Anomaly::RunbookUnfinished { detail } => write!(f, "a runbook did not finish: {detail}"),
         }
     }
 }
@@ -280,6 +287,11 @@ pub fn check(history: &History) -> Vec<Anomaly> {
     for hop in &history.reconciliation_gaps {
         anomalies.insert(Anomaly::ReconciliationGap { hop: hop.clone() });
     }
+    for detail in &history.runbook_problems {
+        anomalies.insert(Anomaly::RunbookUnfinished {
+            detail: detail.clone(),
+        });
+    }
     anomalies.into_iter().collect()
 }
 
@@ -393,7 +405,7 @@ mod tests {
     }
 
     #[test]
-    fn ledger_and_reconciliation_problems_are_anomalies() {
+    fn ledger_reconciliation_and_runbook_problems_are_anomalies() {
         let mut history = clean(2, 0);
         history
             .ledger_problems

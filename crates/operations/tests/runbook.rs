@@ -271,7 +271,29 @@ async fn a_different_run_is_refused_while_one_holds_the_lock() {
         );
         assert!(refused.to_string().contains(&run_id), "{refused}");
     }
-    // The other application may not start a run meanwhile: its preflight names this one.
+    // This run stopped at its preflight and changed nothing: trade matching, first in the
+    // topology's order, may go ahead of it (two_runs_stopped_at_their_preflights_… has the rest).
+    let tm = runbook
+        .open(&request(App::TradeMatching, Mode::Planned, WEST))
+        .await
+        .unwrap();
+    runbook.run(tm, HOLDER, &quiet).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_run_past_its_preflight_holds_back_the_other_application() {
+    let world = World::two_regions(10);
+    let runbook = world.runbook();
+    let opened = runbook
+        .open(&request(App::Settlement, Mode::Planned, WEST))
+        .await
+        .unwrap();
+    let run_id = opened.journal.run_id.clone();
+    let stopped = runbook
+        .run(opened, HOLDER, &outage_during(&world, Step::Drain))
+        .await;
+    world.set_outage(false);
+    assert!(stopped.is_err());
     let tm = runbook
         .open(&request(App::TradeMatching, Mode::Planned, WEST))
         .await
@@ -593,4 +615,41 @@ async fn an_evacuation_interrupted_resumes_the_run_that_holds_the_lock() {
     assert!(opened.resumed, "the run under way resumes");
     runbook.run(opened, HOLDER, &quiet).await.unwrap();
     assert_moved(&world, App::TradeMatching, EAST, WEST);
+}
+
+#[tokio::test]
+async fn two_runs_stopped_at_their_preflights_do_not_block_each_other() {
+    // Found by the chaos suite (seed 14685665642246107202): trade matching's and settlement's
+    // rotations both stopped in their preflights, each holding its lock and each refused for the
+    // other's, for good.
+    let world = World::two_regions(100);
+    let runbook = world.runbook();
+    world.stop_service(WEST, "matching");
+    world.stop_service(WEST, "settlement");
+    for app in [App::TradeMatching, App::Settlement] {
+        let stopped = move_once(&runbook, app, Mode::Planned, WEST).await;
+        assert!(
+            matches!(stopped, Err(RunbookError::Stopped { .. })),
+            "{app}: {stopped:?}"
+        );
+        assert!(world.lock(app).is_some(), "{app} keeps its lock");
+    }
+    world.start_service(WEST, "matching");
+    world.start_service(WEST, "settlement");
+    // Settlement goes second: trade matching's run, which has changed nothing, still holds it back.
+    let settlement = runbook
+        .open(&request(App::Settlement, Mode::Planned, WEST))
+        .await
+        .unwrap();
+    assert!(runbook.run(settlement, HOLDER, &quiet).await.is_err());
+    // Trade matching goes first, past settlement's stopped preflight, then settlement follows.
+    for app in [App::TradeMatching, App::Settlement] {
+        let opened = runbook
+            .open(&request(app, Mode::Planned, WEST))
+            .await
+            .unwrap();
+        assert!(opened.resumed);
+        runbook.run(opened, HOLDER, &quiet).await.unwrap();
+        assert_moved(&world, app, EAST, WEST);
+    }
 }

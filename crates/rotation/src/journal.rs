@@ -76,6 +76,12 @@ impl Journal {
         self.records.iter().rev().find(|record| record.step == step)
     }
 
+    /// Whether `step` is done (a run that has not passed its preflight has changed nothing).
+    pub fn passed(&self, step: Step) -> bool {
+        self.latest(step)
+            .is_some_and(|record| record.state == StepState::Done)
+    }
+
     /// The first step of the plan that is not done.
     pub fn next(&self) -> Next {
         for (index, step) in self.plan.steps.iter().enumerate() {
@@ -184,9 +190,11 @@ mod tests {
         journal
             .record(Step::Preflight, StepState::Started, 1_001, "")
             .unwrap();
+        assert!(!journal.passed(Step::Preflight));
         journal
             .record(Step::Preflight, StepState::Done, 1_002, "ready")
             .unwrap();
+        assert!(journal.passed(Step::Preflight));
         journal
             .record(Step::TrafficOff, StepState::Started, 1_003, "")
             .unwrap();
