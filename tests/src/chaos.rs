@@ -77,6 +77,19 @@ pub struct RunOutcome {
 }
 
 impl RunOutcome {
+    /// One line: the seed and what the run did and found.
+    pub fn summary(&self) -> String {
+        format!(
+            "seed {}: {} faults, {} legs acknowledged, {} trades, {} anomalies, {} s",
+            self.seed,
+            self.applied.len(),
+            self.legs_acknowledged,
+            self.trades,
+            self.anomalies.len(),
+            self.took_ms / 1000
+        )
+    }
+
     pub fn ok(&self) -> bool {
         self.anomalies.is_empty() && self.exited_by_themselves.is_empty()
     }

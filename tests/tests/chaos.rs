@@ -19,14 +19,7 @@ async fn random_faults_under_load_break_no_invariant() {
         let outcome = chaos::run(&format!("chaos_{index}"), seed, &ChaosOptions::default())
             .await
             .unwrap();
-        println!(
-            "chaos run {index}: seed {seed}: {} faults, {} legs acknowledged, {} trades, {} anomalies, {} s",
-            outcome.applied.len(),
-            outcome.legs_acknowledged,
-            outcome.trades,
-            outcome.anomalies.len(),
-            outcome.took_ms / 1000
-        );
+        println!("chaos run {index}: {}", outcome.summary());
         if !outcome.ok() {
             failed.push(outcome.explain());
         }

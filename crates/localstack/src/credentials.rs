@@ -113,7 +113,8 @@ fn write_private(path: &Path, text: &str) -> Result<(), LocalError> {
         })
 }
 
-fn give_to_postgres_user(tools: &Tools, path: &Path) -> Result<(), LocalError> {
+/// Makes `path` the Postgres user's when the stack runs as root (its tools run as that user).
+pub(crate) fn give_to_postgres_user(tools: &Tools, path: &Path) -> Result<(), LocalError> {
     if !geteuid().is_root() {
         return Ok(());
     }

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use nix::unistd::{chown, geteuid, User};
+use nix::unistd::geteuid;
 
 use crate::credentials;
 use crate::process::{self, alive};
@@ -148,20 +148,7 @@ impl Cluster {
             what: format!("creating {}", dir.display()),
             source,
         })?;
-        if geteuid().is_root() {
-            let user = User::from_name(&tools.pg_user)
-                .ok()
-                .flatten()
-                .ok_or_else(|| LocalError::Failed {
-                    what: "finding the Postgres user".to_owned(),
-                    detail: format!("no user {} (install.sh creates it)", tools.pg_user),
-                })?;
-            chown(dir, Some(user.uid), None).map_err(|e| LocalError::Failed {
-                what: format!("giving {} to {}", dir.display(), tools.pg_user),
-                detail: e.to_string(),
-            })?;
-        }
-        Ok(())
+        credentials::give_to_postgres_user(tools, dir)
     }
 
     /// The postmaster's pid, from its pid file.

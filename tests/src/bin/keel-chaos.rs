@@ -61,14 +61,7 @@ async fn main() -> anyhow::Result<()> {
         }
         legs += outcome.legs_acknowledged;
         trades += outcome.trades;
-        println!(
-            "run {index}: seed {seed}: {} faults, {} legs acknowledged, {} trades, {} anomalies, {} s",
-            outcome.applied.len(),
-            outcome.legs_acknowledged,
-            outcome.trades,
-            outcome.anomalies.len(),
-            outcome.took_ms / 1000
-        );
+        println!("run {index}: {}", outcome.summary());
         if !outcome.ok() {
             println!("{}", outcome.explain());
             failed.push((seed, format!("{} anomalies", outcome.anomalies.len())));
