@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use keel_chaos::checker::{check, Anomaly, Entry, History};
-use keel_chaos::{Fault, Schedule, Scheduled, Space, Target};
+use keel_chaos::{Fault, Path, Schedule, Scheduled, Space, Target};
 use keel_generator::{DriverOptions, Report};
 use keel_routing::App;
 use nix::sys::signal::{kill, Signal};
@@ -17,6 +17,7 @@ use sqlx::Row;
 
 use crate::fixtures::participants;
 use crate::load::Load;
+use crate::network::{Condition, LinkId, Peer};
 use crate::options::{service_names, StackOptions};
 use crate::queries::connect;
 use crate::stack::Stack;
@@ -123,12 +124,31 @@ impl RunOutcome {
 /// Something undone at a later moment: a process brought back, a rotation's keelctl killed.
 #[derive(Debug)]
 enum Heal {
-    StartService { region: String, name: &'static str },
-    StartBroker { region: String },
-    StartDatabase { app: App, region: String },
-    StartArc { index: usize },
-    Continue { pid: u32 },
-    KillKeelctl { run: usize },
+    StartService {
+        region: String,
+        name: &'static str,
+    },
+    StartBroker {
+        region: String,
+    },
+    StartDatabase {
+        app: App,
+        region: String,
+    },
+    StartArc {
+        index: usize,
+    },
+    StartRunbookStore,
+    Continue {
+        pid: u32,
+    },
+    /// Links a fault broke or slowed, open again.
+    Reopen {
+        links: Vec<LinkId>,
+    },
+    KillKeelctl {
+        run: usize,
+    },
 }
 
 /// A rotation or failover started by the schedule.
@@ -146,6 +166,8 @@ pub async fn run(name: &str, seed: u64, options: &ChaosOptions) -> anyhow::Resul
     let started = Instant::now();
     let stack_options = StackOptions {
         arc_endpoints: 3,
+        network: true,
+        own_runbook_store: true,
         match_window_seconds: options.match_window_seconds,
         release: options.release,
         ..StackOptions::replicated_two_regions(options.synchronous)
@@ -159,6 +181,8 @@ pub async fn run(name: &str, seed: u64, options: &ChaosOptions) -> anyhow::Resul
         regions: regions.clone(),
         services: service_names().collect(),
         arc_endpoints: stack_options.arc_endpoints,
+        network: stack_options.network,
+        runbook_store: stack_options.own_runbook_store,
     };
     let schedule = Schedule::generate(
         seed,
@@ -224,6 +248,9 @@ pub async fn run(name: &str, seed: u64, options: &ChaosOptions) -> anyhow::Resul
     // Heal: whatever is still down comes back, and every rotation finishes or refuses cleanly.
     for (_, heal) in std::mem::take(&mut pending) {
         heal_one(&mut stack, &mut rotations, heal).await;
+    }
+    if let Some(network) = &stack.network {
+        network.heal();
     }
     let exited_by_themselves = restart_the_dead(&mut stack, &regions);
     let mut rotation_problems = Vec::new();
@@ -397,6 +424,12 @@ async fn inject(
                     stack.kill_arc(*index);
                     pending.push((back, Heal::StartArc { index: *index }));
                 }
+                Target::RunbookStore => {
+                    if !stack.kill_runbook_store() {
+                        return "already down".to_owned();
+                    }
+                    pending.push((back, Heal::StartRunbookStore));
+                }
             }
             "killed".to_owned()
         }
@@ -416,6 +449,46 @@ async fn inject(
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGSTOP);
             pending.push((at_ms + paused_ms, Heal::Continue { pid }));
             "stopped".to_owned()
+        }
+        Fault::Isolate {
+            region,
+            for_ms,
+            reset,
+        } => {
+            let condition = if *reset {
+                Condition::Cut
+            } else {
+                Condition::Dropped
+            };
+            break_links(
+                stack,
+                |link| link.crosses_the_border_of(region),
+                condition,
+                at_ms + for_ms,
+                pending,
+            )
+        }
+        Fault::Slow {
+            path,
+            latency_ms,
+            for_ms,
+        } => {
+            let which = |link: &LinkId| match path {
+                Path::Database { region, app } => {
+                    link.from == *region && link.to == Peer::Database(*app, region.clone())
+                }
+                Path::Broker { region } => {
+                    link.from == *region && link.to == Peer::Broker(region.clone())
+                }
+                Path::BetweenRegions => link.between_regions() && !matches!(link.to, Peer::Arc(_)),
+            };
+            break_links(
+                stack,
+                which,
+                Condition::Slow(Duration::from_millis(*latency_ms)),
+                at_ms + for_ms,
+                pending,
+            )
         }
         Fault::Rotate { app } | Fault::Failover { app } | Fault::KillKeelctl { app, .. } => {
             let Some(from) = database_region(stack, regions, *app, true).await else {
@@ -459,8 +532,16 @@ async fn heal_one(stack: &mut Stack, rotations: &mut [Rotation], heal: Heal) {
         Heal::StartBroker { region } => stack.start_broker_in(region).await,
         Heal::StartDatabase { app, region } => stack.restart_database(*app, region),
         Heal::StartArc { index } => stack.start_arc(*index).await,
+        // It replays its recording before it answers (blocking, as pg_ctl does for a database).
+        Heal::StartRunbookStore => stack.start_runbook_store(),
         Heal::Continue { pid, .. } => {
             let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGCONT);
+            Ok(())
+        }
+        Heal::Reopen { links } => {
+            if let Some(network) = &stack.network {
+                network.set(|link| links.contains(link), Condition::Open);
+            }
             Ok(())
         }
         Heal::KillKeelctl { run } => {
@@ -476,6 +557,23 @@ async fn heal_one(stack: &mut Stack, rotations: &mut [Rotation], heal: Heal) {
     if let Err(error) = result {
         println!("chaos: healing {heal:?} failed: {error:#}");
     }
+}
+
+/// Sets the links `which` picks to `condition` until `until_ms`; says how many.
+fn break_links(
+    stack: &Stack,
+    which: impl Fn(&LinkId) -> bool,
+    condition: Condition,
+    until_ms: u64,
+    pending: &mut Vec<(u64, Heal)>,
+) -> String {
+    let Some(network) = &stack.network else {
+        return "the stack has no chaos network".to_owned();
+    };
+    let links = network.set(which, condition);
+    let count = links.len();
+    pending.push((until_ms, Heal::Reopen { links }));
+    format!("{count} links {condition:?}")
 }
 
 /// Services and brokers found dead that no fault killed: started again, and named.

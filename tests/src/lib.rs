@@ -19,6 +19,7 @@ pub mod fixtures;
 pub mod keelctl;
 pub mod load;
 pub mod machine;
+pub mod network;
 pub mod options;
 pub mod queries;
 pub mod stack;

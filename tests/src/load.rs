@@ -43,8 +43,13 @@ impl Load {
         self.stop.cancel();
         let report = self.task.await??;
         println!(
-            "generator: {} legs accepted, {} refused (invalid by design), {} failed; {} redirects, {} retries",
-            report.legs_accepted, report.legs_refused, report.legs_failed, report.redirects, report.retries
+            "generator: {} legs accepted, {} refused ({:?}), {} failed; {} redirects, {} retries",
+            report.legs_accepted,
+            report.legs_refused,
+            report.refusals,
+            report.legs_failed,
+            report.redirects,
+            report.retries
         );
         Ok(report)
     }

@@ -102,9 +102,14 @@ pub(crate) fn tools() -> keel_localstack::Tools {
 /// Notes a child process's pid in `KEEL_TEST_PIDS` (a folder `make test` makes), so that whatever a
 /// killed test run leaves running can be stopped by pid.
 pub fn register_child(child: &Child) {
+    register_pid(child.id());
+}
+
+/// [`register_child`] for a process started in the background by keel-localstack.
+pub fn register_pid(pid: u32) {
     if let Ok(dir) = std::env::var("KEEL_TEST_PIDS") {
         let _ = std::fs::write(
-            PathBuf::from(dir).join(child.id().to_string()),
+            PathBuf::from(dir).join(pid.to_string()),
             std::process::id().to_string(),
         );
     }

@@ -31,6 +31,13 @@ pub struct StackOptions {
     /// Stages run as several instances in each region, splitting their topics' partitions:
     /// service name and instance count (the topics need at least that many partitions).
     pub instances: BTreeMap<&'static str, u32>,
+    /// Every link a fault may hit (each region to its databases and broker, to the other
+    /// region's, to the ARC endpoints; each standby to its primary) goes through a relay the
+    /// test can slow, drop or cut ([`crate::network`]). Needs `replicated`.
+    pub network: bool,
+    /// The stack's runbook store is a DynamoDB endpoint of its own (durable: its tables outlive a
+    /// SIGKILL), which a test may kill; otherwise a table in the endpoint `make test` started.
+    pub own_runbook_store: bool,
 }
 
 impl Default for StackOptions {
@@ -45,6 +52,8 @@ impl Default for StackOptions {
             arc_endpoints: 1,
             fence_after_ms: 5_000,
             instances: BTreeMap::new(),
+            network: false,
+            own_runbook_store: false,
         }
     }
 }

@@ -22,8 +22,10 @@ use keel_localstack::layout::cluster_dir;
 
 use crate::fixtures::participants;
 use crate::machine::{
-    bin_dir, free_port, register_child, repo_root, tools, wait_ready_at, wait_until_port,
+    bin_dir, free_port, register_child, register_pid, repo_root, tools, wait_ready_at,
+    wait_until_port,
 };
+use crate::network::{LinkId, Network, Peer};
 use crate::options::{service_names, StackOptions};
 
 /// One region's processes and ports.
@@ -37,6 +39,11 @@ pub struct Region {
     /// Instances after the first of scaled-out stages: (service, index) to process and ops port.
     pub(crate) extra_instances: BTreeMap<(&'static str, u32), (Option<Child>, u16)>,
     pub(crate) broker: Option<Child>,
+    /// With the chaos network, per other region: the port of a second broker on this region's
+    /// log, serving that region's clients through their own relay (a broker advertises one
+    /// address, and clients go wherever it says, so each relay needs a broker of its own).
+    pub(crate) remote_broker_ports: BTreeMap<&'static str, u16>,
+    pub(crate) remote_brokers: Vec<Child>,
     /// Where the region's broker keeps its log (`--storage-engine`).
     pub(crate) broker_storage: String,
     /// Database URL per application, in this region.
@@ -69,6 +76,10 @@ pub struct Stack {
     pub(crate) options: StackOptions,
     pub db: PgPool,
     pub st_db: PgPool,
+    /// The relays a chaos run breaks (with [`StackOptions::network`]).
+    pub network: Option<Network>,
+    /// The stack's own DynamoDB endpoint (with [`StackOptions::own_runbook_store`]).
+    pub runbook_store: Option<keel_localstack::services::Moto>,
     /// Every service came up; until then the folder is kept on drop, for its logs.
     pub(crate) started: bool,
 }
@@ -83,7 +94,7 @@ impl Cluster {
     }
 }
 
-fn db_name(app: App) -> &'static str {
+pub(crate) fn db_name(app: App) -> &'static str {
     match app {
         App::TradeMatching => "keel_tm",
         App::Settlement => "keel_st",
@@ -132,8 +143,12 @@ impl Stack {
         let dir = std::env::temp_dir().join("keel-tests").join(&unique);
         std::fs::create_dir_all(dir.join("logs"))?;
 
+        let network = options.network.then(Network::new).transpose()?;
         let mut clusters = Vec::new();
         let mut databases: BTreeMap<&'static str, BTreeMap<App, String>> = BTreeMap::new();
+        if options.network && !options.replicated {
+            bail!("the chaos network needs a replicated stack (a cluster per region)");
+        }
         if options.replicated {
             for app in App::ALL {
                 let active = options.active_region(app);
@@ -152,9 +167,19 @@ impl Stack {
                         port: free_port(),
                     };
                     let name = keel_localstack::layout::standby_name(db_name(app), region);
+                    let primary_port = match &network {
+                        Some(network) => network.port(
+                            LinkId {
+                                from: (*region).to_owned(),
+                                to: Peer::Database(app, active.to_owned()),
+                            },
+                            primary.port,
+                        )?,
+                        None => primary.port,
+                    };
                     standby
                         .local()
-                        .start_standby(&tools(), primary.port, &name)?;
+                        .start_standby(&tools(), primary_port, &name)?;
                     clusters.push(standby);
                 }
                 clusters.push(primary);
@@ -236,6 +261,17 @@ impl Stack {
                             })
                             .collect(),
                         broker: None,
+                        remote_broker_ports: if options.network {
+                            options
+                                .regions
+                                .iter()
+                                .filter(|other| *other != name)
+                                .map(|other| (*other, free_port()))
+                                .collect()
+                        } else {
+                            BTreeMap::new()
+                        },
+                        remote_brokers: Vec::new(),
                         broker_storage: broker_storage[name].clone(),
                         databases: databases.remove(name).unwrap_or_default(),
                     },
@@ -260,8 +296,22 @@ impl Stack {
             options,
             db,
             st_db,
+            network,
+            runbook_store: None,
             started: false,
         };
+        if stack.options.own_runbook_store {
+            let store = keel_localstack::services::Moto {
+                dir: stack.dir.join("dynamodb"),
+                port: free_port(),
+                durable: true,
+            };
+            store.start(&tools())?;
+            if let Some(pid) = store.pid() {
+                register_pid(pid as u32);
+            }
+            stack.runbook_store = Some(store);
+        }
         stack.write_config()?;
         for index in 0..stack.arc_ports.len() {
             stack.start_arc(index).await?;
@@ -353,42 +403,73 @@ impl Stack {
         self.start_broker_in(first).await
     }
 
+    /// Starts the broker of `region` (again) on its log: with the chaos network, advertising its
+    /// relay, and with a second broker on the same log for each other region's clients.
     pub async fn start_broker_in(&mut self, region: &str) -> anyhow::Result<()> {
         std::env::var("KEEL_NISSHI_BIN")
             .context("KEEL_NISSHI_BIN is not set (make test sets it)")?;
         let port = self.regions[region].kafka_port;
-        let broker = keel_localstack::services::Broker {
-            dir: self.dir.join(format!("kafka-{region}")),
-            port,
-            storage: self.regions[region].broker_storage.clone(),
-            cluster_id: format!("keel-test-{port}"),
-        };
-        broker.prepare()?;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join(format!("logs/nisshi-{region}.log")))?;
-        let child = broker
-            .command(&tools())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("starting nisshi")?;
-        register_child(&child);
-        self.regions.get_mut(region).expect("known region").broker = Some(child);
-        wait_until_port(port, Duration::from_secs(60)).await
+        let mut brokers = vec![(region.to_owned(), port)];
+        brokers.extend(
+            self.regions[region]
+                .remote_broker_ports
+                .iter()
+                .map(|(from, port)| ((*from).to_owned(), *port)),
+        );
+        for (from, listen) in brokers {
+            let advertised = self.through(&from, Peer::Broker(region.to_owned()), listen)?;
+            let for_others = from != region;
+            let folder = if for_others {
+                format!("kafka-{region}-for-{from}")
+            } else {
+                format!("kafka-{region}")
+            };
+            let broker = keel_localstack::services::Broker {
+                dir: self.dir.join(&folder),
+                port: listen,
+                storage: self.regions[region].broker_storage.clone(),
+                cluster_id: format!("keel-test-{port}"),
+                advertised_port: (advertised != listen).then_some(advertised),
+            };
+            broker.prepare()?;
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir.join(format!("logs/nisshi-{folder}.log")))?;
+            let child = broker
+                .command(&tools())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()
+                .context("starting nisshi")?;
+            register_child(&child);
+            let r = self.regions.get_mut(region).expect("known region");
+            if for_others {
+                r.remote_brokers.push(child);
+            } else {
+                r.broker = Some(child);
+            }
+            wait_until_port(listen, Duration::from_secs(60)).await?;
+        }
+        Ok(())
     }
 
     /// SIGKILL of the broker in `region`; false when it was not running.
     pub fn kill_broker_in(&mut self, region: &str) -> bool {
-        match self.regions.get_mut(region).and_then(|r| r.broker.take()) {
-            Some(mut broker) => {
-                let _ = broker.kill();
-                let _ = broker.wait();
-                true
-            }
-            None => false,
+        let Some(r) = self.regions.get_mut(region) else {
+            return false;
+        };
+        let running = r.broker.is_some();
+        for mut broker in r
+            .broker
+            .take()
+            .into_iter()
+            .chain(r.remote_brokers.drain(..))
+        {
+            let _ = broker.kill();
+            let _ = broker.wait();
         }
+        running
     }
 
     /// Stops the first region's broker (SIGTERM, then SIGKILL) and starts it again on the same log.
@@ -500,7 +581,7 @@ impl Stack {
         command
             .current_dir(repo_root())
             // The local stack's configuration, with this stack's databases, brokers and ports.
-            .env("KEEL_CONFIG", &self.config_file)
+            .env("KEEL_CONFIG", self.config_file_in(region))
             .env(
                 "KEEL_CREDENTIALS_FILE",
                 repo_root().join("deploy/local/config/participant-credentials.json"),
@@ -560,6 +641,7 @@ impl Stack {
             r.services
                 .values()
                 .chain(r.broker.iter())
+                .chain(r.remote_brokers.iter())
                 .map(|child| child.id() as i32)
                 .collect()
         };
@@ -579,7 +661,12 @@ impl Stack {
         for (_, mut child) in std::mem::take(&mut r.services) {
             let _ = child.wait();
         }
-        if let Some(mut broker) = r.broker.take() {
+        for mut broker in r
+            .broker
+            .take()
+            .into_iter()
+            .chain(r.remote_brokers.drain(..))
+        {
             let _ = broker.wait();
         }
     }
@@ -733,7 +820,12 @@ impl Drop for Stack {
                 let _ = child.kill();
                 let _ = child.wait();
             }
-            if let Some(mut broker) = region.broker.take() {
+            for mut broker in region
+                .broker
+                .take()
+                .into_iter()
+                .chain(region.remote_brokers.drain(..))
+            {
                 let _ = broker.kill();
                 let _ = broker.wait();
             }
@@ -745,6 +837,9 @@ impl Drop for Stack {
         for cluster in &self.clusters {
             let _ = cluster.local().stop(&tools());
         }
+        if let Some(store) = &self.runbook_store {
+            store.stop();
+        }
         // A failed test, or a stack that failed to start, keeps its folder (logs, databases) to
         // be read; a passing one leaves nothing behind (replicated stacks hold hundreds of MB).
         if std::thread::panicking() || !self.started {
@@ -752,5 +847,31 @@ impl Drop for Stack {
         } else {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
+    }
+}
+
+impl Stack {
+    /// SIGKILL of the stack's own DynamoDB endpoint; false when it has none running.
+    pub fn kill_runbook_store(&self) -> bool {
+        match &self.runbook_store {
+            Some(store) if store.pid().is_some() => {
+                store.crash();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Starts the stack's own DynamoDB endpoint again: it replays what it recorded before.
+    pub fn start_runbook_store(&self) -> anyhow::Result<()> {
+        let store = self
+            .runbook_store
+            .as_ref()
+            .context("the stack has no runbook store of its own")?;
+        store.start(&tools())?;
+        if let Some(pid) = store.pid() {
+            register_pid(pid as u32);
+        }
+        Ok(())
     }
 }

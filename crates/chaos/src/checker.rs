@@ -69,7 +69,9 @@ pub enum Anomaly {
         trade_id: String,
         finals: Vec<String>,
     },
-    /// An entry after the final one: the history went on after it ended.
+    /// A status change after the final one: the trade went on after it ended. (A REJECTED
+    /// entry records a refused request, a late leg or a cancel of a settled trade, told to its
+    /// sender only; it leaves the trade as it was, so it may come after the end.)
     AfterFinal {
         trade_id: String,
         seq: i64,
@@ -232,7 +234,7 @@ pub fn check(history: &History) -> Vec<Anomaly> {
                 });
                 break;
             }
-            if ended {
+            if ended && entry.status != "REJECTED" {
                 anomalies.insert(Anomaly::AfterFinal {
                     trade_id: trade_id.clone(),
                     seq: entry.seq,
@@ -401,6 +403,12 @@ mod tests {
             prop_assert!(found.contains(&after), "an entry after the final one is named");
             let several = found.iter().any(|a| matches!(a, Anomaly::SeveralFinalStatuses { .. }));
             prop_assert!(several, "two final statuses are named");
+
+            // A leg that arrives after the trade ended is refused to its sender: no status change.
+            let mut late = clean(trades, 0);
+            late.trades.get_mut(&trade_id).unwrap().push(Entry { seq: 5, status: "REJECTED".into(), recipients: vec![IM.into()] });
+            late.notifications.push((IM.into(), trade_id.clone(), 5));
+            prop_assert_eq!(check(&late), vec![]);
         }
     }
 

@@ -12,4 +12,4 @@ pub mod checker;
 pub mod schedule;
 
 pub use checker::{check, Anomaly, History};
-pub use schedule::{Fault, FaultClass, Schedule, Scheduled, Space, Target};
+pub use schedule::{Fault, FaultClass, Path, Schedule, Scheduled, Space, Target};

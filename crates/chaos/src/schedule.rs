@@ -29,6 +29,8 @@ pub enum Target {
     ArcEndpoint {
         index: usize,
     },
+    /// The DynamoDB endpoint holding the runbook lock, journals and audit.
+    RunbookStore,
 }
 
 impl fmt::Display for Target {
@@ -39,6 +41,30 @@ impl fmt::Display for Target {
             Target::Primary { app } => write!(f, "{app}'s primary"),
             Target::Standby { app } => write!(f, "{app}'s standby"),
             Target::ArcEndpoint { index } => write!(f, "ARC endpoint {index}"),
+            Target::RunbookStore => write!(f, "the DynamoDB endpoint"),
+        }
+    }
+}
+
+/// Links of the network between the processes (the chaos network's relays).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "path", rename_all = "kebab-case")]
+pub enum Path {
+    /// A region's services to one of their own databases.
+    Database { region: String, app: App },
+    /// A region's services to their own broker.
+    Broker { region: String },
+    /// Every link from one region to the other, both ways: replication, the brokers between
+    /// the applications.
+    BetweenRegions,
+}
+
+impl fmt::Display for Path {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Path::Database { region, app } => write!(f, "{region}'s link to its {app} database"),
+            Path::Broker { region } => write!(f, "{region}'s link to its broker"),
+            Path::BetweenRegions => write!(f, "the links between the regions"),
         }
     }
 }
@@ -51,6 +77,20 @@ pub enum Fault {
     Kill { target: Target, down_ms: u64 },
     /// SIGSTOP, then SIGCONT after `paused_ms`: a process that hangs and comes back.
     Pause { target: Target, paused_ms: u64 },
+    /// `region` cut off from the other region and the ARC endpoints for `for_ms` while its
+    /// processes keep running: what crosses is dropped without a word (or, with `reset`, every
+    /// connection is reset and new ones refused).
+    Isolate {
+        region: String,
+        for_ms: u64,
+        reset: bool,
+    },
+    /// Every chunk on `path` delayed by `latency_ms`, for `for_ms`: a dependency slow, not dead.
+    Slow {
+        path: Path,
+        latency_ms: u64,
+        for_ms: u64,
+    },
     /// A planned rotation of `app` to the other region, started at this moment.
     Rotate { app: App },
     /// An unplanned failover of `app` to the other region with both regions up (the source is
@@ -76,8 +116,14 @@ impl Fault {
                 target: Target::ArcEndpoint { .. },
                 ..
             } => FaultClass::KillArc,
+            Fault::Kill {
+                target: Target::RunbookStore,
+                ..
+            } => FaultClass::KillRunbookStore,
             Fault::Kill { .. } => FaultClass::KillService,
             Fault::Pause { .. } => FaultClass::Pause,
+            Fault::Isolate { .. } => FaultClass::Isolate,
+            Fault::Slow { .. } => FaultClass::Slow,
             Fault::Rotate { .. } => FaultClass::Rotate,
             Fault::Failover { .. } => FaultClass::Failover,
             Fault::KillKeelctl { .. } => FaultClass::KillKeelctl,
@@ -94,6 +140,24 @@ impl fmt::Display for Fault {
             Fault::Pause { target, paused_ms } => {
                 write!(f, "SIGSTOP {target} for {paused_ms} ms")
             }
+            Fault::Isolate {
+                region,
+                for_ms,
+                reset,
+            } => write!(
+                f,
+                "cut {region} off for {for_ms} ms ({})",
+                if *reset {
+                    "connections reset"
+                } else {
+                    "packets dropped"
+                }
+            ),
+            Fault::Slow {
+                path,
+                latency_ms,
+                for_ms,
+            } => write!(f, "{path} slowed by {latency_ms} ms for {for_ms} ms"),
             Fault::Rotate { app } => write!(f, "rotate {app} to the other region"),
             Fault::Failover { app } => write!(f, "fail {app} over to the other region"),
             Fault::KillKeelctl { app, after_ms } => {
@@ -114,19 +178,25 @@ pub enum FaultClass {
     KillBroker,
     KillDatabase,
     KillArc,
+    KillRunbookStore,
     Pause,
+    Isolate,
+    Slow,
     Rotate,
     Failover,
     KillKeelctl,
 }
 
 impl FaultClass {
-    pub const ALL: [FaultClass; 8] = [
+    pub const ALL: [FaultClass; 11] = [
         FaultClass::KillService,
         FaultClass::KillBroker,
         FaultClass::KillDatabase,
         FaultClass::KillArc,
+        FaultClass::KillRunbookStore,
         FaultClass::Pause,
+        FaultClass::Isolate,
+        FaultClass::Slow,
         FaultClass::Rotate,
         FaultClass::Failover,
         FaultClass::KillKeelctl,
@@ -138,7 +208,10 @@ impl FaultClass {
             FaultClass::KillBroker => "kill broker",
             FaultClass::KillDatabase => "kill database",
             FaultClass::KillArc => "kill ARC endpoint",
+            FaultClass::KillRunbookStore => "kill DynamoDB",
             FaultClass::Pause => "pause",
+            FaultClass::Isolate => "region cut off",
+            FaultClass::Slow => "slow link",
             FaultClass::Rotate => "rotation",
             FaultClass::Failover => "failover",
             FaultClass::KillKeelctl => "kill keelctl",
@@ -159,6 +232,10 @@ pub struct Space {
     pub regions: Vec<String>,
     pub services: Vec<&'static str>,
     pub arc_endpoints: usize,
+    /// The links can be broken (the stack runs the chaos network).
+    pub network: bool,
+    /// The runbook store is the stack's own, and may be killed.
+    pub runbook_store: bool,
 }
 
 /// The faults of one run, in time order.
@@ -179,20 +256,20 @@ impl Schedule {
         while faults.len() < count {
             let at_ms = rng.random_range(0..window_ms.max(1));
             let fault = match rng.random_range(0..100u32) {
-                0..=34 => Fault::Kill {
+                0..=27 => Fault::Kill {
                     target: Target::Service {
                         region: pick(&mut rng, &space.regions).clone(),
                         name: space.services[rng.random_range(0..space.services.len())],
                     },
                     down_ms: rng.random_range(0..3_000),
                 },
-                35..=44 => Fault::Kill {
+                28..=35 => Fault::Kill {
                     target: Target::Broker {
                         region: pick(&mut rng, &space.regions).clone(),
                     },
                     down_ms: rng.random_range(500..3_000),
                 },
-                45..=54 => Fault::Kill {
+                36..=43 => Fault::Kill {
                     target: if rng.random_bool(0.6) {
                         Target::Primary {
                             app: pick_app(&mut rng),
@@ -204,13 +281,37 @@ impl Schedule {
                     },
                     down_ms: rng.random_range(500..3_000),
                 },
-                55..=62 if space.arc_endpoints > 0 => Fault::Kill {
+                44..=48 if space.arc_endpoints > 0 => Fault::Kill {
                     target: Target::ArcEndpoint {
                         index: rng.random_range(0..space.arc_endpoints),
                     },
                     down_ms: rng.random_range(500..5_000),
                 },
-                55..=84 => Fault::Pause {
+                49..=52 if space.runbook_store => Fault::Kill {
+                    target: Target::RunbookStore,
+                    down_ms: rng.random_range(500..5_000),
+                },
+                // Long enough, often, for the region's services to fence themselves.
+                53..=60 if space.network => Fault::Isolate {
+                    region: pick(&mut rng, &space.regions).clone(),
+                    for_ms: rng.random_range(1_000..12_000),
+                    reset: rng.random_bool(0.3),
+                },
+                61..=68 if space.network => Fault::Slow {
+                    path: match rng.random_range(0..3) {
+                        0 => Path::Database {
+                            region: pick(&mut rng, &space.regions).clone(),
+                            app: pick_app(&mut rng),
+                        },
+                        1 => Path::Broker {
+                            region: pick(&mut rng, &space.regions).clone(),
+                        },
+                        _ => Path::BetweenRegions,
+                    },
+                    latency_ms: rng.random_range(20..400),
+                    for_ms: rng.random_range(2_000..10_000),
+                },
+                44..=84 => Fault::Pause {
                     target: Target::Service {
                         region: pick(&mut rng, &space.regions).clone(),
                         name: space.services[rng.random_range(0..space.services.len())],
@@ -274,6 +375,8 @@ mod tests {
                 "settlement",
             ],
             arc_endpoints: 3,
+            network: true,
+            runbook_store: true,
         }
     }
 
@@ -308,5 +411,22 @@ mod tests {
             }
         }
         assert_eq!(seen.into_iter().collect::<Vec<_>>(), FaultClass::ALL);
+    }
+
+    #[test]
+    fn a_stack_without_the_network_or_a_store_of_its_own_gets_no_fault_on_them() {
+        let space = Space {
+            network: false,
+            runbook_store: false,
+            ..space()
+        };
+        for seed in 0..200 {
+            for s in Schedule::generate(seed, &space, 60_000, 8).faults {
+                assert!(!matches!(
+                    s.fault.class(),
+                    FaultClass::Isolate | FaultClass::Slow | FaultClass::KillRunbookStore
+                ));
+            }
+        }
     }
 }

@@ -17,6 +17,10 @@ pub struct Broker {
     pub port: u16,
     pub storage: String,
     pub cluster_id: String,
+    /// The port clients are told to reach it at, when that is not its own: a relay in front of
+    /// it (the chaos suite's network), or a second broker on the same log serving another
+    /// region's clients through their own relay.
+    pub advertised_port: Option<u16>,
 }
 
 impl Broker {
@@ -24,11 +28,15 @@ impl Broker {
     /// and resolves sqlite paths against it).
     pub fn command(&self, tools: &Tools) -> Command {
         let url = format!("tcp://127.0.0.1:{}", self.port);
+        let advertised = format!(
+            "tcp://127.0.0.1:{}",
+            self.advertised_port.unwrap_or(self.port)
+        );
         let mut command = Command::new(&tools.nisshi);
         command
             .current_dir(&self.dir)
             .args(["broker", "--cluster-id", &self.cluster_id])
-            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--listener-url", &url, "--advertised-listener-url", &advertised])
             // In its environment, not its arguments: the URL carries the local password.
             .env("STORAGE_ENGINE", crate::credentials::with_password(&self.storage));
         command
@@ -42,11 +50,15 @@ impl Broker {
     }
 }
 
-/// The local DynamoDB endpoint (moto_server): tables in memory, lasting until it stops.
+/// The local DynamoDB endpoint (moto_server). moto keeps its tables in memory; a durable one also
+/// appends every request it serves to `recording.jsonl` in its folder (moto's recorder) and, when
+/// it starts again, replays that file before it records anew, so its tables outlive a crash as a
+/// real DynamoDB's would. Requests that arrive while it replays are served but not recorded.
 #[derive(Debug, Clone)]
 pub struct Moto {
     pub dir: PathBuf,
     pub port: u16,
+    pub durable: bool,
 }
 
 impl Moto {
@@ -54,19 +66,140 @@ impl Moto {
         Pidfile(self.dir.join("moto.pid"))
     }
 
-    /// Starts it unless it runs, and waits until it listens.
+    fn recording(&self) -> PathBuf {
+        self.dir.join("recording.jsonl")
+    }
+
+    /// Starts it unless it runs, and waits until it listens (and, durable, has its tables back).
     pub fn start(&self, tools: &Tools) -> Result<(), LocalError> {
-        if self.pidfile().running().is_none() {
-            let child = process::spawn(
-                Command::new(&tools.moto).args(["-H", "127.0.0.1", "-p", &self.port.to_string()]),
-                &self.dir.join("moto.log"),
-            )?;
-            self.pidfile().write(child.id())?;
+        if self.pidfile().running().is_some() {
+            return process::wait_for_port(self.port, Duration::from_secs(30));
         }
-        process::wait_for_port(self.port, Duration::from_secs(30))
+        let mut command = Command::new(&tools.moto);
+        command.args(["-H", "127.0.0.1", "-p", &self.port.to_string()]);
+        if self.durable {
+            std::fs::create_dir_all(&self.dir).map_err(|source| LocalError::Io {
+                what: format!("creating {}", self.dir.display()),
+                source,
+            })?;
+            complete_lines_only(&self.recording())?;
+            command.env("MOTO_RECORDER_FILEPATH", self.recording());
+        }
+        let child = process::spawn(&mut command, &self.dir.join("moto.log"))?;
+        self.pidfile().write(child.id())?;
+        process::wait_for_port(self.port, Duration::from_secs(30))?;
+        if self.durable {
+            let recorded = std::fs::metadata(self.recording()).is_ok_and(|m| m.len() > 0);
+            if recorded {
+                self.recorder("replay-recording", Duration::from_secs(600))?;
+            }
+            self.recorder("start-recording", Duration::from_secs(30))?;
+        }
+        Ok(())
     }
 
     pub fn stop(&self) {
         self.pidfile().stop(Duration::from_secs(5));
+    }
+
+    pub fn pid(&self) -> Option<i32> {
+        self.pidfile().running()
+    }
+
+    /// SIGKILL, as a crash: a durable one loses at most the request it was serving.
+    pub fn crash(&self) {
+        if let Some(pid) = self.pidfile().running() {
+            process::crash(pid);
+            while process::alive(pid) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// POST /moto-api/recorder/`action`, which must answer 200 within `bound`.
+    fn recorder(&self, action: &str, bound: Duration) -> Result<(), LocalError> {
+        let failed = |detail: String| LocalError::Failed {
+            what: format!("moto's recorder ({action}) on 127.0.0.1:{}", self.port),
+            detail,
+        };
+        let status = post(self.port, &format!("/moto-api/recorder/{action}"), bound)
+            .map_err(|e| failed(e.to_string()))?;
+        if status != 200 {
+            return Err(failed(format!(
+                "answered {status}: see {}",
+                self.dir.join("moto.log").display()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Cuts a recording back to its last whole request: a crash mid-write leaves half a line, and
+/// moto's replay stops at the first line it cannot read (and turns recording off for good).
+fn complete_lines_only(recording: &std::path::Path) -> Result<(), LocalError> {
+    let Ok(text) = std::fs::read(recording) else {
+        return Ok(());
+    };
+    let mut keep = text.len();
+    while keep > 0 {
+        let line_start = text[..keep - 1]
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |i| i + 1);
+        let whole = text[keep - 1] == b'\n'
+            && serde_json::from_slice::<serde::de::IgnoredAny>(&text[line_start..keep]).is_ok();
+        if whole {
+            break;
+        }
+        keep = line_start;
+    }
+    if keep < text.len() {
+        std::fs::write(recording, &text[..keep]).map_err(|source| LocalError::Io {
+            what: format!("cutting {} to whole lines", recording.display()),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// A bodiless HTTP POST to loopback; the status code. (The local tools are synchronous, and may
+/// be called from within a runtime, where a blocking HTTP client may not run.)
+fn post(port: u16, path: &str, bound: Duration) -> std::io::Result<u16> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(bound))?;
+    write!(
+        stream,
+        "POST {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n\r\n"
+    )?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP answer: {answer:.80}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recording_is_cut_back_to_its_last_whole_request() {
+        let dir = std::env::temp_dir().join(format!("keel-moto-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("recording.jsonl");
+        for (written, kept) in [
+            ("{\"a\":1}\n{\"b\":2}\n", "{\"a\":1}\n{\"b\":2}\n"),
+            ("{\"a\":1}\n{\"b\":", "{\"a\":1}\n"),
+            ("{\"a\":1}\n{\"b\"\n", "{\"a\":1}\n"),
+            ("{\"a\"", ""),
+        ] {
+            std::fs::write(&file, written).unwrap();
+            complete_lines_only(&file).unwrap();
+            assert_eq!(std::fs::read_to_string(&file).unwrap(), kept, "{written:?}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

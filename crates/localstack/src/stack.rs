@@ -165,6 +165,7 @@ pub fn down(local: &Local) -> anyhow::Result<()> {
     Moto {
         dir: local.places.dynamodb(),
         port: local.layout.dynamodb_port,
+        durable: false,
     }
     .stop();
     say("stopped the DynamoDB endpoint");
@@ -260,6 +261,7 @@ async fn bring_up(local: &Local, supervisor: &mut Supervisor) -> anyhow::Result<
     Moto {
         dir: local.places.dynamodb(),
         port: local.layout.dynamodb_port,
+        durable: false,
     }
     .start(&local.tools)?;
 
@@ -297,6 +299,7 @@ async fn bring_up(local: &Local, supervisor: &mut Supervisor) -> anyhow::Result<
             port: region.kafka_port,
             storage,
             cluster_id: format!("keel-{}", region.kafka_port),
+            advertised_port: None,
         };
         broker.prepare()?;
         say(&format!(

@@ -21,22 +21,47 @@ pub struct Config {
     /// How long the stores keep inbox and outbox rows: reconciliation must not look further back.
     pub retention: keel_safestore::Retention,
     pub operators: OperatorsConfig,
-    /// Where the continuous reconciler serves its metrics (`[local] reconciler_listen`, as
-    /// keel-local starts it).
-    pub local: ReconcilerEndpoint,
+    /// What only the local stack has (`[local]`).
+    pub local: LocalConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
-pub struct ReconcilerEndpoint {
+pub struct LocalConfig {
+    /// Where the continuous reconciler serves its metrics, as keel-local starts it.
     pub reconciler_listen: String,
+    /// Where a standby reaches its primary when that is not the primary's own port: the chaos
+    /// suite puts a relay it can break on every link between regions, the replication streams
+    /// included. None in `make up`'s stack.
+    pub replication_links: Vec<ReplicationLink>,
 }
 
-impl Default for ReconcilerEndpoint {
+/// How a standby of `app` in region `from` reaches the primary in region `to`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicationLink {
+    pub app: App,
+    pub from: String,
+    pub to: String,
+    pub port: u16,
+}
+
+impl Default for LocalConfig {
     fn default() -> Self {
         Self {
             reconciler_listen: "127.0.0.1:9190".to_owned(),
+            replication_links: Vec::new(),
         }
+    }
+}
+
+impl LocalConfig {
+    /// The port a standby of `app` in `from` connects to for its primary in `to`, if it is not
+    /// the primary's own.
+    pub fn replication_port(&self, app: App, from: &str, to: &str) -> Option<u16> {
+        self.replication_links
+            .iter()
+            .find(|link| link.app == app && link.from == from && link.to == to)
+            .map(|link| link.port)
     }
 }
 

@@ -337,7 +337,11 @@ impl Databases for LocalDatabases {
         primary_region: &str,
         bound: Duration,
     ) -> Result<String, DatabaseError> {
-        let primary_port = self.place(app, primary_region)?.cluster.port;
+        let primary_port = self
+            .config
+            .local
+            .replication_port(app, region, primary_region)
+            .unwrap_or(self.place(app, primary_region)?.cluster.port);
         let name = self.standby_name(app, region)?;
         let standby = name.clone();
         self.on_cluster(app, region, bound, move |cluster, tools| {

@@ -28,7 +28,8 @@ use keel_operations::{Ports, Runbook, Settings};
 
 pub use brokers::KafkaBrokers;
 pub use config::{
-    Config, ConfigError, IdentityError, IdentitySource, OperatorsConfig, OperatorsError,
+    Config, ConfigError, IdentityError, IdentitySource, LocalConfig, OperatorsConfig,
+    OperatorsError, ReplicationLink,
 };
 pub use controls::ArcControls;
 pub use databases::LocalDatabases;

@@ -58,6 +58,9 @@ pub struct Report {
     pub legs_accepted: u64,
     /// Legs answered 4xx (the invalid ones are meant to be).
     pub legs_refused: u64,
+    /// Those legs by the answer's status and error code (`422 invalid_field`), so that a refusal
+    /// nobody meant shows.
+    pub refusals: std::collections::BTreeMap<String, u64>,
     /// Legs whose request failed or got a 5xx, after retrying.
     pub legs_failed: u64,
     /// Times a request moved to the ingress a refusing one named as active.
@@ -249,6 +252,11 @@ pub async fn run(
                     }
                     Ok((status, body)) if (400..500).contains(&status) => {
                         report.legs_refused += count;
+                        let code = body["error"]["code"].as_str().unwrap_or("?");
+                        *report
+                            .refusals
+                            .entry(format!("{status} {code}"))
+                            .or_default() += count;
                         tracing::debug!(status, %body, "legs refused");
                     }
                     Ok((status, body)) => {

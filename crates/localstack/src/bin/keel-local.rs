@@ -77,8 +77,17 @@ enum Postgres {
 
 #[derive(Subcommand)]
 enum MotoAction {
-    Start { dir: PathBuf, port: u16 },
-    Stop { dir: PathBuf },
+    Start {
+        dir: PathBuf,
+        port: u16,
+        /// Record every request in DIR and replay the recording at start, so that the tables
+        /// outlive a crash.
+        #[arg(long)]
+        durable: bool,
+    },
+    Stop {
+        dir: PathBuf,
+    },
 }
 
 /// The stack as `make` runs it: from the repository (the working directory, or `KEEL_ROOT`), with
@@ -136,9 +145,16 @@ fn run(command: Command) -> anyhow::Result<()> {
             .build()?
             .block_on(keel_migrations::migrate_all(&url))?),
         Command::Moto { action } => match action {
-            MotoAction::Start { dir, port } => Ok(Moto { dir, port }.start(&tools)?),
+            MotoAction::Start { dir, port, durable } => {
+                Ok(Moto { dir, port, durable }.start(&tools)?)
+            }
             MotoAction::Stop { dir } => {
-                Moto { dir, port: 0 }.stop();
+                Moto {
+                    dir,
+                    port: 0,
+                    durable: false,
+                }
+                .stop();
                 Ok(())
             }
         },

@@ -112,6 +112,7 @@ pub async fn section() -> anyhow::Result<String> {
         )?;
     }
     drop(stack);
+    out += &step_timings(&rotations)?;
 
     // The loss of us-east-1, one command for every application.
     for synchronous in [false, true] {
@@ -144,6 +145,42 @@ pub async fn section() -> anyhow::Result<String> {
                 report.legs_accepted
             )?;
         }
+    }
+    Ok(out)
+}
+
+/// Where each planned rotation's time went: every step's duration, as its journal recorded it.
+fn step_timings(rotations: &[(App, &str, Value, Duration)]) -> anyhow::Result<String> {
+    let mut out = String::new();
+    let steps = |run: &Value| -> Vec<(String, String)> {
+        run["steps"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|step| {
+                let name = step["step"].as_str().unwrap_or("?").to_owned();
+                let took = step["took_ms"]
+                    .as_u64()
+                    .map_or("-".to_owned(), |ms| ms.to_string());
+                (name, took)
+            })
+            .collect()
+    };
+    let Some((_, _, first, _)) = rotations.first() else {
+        return Ok(out);
+    };
+    let names: Vec<String> = steps(first).into_iter().map(|(name, _)| name).collect();
+    writeln!(out)?;
+    writeln!(
+        out,
+        "Each planned rotation's steps, ms (the RTO runs from traffic-off to traffic-on):"
+    )?;
+    writeln!(out)?;
+    writeln!(out, "| rotation | {} |", names.join(" | "))?;
+    writeln!(out, "|---|{}", "---:|".repeat(names.len()))?;
+    for (app, to, run, _) in rotations {
+        let took: Vec<String> = steps(run).into_iter().map(|(_, took)| took).collect();
+        writeln!(out, "| {app} to {to} | {} |", took.join(" | "))?;
     }
     Ok(out)
 }
