@@ -50,6 +50,15 @@ pub struct Region {
     pub databases: BTreeMap<App, String>,
 }
 
+impl Region {
+    /// The region's broker processes: its own, and those serving the other regions' clients.
+    fn take_brokers(&mut self) -> Vec<Child> {
+        let mut brokers: Vec<Child> = self.broker.take().into_iter().collect();
+        brokers.append(&mut self.remote_brokers);
+        brokers
+    }
+}
+
 /// A Postgres cluster the stack made (replicated stacks only).
 pub struct Cluster {
     pub app: App,
@@ -460,12 +469,7 @@ impl Stack {
             return false;
         };
         let running = r.broker.is_some();
-        for mut broker in r
-            .broker
-            .take()
-            .into_iter()
-            .chain(r.remote_brokers.drain(..))
-        {
+        for mut broker in r.take_brokers() {
             let _ = broker.kill();
             let _ = broker.wait();
         }
@@ -661,12 +665,7 @@ impl Stack {
         for (_, mut child) in std::mem::take(&mut r.services) {
             let _ = child.wait();
         }
-        for mut broker in r
-            .broker
-            .take()
-            .into_iter()
-            .chain(r.remote_brokers.drain(..))
-        {
+        for mut broker in r.take_brokers() {
             let _ = broker.wait();
         }
     }
@@ -820,12 +819,7 @@ impl Drop for Stack {
                 let _ = child.kill();
                 let _ = child.wait();
             }
-            for mut broker in region
-                .broker
-                .take()
-                .into_iter()
-                .chain(region.remote_brokers.drain(..))
-            {
+            for mut broker in region.take_brokers() {
                 let _ = broker.kill();
                 let _ = broker.wait();
             }

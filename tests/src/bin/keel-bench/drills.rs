@@ -112,7 +112,12 @@ pub async fn section() -> anyhow::Result<String> {
         )?;
     }
     drop(stack);
-    out += &step_timings(&rotations)?;
+    let mut steps = step_timings(
+        "Each planned rotation's steps, ms (the RTO runs from traffic-off to traffic-on):",
+        rotations
+            .iter()
+            .map(|(app, to, run, _)| (format!("{app} to {to}"), run)),
+    )?;
 
     // The loss of us-east-1, one command for every application.
     for synchronous in [false, true] {
@@ -134,6 +139,14 @@ pub async fn section() -> anyhow::Result<String> {
         let report = load.finish().await?;
         tokio::time::sleep(Duration::from_secs(5)).await;
         let lost_legs = lost(&stack, WEST, &report).await?;
+        steps += &step_timings(
+            &format!("Each application's steps after us-east-1 was lost ({mode}), ms (the RTO runs from the command):"),
+            answer["reports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|run| (run["app"].as_str().unwrap_or("?").to_owned(), run)),
+        )?;
         for run in answer["reports"].as_array().into_iter().flatten() {
             let app = run["app"].as_str().unwrap_or("?");
             writeln!(
@@ -146,12 +159,15 @@ pub async fn section() -> anyhow::Result<String> {
             )?;
         }
     }
+    out += &steps;
     Ok(out)
 }
 
-/// Where each planned rotation's time went: every step's duration, as its journal recorded it.
-fn step_timings(rotations: &[(App, &str, Value, Duration)]) -> anyhow::Result<String> {
-    let mut out = String::new();
+/// Where each run's time went: every step's duration, as its journal recorded it.
+fn step_timings<'a>(
+    title: &str,
+    runs: impl Iterator<Item = (String, &'a Value)>,
+) -> anyhow::Result<String> {
     let steps = |run: &Value| -> Vec<(String, String)> {
         run["steps"]
             .as_array()
@@ -166,21 +182,17 @@ fn step_timings(rotations: &[(App, &str, Value, Duration)]) -> anyhow::Result<St
             })
             .collect()
     };
-    let Some((_, _, first, _)) = rotations.first() else {
-        return Ok(out);
-    };
-    let names: Vec<String> = steps(first).into_iter().map(|(name, _)| name).collect();
-    writeln!(out)?;
-    writeln!(
-        out,
-        "Each planned rotation's steps, ms (the RTO runs from traffic-off to traffic-on):"
-    )?;
-    writeln!(out)?;
-    writeln!(out, "| rotation | {} |", names.join(" | "))?;
-    writeln!(out, "|---|{}", "---:|".repeat(names.len()))?;
-    for (app, to, run, _) in rotations {
-        let took: Vec<String> = steps(run).into_iter().map(|(_, took)| took).collect();
-        writeln!(out, "| {app} to {to} | {} |", took.join(" | "))?;
+    let mut out = String::new();
+    let mut header = None;
+    for (label, run) in runs {
+        let (names, took): (Vec<String>, Vec<String>) = steps(run).into_iter().unzip();
+        if header.is_none() {
+            writeln!(out, "\n{title}\n")?;
+            writeln!(out, "| run | {} |", names.join(" | "))?;
+            writeln!(out, "|---|{}", "---:|".repeat(names.len()))?;
+            header = Some(names);
+        }
+        writeln!(out, "| {label} | {} |", took.join(" | "))?;
     }
     Ok(out)
 }
