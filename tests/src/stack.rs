@@ -428,10 +428,16 @@ impl Stack {
         for (from, listen) in brokers {
             let advertised = self.through(&from, Peer::Broker(region.to_owned()), listen)?;
             let for_others = from != region;
-            let folder = if for_others {
-                format!("kafka-{region}-for-{from}")
+            let (folder, log_name) = if for_others {
+                (
+                    format!("kafka-{region}-for-{from}"),
+                    format!("logs/nisshi-{region}-for-{from}.log"),
+                )
             } else {
-                format!("kafka-{region}")
+                (
+                    format!("kafka-{region}"),
+                    format!("logs/nisshi-{region}.log"),
+                )
             };
             let broker = keel_localstack::services::Broker {
                 dir: self.dir.join(&folder),
@@ -444,7 +450,7 @@ impl Stack {
             let log = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
-                .open(self.dir.join(format!("logs/nisshi-{folder}.log")))?;
+                .open(self.dir.join(log_name))?;
             let child = broker
                 .command(&tools())
                 .stdout(log.try_clone()?)
