@@ -17,7 +17,7 @@ use sqlx::Row;
 
 use crate::fixtures::participants;
 use crate::load::Load;
-use crate::network::{Condition, LinkId, Peer};
+use crate::network::{Condition, Imposition, LinkId, Peer};
 use crate::options::{service_names, StackOptions};
 use crate::queries::connect;
 use crate::stack::Stack;
@@ -142,9 +142,9 @@ enum Heal {
     Continue {
         pid: u32,
     },
-    /// Links a fault broke or slowed, open again.
-    Reopen {
-        links: Vec<LinkId>,
+    /// A fault's hold on links lifted (others may still hold them).
+    Lift {
+        imposition: Imposition,
     },
     KillKeelctl {
         run: usize,
@@ -538,9 +538,9 @@ async fn heal_one(stack: &mut Stack, rotations: &mut [Rotation], heal: Heal) {
             let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGCONT);
             Ok(())
         }
-        Heal::Reopen { links } => {
+        Heal::Lift { imposition } => {
             if let Some(network) = &stack.network {
-                network.set(|link| links.contains(link), Condition::Open);
+                network.lift(imposition);
             }
             Ok(())
         }
@@ -570,9 +570,9 @@ fn break_links(
     let Some(network) = &stack.network else {
         return "the stack has no chaos network".to_owned();
     };
-    let links = network.set(which, condition);
-    let count = links.len();
-    pending.push((until_ms, Heal::Reopen { links }));
+    let imposition = network.impose(which, condition);
+    let count = imposition.links.len();
+    pending.push((until_ms, Heal::Lift { imposition }));
     format!("{count} links {condition:?}")
 }
 

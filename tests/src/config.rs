@@ -15,7 +15,7 @@ use keel_routing::{App, RegionConfig};
 use serde::Serialize;
 
 use crate::machine::repo_root;
-use crate::network::{LinkId, Peer};
+use crate::network::{LinkId, Peer, OPERATOR};
 use crate::stack::{db_name, Stack};
 
 /// The file's `[section]` with `value` in it, whole.
@@ -169,7 +169,10 @@ impl Stack {
             .unwrap_or_default();
         let runbook = RunbookConfig {
             dynamodb_endpoint: match &self.runbook_store {
-                Some(store) => format!("http://127.0.0.1:{}", store.port),
+                Some(store) => format!(
+                    "http://127.0.0.1:{}",
+                    self.through(OPERATOR, Peer::RunbookStore, store.port)?
+                ),
                 None => std::env::var("KEEL_TEST_DYNAMODB")
                     .unwrap_or_else(|_| "http://127.0.0.1:18490".to_owned()),
             },

@@ -32,8 +32,13 @@ pub enum Condition {
     Cut,
 }
 
-/// One end of a link: who connects.
+/// One end of a link: the region whose processes connect, or [`OPERATOR`].
 pub type Region = String;
+
+/// Where keelctl and the harness stand: outside every region, reaching every server directly
+/// but the runbook store, which is held unreachable while it restarts (it replays its
+/// recording then, and a request served meanwhile would not be recorded).
+pub const OPERATOR: &str = "operator";
 
 /// What a link leads to.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -45,13 +50,15 @@ pub enum Peer {
     Database(App, Region),
     /// An ARC cluster endpoint, in no region of the stack's.
     Arc(usize),
+    /// The DynamoDB endpoint of the runbook lock, journals and audit.
+    RunbookStore,
 }
 
 impl Peer {
     pub fn region(&self) -> Option<&str> {
         match self {
             Peer::Broker(region) | Peer::Database(_, region) => Some(region),
-            Peer::Arc(_) => None,
+            Peer::Arc(_) | Peer::RunbookStore => None,
         }
     }
 }
@@ -81,14 +88,51 @@ impl fmt::Display for LinkId {
             Peer::Broker(region) => write!(f, "{} -> broker {region}", self.from),
             Peer::Database(app, region) => write!(f, "{} -> {app} database {region}", self.from),
             Peer::Arc(index) => write!(f, "{} -> ARC endpoint {index}", self.from),
+            Peer::RunbookStore => write!(f, "{} -> the runbook store", self.from),
         }
     }
 }
 
-/// The stack's links, each with its relay's port.
+/// One link's relay: its port, what it does now, and what each fault still in force asks of it.
+struct Relay {
+    port: u16,
+    condition: watch::Sender<Condition>,
+    imposed: BTreeMap<u64, Condition>,
+}
+
+impl Relay {
+    /// The worst of what is imposed: a cut over a drop over the longest delay.
+    fn apply(&self) {
+        let worst = self
+            .imposed
+            .values()
+            .copied()
+            .max_by_key(|condition| match condition {
+                Condition::Open => (0, Duration::ZERO),
+                Condition::Slow(latency) => (1, *latency),
+                Condition::Dropped => (2, Duration::ZERO),
+                Condition::Cut => (3, Duration::ZERO),
+            })
+            .unwrap_or(Condition::Open);
+        self.condition.send_if_modified(|now| {
+            let changed = *now != worst;
+            *now = worst;
+            changed
+        });
+    }
+}
+
+/// A fault's hold on some links, until it is lifted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Imposition {
+    id: u64,
+    pub links: Vec<LinkId>,
+}
+
+/// The stack's links, each with its relay.
 pub struct Network {
     runtime: Option<tokio::runtime::Runtime>,
-    links: Mutex<BTreeMap<LinkId, (u16, watch::Sender<Condition>)>>,
+    relays: Mutex<(u64, BTreeMap<LinkId, Relay>)>,
 }
 
 impl Network {
@@ -100,16 +144,16 @@ impl Network {
             .build()?;
         Ok(Self {
             runtime: Some(runtime),
-            links: Mutex::new(BTreeMap::new()),
+            relays: Mutex::new((0, BTreeMap::new())),
         })
     }
 
     /// The port of `link`'s relay to `upstream`, made on first use (the same port for as long as
     /// the stack lives, so a server restarted on its own port is reached again).
     pub fn port(&self, link: LinkId, upstream: u16) -> anyhow::Result<u16> {
-        let mut links = self.links.lock().expect("links");
-        if let Some((port, _)) = links.get(&link) {
-            return Ok(*port);
+        let mut relays = self.relays.lock().expect("relays");
+        if let Some(relay) = relays.1.get(&link) {
+            return Ok(relay.port);
         }
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
@@ -120,26 +164,50 @@ impl Network {
         let _entered = runtime.enter();
         let listener = TcpListener::from_std(listener)?;
         runtime.spawn(serve(listener, upstream, watcher));
-        links.insert(link, (port, condition));
+        relays.1.insert(
+            link,
+            Relay {
+                port,
+                condition,
+                imposed: BTreeMap::new(),
+            },
+        );
         Ok(port)
     }
 
-    /// Sets every link `which` picks to `condition`; returns the links it changed.
-    pub fn set(&self, which: impl Fn(&LinkId) -> bool, condition: Condition) -> Vec<LinkId> {
-        let links = self.links.lock().expect("links");
-        links
-            .iter()
-            .filter(|(link, _)| which(link))
-            .map(|(link, (_, sender))| {
-                sender.send_replace(condition);
-                link.clone()
-            })
-            .collect()
+    /// Imposes `condition` on every link `which` picks, until [`Network::lift`]. Faults overlap:
+    /// each link does the worst of what is imposed on it, and lifting one fault leaves the
+    /// others in force.
+    pub fn impose(&self, which: impl Fn(&LinkId) -> bool, condition: Condition) -> Imposition {
+        let mut relays = self.relays.lock().expect("relays");
+        relays.0 += 1;
+        let id = relays.0;
+        let mut links = Vec::new();
+        for (link, relay) in relays.1.iter_mut().filter(|(link, _)| which(link)) {
+            relay.imposed.insert(id, condition);
+            relay.apply();
+            links.push(link.clone());
+        }
+        Imposition { id, links }
     }
 
-    /// Every link open again.
+    pub fn lift(&self, imposition: &Imposition) {
+        let mut relays = self.relays.lock().expect("relays");
+        for link in &imposition.links {
+            if let Some(relay) = relays.1.get_mut(link) {
+                relay.imposed.remove(&imposition.id);
+                relay.apply();
+            }
+        }
+    }
+
+    /// Every link open again, whatever was imposed.
     pub fn heal(&self) {
-        self.set(|_| true, Condition::Open);
+        let mut relays = self.relays.lock().expect("relays");
+        for relay in relays.1.values_mut() {
+            relay.imposed.clear();
+            relay.apply();
+        }
     }
 }
 
@@ -152,7 +220,16 @@ impl Drop for Network {
 }
 
 async fn serve(listener: TcpListener, upstream: SocketAddr, condition: watch::Receiver<Condition>) {
-    while let Ok((inbound, _)) = listener.accept().await {
+    loop {
+        let inbound = match listener.accept().await {
+            Ok((inbound, _)) => inbound,
+            // Out of descriptors, say: the link is down for a moment, not for good.
+            Err(error) => {
+                eprintln!("network: relay to {upstream} could not accept: {error}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         if *condition.borrow() == Condition::Cut {
             reset(&inbound);
             continue;
@@ -171,8 +248,9 @@ async fn relay(
     upstream: SocketAddr,
     mut condition: watch::Receiver<Condition>,
 ) {
-    // A dropped link answers nothing, as a SYN lost on the way: the client waits until the link
-    // heals or its own timeout gives up.
+    // A dropped link carries nothing: the client's connection is made (the relay accepts it),
+    // but the server hears of it only once the link heals; until then the client waits, or its
+    // own timeout gives up.
     let Ok(now) = condition
         .wait_for(|c| *c != Condition::Dropped)
         .await
@@ -237,13 +315,17 @@ async fn pump(
     };
     let writer = async move {
         while let Some((read_at, chunk)) = pending.recv().await {
+            // Looked at again whenever the link changes: a chunk waiting out a delay on a link
+            // that drops meanwhile waits for the heal, and one on a link that opens goes at once.
             loop {
                 let now = *condition.borrow_and_update();
                 match now {
                     Condition::Open => break,
                     Condition::Slow(latency) => {
-                        tokio::time::sleep_until(read_at + latency).await;
-                        break;
+                        tokio::select! {
+                            _ = tokio::time::sleep_until(read_at + latency) => break,
+                            changed = condition.changed() => if changed.is_err() { return },
+                        }
                     }
                     Condition::Dropped => {
                         if condition.changed().await.is_err() {
@@ -301,17 +383,27 @@ mod tests {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         assert_eq!(round_trip(&mut stream, b"open").await.unwrap(), b"open");
 
-        network.set(|_| true, Condition::Slow(Duration::from_millis(150)));
+        let slow = network.impose(|_| true, Condition::Slow(Duration::from_millis(150)));
         let started = std::time::Instant::now();
         assert_eq!(round_trip(&mut stream, b"slow").await.unwrap(), b"slow");
         assert!(started.elapsed() >= Duration::from_millis(300), "both ways");
 
-        network.set(|_| true, Condition::Dropped);
+        let dropped = network.impose(|_| true, Condition::Dropped);
         let held =
             tokio::time::timeout(Duration::from_millis(300), round_trip(&mut stream, b"held"))
                 .await;
         assert!(held.is_err(), "nothing crosses a dropped link");
-        network.heal();
+        network.lift(&slow);
+        let still = tokio::time::timeout(Duration::from_millis(300), async {
+            let mut answer = [0u8; 4];
+            stream.read_exact(&mut answer).await
+        })
+        .await;
+        assert!(
+            still.is_err(),
+            "lifting another fault leaves the drop in force"
+        );
+        network.lift(&dropped);
         let mut answer = [0u8; 4];
         stream.read_exact(&mut answer).await.unwrap();
         assert_eq!(&answer, b"held", "what was sent arrives once it heals");
@@ -323,7 +415,7 @@ mod tests {
         let port = network.port(link(), echo_server().await).unwrap();
         let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         assert_eq!(round_trip(&mut stream, b"open").await.unwrap(), b"open");
-        assert_eq!(network.set(|_| true, Condition::Cut), vec![link()]);
+        assert_eq!(network.impose(|_| true, Condition::Cut).links, vec![link()]);
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(round_trip(&mut stream, b"gone").await.is_err());
         // Refused: reset as soon as it is accepted, which the client may see while connecting.

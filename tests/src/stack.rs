@@ -25,7 +25,7 @@ use crate::machine::{
     bin_dir, free_port, register_child, register_pid, repo_root, tools, wait_ready_at,
     wait_until_port,
 };
-use crate::network::{LinkId, Network, Peer};
+use crate::network::{Condition, Imposition, LinkId, Network, Peer};
 use crate::options::{service_names, StackOptions};
 
 /// One region's processes and ports.
@@ -89,6 +89,8 @@ pub struct Stack {
     pub network: Option<Network>,
     /// The stack's own DynamoDB endpoint (with [`StackOptions::own_runbook_store`]).
     pub runbook_store: Option<keel_localstack::services::Moto>,
+    /// While it is down and replaying: nobody reaches it (with the chaos network).
+    runbook_store_held: Option<Imposition>,
     /// Every service came up; until then the folder is kept on drop, for its logs.
     pub(crate) started: bool,
 }
@@ -157,6 +159,10 @@ impl Stack {
         let mut databases: BTreeMap<&'static str, BTreeMap<App, String>> = BTreeMap::new();
         if options.network && !options.replicated {
             bail!("the chaos network needs a replicated stack (a cluster per region)");
+        }
+        if options.network && std::env::var("KEEL_BROKER_STORAGE").as_deref() == Ok("sqlite") {
+            // A second broker on the same log needs a log two processes can share.
+            bail!("the chaos network needs the brokers' log in Postgres, not sqlite");
         }
         if options.replicated {
             for app in App::ALL {
@@ -307,6 +313,7 @@ impl Stack {
             st_db,
             network,
             runbook_store: None,
+            runbook_store_held: None,
             started: false,
         };
         if stack.options.own_runbook_store {
@@ -469,7 +476,7 @@ impl Stack {
         Ok(())
     }
 
-    /// SIGKILL of the broker in `region`; false when it was not running.
+    /// SIGKILL of the broker in `region` (every process of it); false when it was not running.
     pub fn kill_broker_in(&mut self, region: &str) -> bool {
         let Some(r) = self.regions.get_mut(region) else {
             return false;
@@ -485,7 +492,12 @@ impl Stack {
     /// Stops the first region's broker (SIGTERM, then SIGKILL) and starts it again on the same log.
     pub async fn restart_broker(&mut self, down_for: Duration) -> anyhow::Result<()> {
         let first = self.options.regions[0];
-        if let Some(mut broker) = self.regions.get_mut(first).and_then(|r| r.broker.take()) {
+        let brokers = self
+            .regions
+            .get_mut(first)
+            .map(Region::take_brokers)
+            .unwrap_or_default();
+        for mut broker in brokers {
             let _ = kill(Pid::from_raw(broker.id() as i32), Signal::SIGTERM);
             let deadline = std::time::Instant::now() + Duration::from_secs(5);
             while broker.try_wait()?.is_none() && std::time::Instant::now() < deadline {
@@ -760,6 +772,9 @@ impl Stack {
             if let Some(broker) = &r.broker {
                 processes.push((format!("broker {region}"), broker.id()));
             }
+            for (broker, from) in r.remote_brokers.iter().zip(r.remote_broker_ports.keys()) {
+                processes.push((format!("broker {region} for {from}"), broker.id()));
+            }
         }
         for (index, child) in &self.arc {
             processes.push((format!("arc {index}"), child.id()));
@@ -851,19 +866,23 @@ impl Drop for Stack {
 }
 
 impl Stack {
-    /// SIGKILL of the stack's own DynamoDB endpoint; false when it has none running.
-    pub fn kill_runbook_store(&self) -> bool {
-        match &self.runbook_store {
-            Some(store) if store.pid().is_some() => {
-                store.crash();
-                true
-            }
-            _ => false,
+    /// SIGKILL of the stack's own DynamoDB endpoint; false when it has none running. With the
+    /// chaos network nobody reaches it until it is back with its tables.
+    pub fn kill_runbook_store(&mut self) -> bool {
+        let Some(store) = self.runbook_store.as_ref().filter(|s| s.pid().is_some()) else {
+            return false;
+        };
+        if let Some(network) = &self.network {
+            self.runbook_store_held =
+                Some(network.impose(|link| link.to == Peer::RunbookStore, Condition::Dropped));
         }
+        store.crash();
+        true
     }
 
-    /// Starts the stack's own DynamoDB endpoint again: it replays what it recorded before.
-    pub fn start_runbook_store(&self) -> anyhow::Result<()> {
+    /// Starts the stack's own DynamoDB endpoint again: it replays what it recorded, and only then
+    /// is it reachable.
+    pub fn start_runbook_store(&mut self) -> anyhow::Result<()> {
         let store = self
             .runbook_store
             .as_ref()
@@ -871,6 +890,9 @@ impl Stack {
         store.start(&tools())?;
         if let Some(pid) = store.pid() {
             register_pid(pid as u32);
+        }
+        if let (Some(network), Some(held)) = (&self.network, self.runbook_store_held.take()) {
+            network.lift(&held);
         }
         Ok(())
     }

@@ -53,7 +53,8 @@ impl Broker {
 /// The local DynamoDB endpoint (moto_server). moto keeps its tables in memory; a durable one also
 /// appends every request it serves to `recording.jsonl` in its folder (moto's recorder) and, when
 /// it starts again, replays that file before it records anew, so its tables outlive a crash as a
-/// real DynamoDB's would. Requests that arrive while it replays are served but not recorded.
+/// real DynamoDB's would. Requests that arrive while it replays are served but not recorded: its
+/// clients must be held off meanwhile (the chaos harness drops their packets).
 #[derive(Debug, Clone)]
 pub struct Moto {
     pub dir: PathBuf,
@@ -134,28 +135,24 @@ impl Moto {
     }
 }
 
-/// Cuts a recording back to its last whole request: a crash mid-write leaves half a line, and
-/// moto's replay stops at the first line it cannot read (and turns recording off for good).
+/// Keeps only a recording's whole requests: a crash mid-write leaves half a line at its end (and
+/// a long request written in pieces while another was written may leave one in the middle), and
+/// moto's replay stops at the first line it cannot read, with recording left off for good.
 fn complete_lines_only(recording: &std::path::Path) -> Result<(), LocalError> {
     let Ok(text) = std::fs::read(recording) else {
         return Ok(());
     };
-    let mut keep = text.len();
-    while keep > 0 {
-        let line_start = text[..keep - 1]
-            .iter()
-            .rposition(|b| *b == b'\n')
-            .map_or(0, |i| i + 1);
-        let whole = text[keep - 1] == b'\n'
-            && serde_json::from_slice::<serde::de::IgnoredAny>(&text[line_start..keep]).is_ok();
+    let mut kept = Vec::with_capacity(text.len());
+    for line in text.split_inclusive(|b| *b == b'\n') {
+        let whole =
+            line.ends_with(b"\n") && serde_json::from_slice::<serde::de::IgnoredAny>(line).is_ok();
         if whole {
-            break;
+            kept.extend_from_slice(line);
         }
-        keep = line_start;
     }
-    if keep < text.len() {
-        std::fs::write(recording, &text[..keep]).map_err(|source| LocalError::Io {
-            what: format!("cutting {} to whole lines", recording.display()),
+    if kept.len() < text.len() {
+        std::fs::write(recording, &kept).map_err(|source| LocalError::Io {
+            what: format!("keeping {}'s whole lines", recording.display()),
             source,
         })?;
     }
@@ -186,7 +183,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_recording_is_cut_back_to_its_last_whole_request() {
+    fn a_recording_keeps_only_its_whole_requests() {
         let dir = std::env::temp_dir().join(format!("keel-moto-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("recording.jsonl");
@@ -195,6 +192,7 @@ mod tests {
             ("{\"a\":1}\n{\"b\":", "{\"a\":1}\n"),
             ("{\"a\":1}\n{\"b\"\n", "{\"a\":1}\n"),
             ("{\"a\"", ""),
+            ("{\"a\":1}\n{\"b\n{\"c\":3}\n", "{\"a\":1}\n{\"c\":3}\n"),
         ] {
             std::fs::write(&file, written).unwrap();
             complete_lines_only(&file).unwrap();

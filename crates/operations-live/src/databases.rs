@@ -281,19 +281,29 @@ impl Databases for LocalDatabases {
         Ok(total - present)
     }
 
-    /// One connection attempt, not a pool's: a pool retries a refused connection until its
-    /// timeout, so a stopped database took the whole bound to be seen stopped (a second of every
-    /// planned rotation's outage, two of every failover's).
-    async fn answers(&self, app: App, region: &str, timeout: Duration) -> bool {
+    /// Connection attempts, one at a time, until one succeeds or `within` has passed (at least
+    /// one). Not a pool: a pool's connect retries a refused connection until its whole timeout,
+    /// so a stopped database took the whole bound to be seen stopped (a second of every planned
+    /// rotation's outage, two of every failover's).
+    async fn answers(&self, app: App, region: &str, within: Duration) -> bool {
         let Ok(url) = self.config.database_url(app, region) else {
             return false;
         };
-        match tokio::time::timeout(timeout, PgConnection::connect(url)).await {
-            Ok(Ok(connection)) => {
+        let deadline = Instant::now() + within;
+        loop {
+            let bound = deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_secs(1));
+            if let Ok(Ok(connection)) =
+                tokio::time::timeout(bound, PgConnection::connect(url)).await
+            {
                 let _ = connection.close().await;
-                true
+                return true;
             }
-            _ => false,
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 

@@ -69,8 +69,8 @@ pub trait Databases: Send + Sync {
         from: &str,
         to: &str,
     ) -> Result<i64, DatabaseError>;
-    /// Whether the database takes connections, within `timeout`.
-    async fn answers(&self, app: App, region: &str, timeout: Duration) -> bool;
+    /// Whether the database takes a connection within `within` (tried at least once).
+    async fn answers(&self, app: App, region: &str, within: Duration) -> bool;
     /// Stops the database, so nothing can write it.
     async fn stop(&self, app: App, region: &str, bound: Duration) -> Result<(), DatabaseError>;
     /// Promotes a standby (a no-op on a primary) and waits until it takes writes.

@@ -385,7 +385,8 @@ impl<'a> Steps<'a> {
                 "{from}'s primary could not be stopped ({e}); its services are fenced"
             )),
         }
-        if mode == Mode::Planned && databases.answers(app, from, Duration::from_secs(1)).await {
+        // One attempt: it has just been seen to stop.
+        if mode == Mode::Planned && databases.answers(app, from, Duration::ZERO).await {
             return Err(StepError::StillAnswers {
                 region: from.to_owned(),
             });
@@ -400,7 +401,9 @@ impl<'a> Steps<'a> {
     async fn unplanned_rpo(&self, app: App, from: &str, to: &str) -> Rpo {
         let databases = &self.runbook.ports.databases;
         let (table, id) = acknowledged_records(app);
-        if databases.answers(app, from, Duration::from_secs(2)).await {
+        // One attempt: a lost region's database does not come back in a second or two, and the
+        // failover waits on this answer.
+        if databases.answers(app, from, Duration::ZERO).await {
             if let Ok(missing) = databases.acknowledged_missing(app, from, to).await {
                 return Rpo {
                     acknowledged_missing: Some(missing),
