@@ -13,7 +13,7 @@ use keel_routing::App;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde::Serialize;
-use sqlx::Row;
+use sqlx::{Connection, PgConnection, Row};
 
 use crate::fixtures::participants;
 use crate::load::Load;
@@ -316,7 +316,20 @@ pub async fn run(name: &str, seed: u64, options: &ChaosOptions) -> anyhow::Resul
         )
         .fetch_one(&tm)
         .await?;
-        if open == 0 || Instant::now() > deadline {
+        // The last statuses' notifications are still on their way for a moment after the trades
+        // end: the checker reads once they are all in, or once the bound has passed.
+        let untold: i64 = sqlx::query_scalar(
+            "SELECT count(*)
+             FROM matching.status_history h,
+                  jsonb_array_elements_text(h.entry->'recipients') AS recipient
+             WHERE NOT EXISTS (
+                 SELECT 1 FROM notification.notifications n
+                 WHERE n.trade_id = h.trade_id AND n.recipient = recipient
+                   AND (n.body->>'history_seq')::bigint = h.seq)",
+        )
+        .fetch_one(&tm)
+        .await?;
+        if (open == 0 && untold == 0) || Instant::now() > deadline {
             break;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -690,13 +703,17 @@ async fn database_region(
 ) -> Option<String> {
     for region in regions {
         let url = &stack.regions[region.as_str()].databases[&app];
-        let Ok(pool) = connect(url).await else {
+        // One attempt: a pool would retry a database that is down for its whole acquire timeout,
+        // and every fault and heal of the schedule would wait behind it.
+        let Ok(Ok(mut connection)) =
+            tokio::time::timeout(Duration::from_secs(2), PgConnection::connect(url)).await
+        else {
             continue;
         };
         let standby: Result<bool, _> = sqlx::query_scalar("SELECT pg_is_in_recovery()")
-            .fetch_one(&pool)
+            .fetch_one(&mut connection)
             .await;
-        pool.close().await;
+        let _ = connection.close().await;
         if standby.is_ok_and(|standby| standby != primary) {
             return Some(region.clone());
         }

@@ -74,14 +74,14 @@ stop_pidfile() {
 }
 
 # Stops, with SIGKILL, every process noted in DIR (one file per pid, written by the test harness as
-# it starts a process), if it still is one of ours: a Keel binary or the broker (a pid can be
+# it starts a process), if it still is one of ours: a Keel binary, the broker or moto (a pid can be
 # reused). Removes DIR.
 stop_noted() {
   local dir=$1 noted pid
   for noted in "$dir"/*; do
     [ -f "$noted" ] || continue
     pid=$(basename "$noted")
-    if grep -qaE "$CARGO_TARGET_DIR|$NISSHI_BIN" "/proc/$pid/cmdline" 2>/dev/null; then
+    if grep -qaE "$CARGO_TARGET_DIR|$NISSHI_BIN|$MOTO_VENV" "/proc/$pid/cmdline" 2>/dev/null; then
       kill -KILL "$pid" 2>/dev/null || true
     fi
   done
