@@ -327,7 +327,9 @@ async fn manual_handover_moves_processing_between_regions_with_nothing_lost() {
     let west_client = stack.client_in(WEST);
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        // The first submissions may meet the new primary's first connections; retry 503s only.
+        // The first submissions may meet the new primary's first connections (503), or its
+        // consumers catching up with what the handover left them (429, as any client is told to
+        // retry after); nothing else is retried.
         let (status, body) = west_client
             .submit_batch(&im, &[settling_block("PROBE-0")])
             .await
@@ -340,10 +342,11 @@ async fn manual_handover_moves_processing_between_regions_with_nothing_lost() {
             break;
         }
         assert!(
-            status == 503 && tokio::time::Instant::now() < deadline,
+            (status == 503 || status == 429) && tokio::time::Instant::now() < deadline,
             "{status} {body}"
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let wait = body["error"]["retry_after_seconds"].as_u64().unwrap_or(0);
+        tokio::time::sleep(Duration::from_millis(200).max(Duration::from_secs(wait))).await;
     }
     stream_pairs(
         west_client,
