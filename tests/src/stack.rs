@@ -856,12 +856,12 @@ impl Drop for Stack {
             store.stop();
         }
         // A failed test, or a stack that failed to start, keeps its folder (logs, databases) to
-        // be read, and so does every stack with KEEL_KEEP_STACKS set (a chaos run with an
+        // be read, and so does every stack with KEEL_KEEP_STACKS non-empty (a chaos run with an
         // anomaly does not panic); a passing one leaves nothing behind (replicated stacks hold
         // hundreds of MB).
         if std::thread::panicking()
             || !self.started
-            || std::env::var_os("KEEL_KEEP_STACKS").is_some()
+            || std::env::var_os("KEEL_KEEP_STACKS").is_some_and(|keep| !keep.is_empty())
         {
             eprintln!("stack kept for inspection: {}", self.dir.display());
         } else {
