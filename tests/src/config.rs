@@ -151,12 +151,19 @@ impl Stack {
             };
             endpoints.push(format!("http://127.0.0.1:{port}"));
         }
+        // The rest as the local stack has it (its credentials among them).
+        let local_control: ControlConfig = config
+            .get("control")
+            .cloned()
+            .map(toml::Value::try_into)
+            .transpose()?
+            .unwrap_or_default();
         let control = ControlConfig {
-            endpoints,
+            endpoints: endpoints.into_iter().map(Into::into).collect(),
             poll_interval_ms: 200,
             request_timeout_ms: 500,
             fence_after_ms: self.options.fence_after_ms,
-            ..ControlConfig::default()
+            ..local_control
         };
         replace(&mut config, "control", &control)?;
         // The runbook store: the test DynamoDB endpoint `make test` starts, a table per stack; the

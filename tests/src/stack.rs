@@ -402,9 +402,10 @@ impl Stack {
             endpoints: self
                 .arc_ports
                 .iter()
-                .map(|port| format!("http://127.0.0.1:{port}"))
+                .map(|port| format!("http://127.0.0.1:{port}").into())
                 .collect(),
             request_timeout_ms: 500,
+            credentials: keel_aws::CredentialSource::Local,
             ..keel_arc::ControlConfig::default()
         }
     }

@@ -1,7 +1,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use aws_sdk_route53recoverycluster::config::{Credentials, Region};
+use aws_sdk_route53recoverycluster::config::Region;
 use aws_sdk_route53recoverycluster::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_route53recoverycluster::types::{RoutingControlState, UpdateRoutingControlStateEntry};
 use aws_sdk_route53recoverycluster::Client;
@@ -65,24 +65,6 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::
     }
 }
 
-/// The credentials Keel's AWS clients sign with: production takes them from the environment (the
-/// task role); the local endpoints (ARC, moto) only check that requests are signed.
-pub fn aws_credentials() -> Credentials {
-    match (
-        std::env::var("AWS_ACCESS_KEY_ID"),
-        std::env::var("AWS_SECRET_ACCESS_KEY"),
-    ) {
-        (Ok(key), Ok(secret)) => Credentials::new(
-            key,
-            secret,
-            std::env::var("AWS_SESSION_TOKEN").ok(),
-            None,
-            "environment",
-        ),
-        _ => Credentials::new("keel-local", "keel-local", None, None, "keel-local"),
-    }
-}
-
 /// The ARC cluster, through the real SDK, one client per endpoint.
 pub struct ArcClient {
     endpoints: Vec<(String, Client)>,
@@ -92,15 +74,17 @@ pub struct ArcClient {
 
 impl ArcClient {
     pub fn new(config: &ControlConfig) -> ArcClient {
-        let credentials = aws_credentials();
+        let credentials = keel_aws::credentials(config.credentials);
         let timeout = Duration::from_millis(config.request_timeout_ms);
         let endpoints = config
             .endpoints
             .iter()
             .map(|endpoint| {
                 let sdk_config = aws_sdk_route53recoverycluster::Config::builder()
-                    .region(Region::new(config.signing_region.clone()))
-                    .endpoint_url(endpoint)
+                    .region(Region::new(
+                        endpoint.region(&config.signing_region).to_owned(),
+                    ))
+                    .endpoint_url(endpoint.url())
                     .credentials_provider(credentials.clone())
                     // One attempt per endpoint: moving to the next endpoint is the retry.
                     .retry_config(
@@ -113,7 +97,7 @@ impl ArcClient {
                             .build(),
                     )
                     .build();
-                (endpoint.clone(), Client::from_conf(sdk_config))
+                (endpoint.url().to_owned(), Client::from_conf(sdk_config))
             })
             .collect();
         ArcClient {
@@ -282,5 +266,55 @@ impl ArcClient {
             }
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Endpoint;
+
+    /// AWS lists a cluster's endpoints each with its region, and each must be signed for its own.
+    #[test]
+    fn each_endpoint_is_signed_for_its_own_region() {
+        let config: ControlConfig = toml::from_str(
+            r#"
+            signing_region = "us-west-2"
+            endpoints = [
+                "http://127.0.0.1:18301",
+                { url = "https://host-a.us-east-1.example.aws/v1", region = "us-east-1" },
+                { url = "https://host-b.ap-southeast-2.example.aws/v1", region = "ap-southeast-2" },
+            ]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            config.endpoints[1],
+            Endpoint::InRegion {
+                url: "https://host-a.us-east-1.example.aws/v1".into(),
+                region: "us-east-1".into()
+            }
+        );
+        let client = ArcClient::new(&config);
+        let regions: Vec<(String, String)> = client
+            .endpoints
+            .iter()
+            .map(|(url, client)| {
+                let region = client.config().region().unwrap().to_string();
+                (url.clone(), region)
+            })
+            .collect();
+        assert_eq!(
+            regions,
+            [
+                ("http://127.0.0.1:18301", "us-west-2"),
+                ("https://host-a.us-east-1.example.aws/v1", "us-east-1"),
+                (
+                    "https://host-b.ap-southeast-2.example.aws/v1",
+                    "ap-southeast-2"
+                ),
+            ]
+            .map(|(u, r)| (u.to_owned(), r.to_owned()))
+        );
     }
 }

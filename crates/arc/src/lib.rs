@@ -10,7 +10,7 @@
 mod client;
 mod watcher;
 
-pub use client::{aws_credentials, ArcClient, ArcError, RoutingControl};
+pub use client::{ArcClient, ArcError, RoutingControl};
 pub use watcher::{watch, Fence, Reading};
 
 use serde::{Deserialize, Serialize};
@@ -19,10 +19,13 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ControlConfig {
-    /// The ARC cluster's endpoints, tried in turn.
-    pub endpoints: Vec<String>,
-    /// The region requests are signed for (any region; the cluster is global).
+    /// The ARC cluster's endpoints, tried in turn: each a URL (signed for `signing_region`), or
+    /// `{ url, region }` as the cluster lists them (each signed for its own region, as AWS asks).
+    pub endpoints: Vec<Endpoint>,
+    /// The region a plain-URL endpoint's requests are signed for.
     pub signing_region: String,
+    /// Where the client's credentials come from (`chain`: aws-config's; `local`: the stand-ins').
+    pub credentials: keel_aws::CredentialSource,
     /// How long one endpoint gets to answer before the next is tried.
     pub request_timeout_ms: u64,
     /// How often a service reads its routing controls.
@@ -31,15 +34,44 @@ pub struct ControlConfig {
     pub fence_after_ms: u64,
 }
 
+/// One endpoint of the ARC cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Endpoint {
+    Url(String),
+    InRegion { url: String, region: String },
+}
+
+impl Endpoint {
+    pub fn url(&self) -> &str {
+        match self {
+            Endpoint::Url(url) | Endpoint::InRegion { url, .. } => url,
+        }
+    }
+
+    /// The region its requests are signed for.
+    pub fn region<'a>(&'a self, signing_region: &'a str) -> &'a str {
+        match self {
+            Endpoint::Url(_) => signing_region,
+            Endpoint::InRegion { region, .. } => region,
+        }
+    }
+}
+
+impl From<String> for Endpoint {
+    fn from(url: String) -> Self {
+        Endpoint::Url(url)
+    }
+}
+
 impl Default for ControlConfig {
     fn default() -> Self {
         Self {
-            endpoints: vec![
-                "http://127.0.0.1:18301".to_owned(),
-                "http://127.0.0.1:18302".to_owned(),
-                "http://127.0.0.1:18303".to_owned(),
-            ],
+            endpoints: ["18301", "18302", "18303"]
+                .map(|port| Endpoint::from(format!("http://127.0.0.1:{port}")))
+                .to_vec(),
             signing_region: "us-west-2".to_owned(),
+            credentials: keel_aws::CredentialSource::default(),
             request_timeout_ms: 1_000,
             poll_interval_ms: 500,
             fence_after_ms: 5_000,

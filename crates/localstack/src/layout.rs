@@ -162,7 +162,7 @@ impl Layout {
                 .control
                 .endpoints
                 .iter()
-                .map(|url| port_of("control.endpoints", url))
+                .map(|endpoint| port_of("control.endpoints", endpoint.url()))
                 .collect::<Result<_, _>>()?,
             dynamodb_port: port_of(
                 "runbook.dynamodb_endpoint",

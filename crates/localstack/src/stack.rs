@@ -392,7 +392,14 @@ async fn bring_up(local: &Local, supervisor: &mut Supervisor) -> anyhow::Result<
     let (bin, root, endpoints) = (
         local.bin_dir.clone(),
         local.root.clone(),
-        local.config.control.endpoints.join(","),
+        local
+            .config
+            .control
+            .endpoints
+            .iter()
+            .map(keel_arc::Endpoint::url)
+            .collect::<Vec<_>>()
+            .join(","),
     );
     supervisor.start(
         "generator",

@@ -23,6 +23,8 @@ pub struct Config {
     pub operators: OperatorsConfig,
     /// What only the local stack has (`[local]`).
     pub local: LocalConfig,
+    /// The Aurora Global Databases, when `[runbook] databases = "aurora"`.
+    pub aurora: crate::databases::AuroraConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -119,7 +121,10 @@ pub struct IdentityError {
 
 impl OperatorsConfig {
     /// The ARN of whoever's credentials this process runs with (STS `GetCallerIdentity`).
-    pub async fn caller_arn(&self) -> Result<String, IdentityError> {
+    pub async fn caller_arn(
+        &self,
+        credentials: keel_aws::CredentialSource,
+    ) -> Result<String, IdentityError> {
         let endpoint = if self.sts_endpoint.is_empty() {
             format!("STS {}", self.sts_region)
         } else {
@@ -127,7 +132,7 @@ impl OperatorsConfig {
         };
         let mut builder = aws_sdk_sts::Config::builder()
             .region(aws_sdk_sts::config::Region::new(self.sts_region.clone()))
-            .credentials_provider(keel_arc::aws_credentials());
+            .credentials_provider(keel_aws::credentials(credentials));
         if !self.sts_endpoint.is_empty() {
             builder = builder.endpoint_url(&self.sts_endpoint);
         }

@@ -3,7 +3,8 @@
 //! - [`ArcControls`]: Route 53 ARC's routing controls (keel-arc, every cluster endpoint in turn);
 //! - [`DynamoStore`]: the runbook lock, journals and audit in DynamoDB;
 //! - [`LocalDatabases`]: the local stack's Postgres clusters (SQL, and keel-localstack's `Cluster`
-//!   for what needs the cluster's files); Aurora is the other implementation to come;
+//!   for what needs the cluster's files); [`AuroraDatabases`]: Aurora Global Databases (the RDS
+//!   API, and SQL);
 //! - [`HttpProbes`]: each service's `/readyz` and each region's ingress;
 //! - [`KafkaBrokers`]: each region's Kafka;
 //! - [`StorePipeline`]: the stages' stores: queues, reconciliation and replay, the ledger check.
@@ -14,6 +15,7 @@ pub mod brokers;
 pub mod config;
 pub mod controls;
 pub mod databases;
+pub mod deployment;
 pub mod ledger;
 pub mod pipeline;
 pub mod probes;
@@ -32,7 +34,7 @@ pub use config::{
     OperatorsError, ReplicationLink,
 };
 pub use controls::ArcControls;
-pub use databases::LocalDatabases;
+pub use databases::{AuroraDatabases, DatabaseKind, LocalDatabases};
 /// The local stack's Postgres password file for this process, if it is the local stack.
 pub use keel_localstack::credentials::use_local_pgpass;
 pub use pipeline::StorePipeline;
@@ -45,7 +47,10 @@ pub fn ports(config: &Config) -> Ports {
     let store = Arc::new(DynamoStore::new(&config.runbook));
     Ports {
         controls: Arc::new(ArcControls::new(config)),
-        databases: Arc::new(LocalDatabases::new(config)),
+        databases: match config.runbook.databases {
+            DatabaseKind::Local => Arc::new(LocalDatabases::new(config)),
+            DatabaseKind::Aurora => Arc::new(AuroraDatabases::new(config)),
+        },
         store: store.clone(),
         probes: Arc::new(HttpProbes::new(config)),
         brokers: Arc::new(KafkaBrokers::new(config)),
@@ -65,8 +70,15 @@ pub fn runbook(config: &Config) -> Runbook {
             poll: Duration::from_millis(100),
             settlement_traffic_wait: 2 * poll_interval,
             fence_after: Duration::from_millis(config.control.fence_after_ms),
-            database_stop_bound: Duration::from_secs(90),
-            rebuild_bound: Duration::from_secs(300),
+            // Aurora's switchover and a new secondary's creation take minutes, not seconds.
+            database_switch_bound: match config.runbook.databases {
+                DatabaseKind::Local => Duration::from_secs(90),
+                DatabaseKind::Aurora => Duration::from_secs(900),
+            },
+            rebuild_bound: match config.runbook.databases {
+                DatabaseKind::Local => Duration::from_secs(300),
+                DatabaseKind::Aurora => Duration::from_secs(3600),
+            },
         },
     )
 }

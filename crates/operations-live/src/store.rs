@@ -28,6 +28,10 @@ use keel_rotation::Journal;
 use keel_routing::App;
 use serde::{Deserialize, Serialize};
 
+/// The table's keys, both strings (Terraform creates the table with them on AWS).
+pub const PARTITION_KEY: &str = "pk";
+pub const SORT_KEY: &str = "sk";
+
 /// The `[runbook]` table of keelctl's configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -46,6 +50,11 @@ pub struct RunbookConfig {
     /// `{state_dir}/{region}/{tm|st}-postgres`. Empty: `$KEEL_STATE`, else `/var/tmp/keel-$USER`,
     /// as `make up` lays it out.
     pub state_dir: String,
+    /// Where the DynamoDB, RDS and STS clients' credentials come from (`chain`: aws-config's;
+    /// `local`: the stand-ins').
+    pub credentials: keel_aws::CredentialSource,
+    /// Which databases the runbook moves: `local` clusters or `aurora` global databases.
+    pub databases: crate::databases::DatabaseKind,
 }
 
 impl Default for RunbookConfig {
@@ -58,6 +67,8 @@ impl Default for RunbookConfig {
             reconcile_rounds: 5,
             reconcile_window_seconds: 3600.0,
             state_dir: String::new(),
+            credentials: keel_aws::CredentialSource::default(),
+            databases: crate::databases::DatabaseKind::default(),
         }
     }
 }
@@ -83,7 +94,10 @@ fn s(value: impl Into<String>) -> AttributeValue {
 }
 
 fn key(pk: String, sk: &str) -> Item {
-    HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
+    HashMap::from([
+        (PARTITION_KEY.to_owned(), s(pk)),
+        (SORT_KEY.to_owned(), s(sk)),
+    ])
 }
 
 /// Whether DynamoDB answered with this error type (a refused condition, a missing table).
@@ -95,7 +109,7 @@ impl DynamoStore {
     pub fn new(config: &RunbookConfig) -> DynamoStore {
         let mut builder = aws_sdk_dynamodb::Config::builder()
             .region(Region::new(config.dynamodb_region.clone()))
-            .credentials_provider(keel_arc::aws_credentials())
+            .credentials_provider(keel_aws::credentials(config.credentials))
             .timeout_config(
                 aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
                     .operation_timeout(Duration::from_secs(10))
@@ -160,10 +174,10 @@ impl DynamoStore {
             .client
             .create_table()
             .table_name(&self.table)
-            .attribute_definitions(attribute("pk"))
-            .attribute_definitions(attribute("sk"))
-            .key_schema(key_element("pk", KeyType::Hash))
-            .key_schema(key_element("sk", KeyType::Range))
+            .attribute_definitions(attribute(PARTITION_KEY))
+            .attribute_definitions(attribute(SORT_KEY))
+            .key_schema(key_element(PARTITION_KEY, KeyType::Hash))
+            .key_schema(key_element(SORT_KEY, KeyType::Range))
             .billing_mode(BillingMode::PayPerRequest)
             .send()
             .await;
@@ -266,7 +280,7 @@ impl DynamoStore {
                 .map_err(|e| self.failed(e))?;
             for item in page.items() {
                 let sk = item
-                    .get("sk")
+                    .get(SORT_KEY)
                     .and_then(|v| v.as_s().ok())
                     .cloned()
                     .unwrap_or_default();
@@ -448,7 +462,7 @@ impl AuditTrail for DynamoStore {
             .iter()
             .map(|item| {
                 let sk = item
-                    .get("sk")
+                    .get(SORT_KEY)
                     .and_then(|v| v.as_s().ok())
                     .cloned()
                     .unwrap_or_default();

@@ -100,7 +100,7 @@ pub enum StepError {
     Database(#[from] DatabaseError),
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
-    #[error("{region}'s primary still answers after being stopped")]
+    #[error("{region}'s database still takes writes after the switch")]
     StillAnswers { region: String },
     #[error("{reconciled}: {} still missing downstream", reconciled.missing_left())]
     MissingLeft { reconciled: Reconciled },

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use keel_rotation::{GapCounts, HopTally, Journal, Reconciled};
+use keel_rotation::{GapCounts, HopTally, Journal, Mode, Reconciled};
 use keel_routing::{
     control_name, initial_states, standard_rules, violations, App, ControlStates, Gate, SafetyRule,
 };
@@ -139,7 +139,7 @@ impl World {
                 poll: fast,
                 settlement_traffic_wait: fast,
                 fence_after: Duration::from_millis(5),
-                database_stop_bound: Duration::from_millis(40),
+                database_switch_bound: Duration::from_millis(40),
                 rebuild_bound: Duration::from_millis(40),
             },
         )
@@ -322,7 +322,7 @@ impl Databases for World {
                     .collect(),
             },
             Role::StandbyOf(_) => Replication::Standby {
-                behind_bytes: 0,
+                behind_bytes: Some(0),
                 last_replayed_seconds_ago: Some(0.2),
             },
         })
@@ -375,30 +375,53 @@ impl Databases for World {
         self.replication(app, region).await.is_ok()
     }
 
-    async fn stop(&self, app: App, region: &str, _bound: Duration) -> Result<(), DatabaseError> {
-        let mut state = self.state();
-        if !self.reachable(&state, region) {
-            return Err(database_error(app, region, "unreachable"));
-        }
-        state.log.push(format!("stop {app} {region}"));
-        state
-            .databases
-            .get_mut(&(app, region.to_owned()))
-            .expect("known")
-            .running = false;
-        Ok(())
+    async fn takes_writes(&self, app: App, region: &str) -> bool {
+        matches!(
+            self.replication(app, region).await,
+            Ok(Replication::Primary { .. })
+        )
     }
 
-    async fn promote(&self, app: App, region: &str) -> Result<(), DatabaseError> {
-        self.replication(app, region).await?;
+    /// As the local Postgres clusters do it: the old primary is stopped first, so nothing writes
+    /// two primaries; a lost one is left as it is when the move is unplanned.
+    async fn switch_primary(
+        &self,
+        app: App,
+        from: &str,
+        to: &str,
+        mode: Mode,
+        _bound: Duration,
+    ) -> Result<Vec<String>, DatabaseError> {
+        let mut done = Vec::new();
+        let stopped = {
+            let mut state = self.state();
+            if self.reachable(&state, from) {
+                state.log.push(format!("stop {app} {from}"));
+                state
+                    .databases
+                    .get_mut(&(app, from.to_owned()))
+                    .expect("known")
+                    .running = false;
+                true
+            } else {
+                false
+            }
+        };
+        match (stopped, mode) {
+            (true, _) => done.push(format!("{from}'s primary stopped")),
+            (false, Mode::Planned) => return Err(database_error(app, from, "unreachable")),
+            (false, Mode::Unplanned) => done.push(format!("{from}'s primary unreachable")),
+        }
+        self.replication(app, to).await?;
         let mut state = self.state();
-        state.log.push(format!("promote {app} {region}"));
+        state.log.push(format!("promote {app} {to}"));
         state
             .databases
-            .get_mut(&(app, region.to_owned()))
+            .get_mut(&(app, to.to_owned()))
             .expect("known")
             .role = Role::Primary;
-        Ok(())
+        done.push(format!("{to}'s database promoted"));
+        Ok(done)
     }
 
     async fn rebuild_standby(

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use keel_rotation::{Journal, Reconciled};
+use keel_rotation::{Journal, Mode, Reconciled};
 use keel_routing::{App, ControlStates};
 use serde::Serialize;
 
@@ -71,10 +71,21 @@ pub trait Databases: Send + Sync {
     ) -> Result<i64, DatabaseError>;
     /// Whether the database takes a connection within `within` (tried at least once).
     async fn answers(&self, app: App, region: &str, within: Duration) -> bool;
-    /// Stops the database, so nothing can write it.
-    async fn stop(&self, app: App, region: &str, bound: Duration) -> Result<(), DatabaseError>;
-    /// Promotes a standby (a no-op on a primary) and waits until it takes writes.
-    async fn promote(&self, app: App, region: &str) -> Result<(), DatabaseError>;
+    /// Whether the database takes writes now (one attempt): a primary that answers.
+    async fn takes_writes(&self, app: App, region: &str) -> bool;
+    /// Makes `to`'s database the primary, within `bound`, and says what was done, in order.
+    /// Planned: `from`'s stops taking writes before `to`'s takes any, and nothing `from`
+    /// acknowledged is lost; if `from` cannot be stopped, nothing is promoted. Unplanned: `from`
+    /// may be lost or cut off; `to` takes writes whatever `from` still holds (it is fenced by its
+    /// routing controls).
+    async fn switch_primary(
+        &self,
+        app: App,
+        from: &str,
+        to: &str,
+        mode: Mode,
+        bound: Duration,
+    ) -> Result<Vec<String>, DatabaseError>;
     /// Rebuilds the database in `region` as a standby of the primary in `primary_region`; the name
     /// it streams as.
     async fn rebuild_standby(
@@ -100,9 +111,10 @@ pub trait Databases: Send + Sync {
 pub enum Replication {
     /// A primary, and the standbys streaming from it.
     Primary { standbys: Vec<StandbyLink> },
-    /// A standby: WAL received and not yet replayed, and the age of the last replayed commit.
+    /// A standby: WAL received and not yet replayed (none where the engine does not tell, as
+    /// Aurora's API does not), and the age of the last replayed commit.
     Standby {
-        behind_bytes: i64,
+        behind_bytes: Option<i64>,
         last_replayed_seconds_ago: Option<f64>,
     },
 }

@@ -43,8 +43,8 @@ pub struct Settings {
     pub settlement_traffic_wait: Duration,
     /// How long a service that cannot read its controls goes on before it fences itself.
     pub fence_after: Duration,
-    /// How long stopping a database may take.
-    pub database_stop_bound: Duration,
+    /// How long moving a database's primary may take (stopping the old and promoting the new).
+    pub database_switch_bound: Duration,
     /// How long rebuilding a standby may take.
     pub rebuild_bound: Duration,
 }

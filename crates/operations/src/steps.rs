@@ -218,7 +218,8 @@ impl<'a> Steps<'a> {
                 behind_bytes,
                 last_replayed_seconds_ago,
             }) => seen.push(format!(
-                "{to}'s standby: {behind_bytes} bytes received and not replayed, last commit replayed {} ago",
+                "{to}'s standby: {} bytes received and not replayed, last commit replayed {} ago",
+                behind_bytes.map_or("unknown".to_owned(), |b| b.to_string()),
                 last_replayed_seconds_ago.map_or("never".to_owned(), |s| format!("{s:.1} s"))
             )),
             Ok(Replication::Primary { .. }) => {
@@ -373,26 +374,15 @@ impl<'a> Steps<'a> {
         if mode == Mode::Unplanned && journal.facts.rpo.is_none() {
             journal.facts.rpo = Some(self.unplanned_rpo(app, from, to).await);
         }
-        let mut done = Vec::new();
-        // The old primary is stopped first, so nothing can write it once the target is promoted.
-        match databases
-            .stop(app, from, settings.database_stop_bound)
-            .await
-        {
-            Ok(()) => done.push(format!("{from}'s primary stopped")),
-            Err(e) if mode == Mode::Planned => return Err(e.into()),
-            Err(e) => done.push(format!(
-                "{from}'s primary could not be stopped ({e}); its services are fenced"
-            )),
-        }
-        // One attempt: it has just been seen to stop.
-        if mode == Mode::Planned && databases.answers(app, from, Duration::ZERO).await {
+        let done = databases
+            .switch_primary(app, from, to, mode, settings.database_switch_bound)
+            .await?;
+        // Seen, not taken on trust: a planned move leaves nothing that can write the old primary.
+        if mode == Mode::Planned && databases.takes_writes(app, from).await {
             return Err(StepError::StillAnswers {
                 region: from.to_owned(),
             });
         }
-        databases.promote(app, to).await?;
-        done.push(format!("{to}'s database promoted and taking writes"));
         Ok(done.join("; "))
     }
 

@@ -90,12 +90,17 @@ struct OpsState {
     metrics: PrometheusHandle,
 }
 
+/// Where every process answers that it lives, whether it is ready, and its metrics.
+pub const HEALTH_PATH: &str = "/healthz";
+pub const READY_PATH: &str = "/readyz";
+pub const METRICS_PATH: &str = "/metrics";
+
 pub fn router(readiness: Readiness, metrics: PrometheusHandle) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready))
+        .route(HEALTH_PATH, get(|| async { "ok" }))
+        .route(READY_PATH, get(ready))
         .route(
-            "/metrics",
+            METRICS_PATH,
             get(|State(state): State<OpsState>| async move { state.metrics.render() }),
         )
         .with_state(OpsState { readiness, metrics })

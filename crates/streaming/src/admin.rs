@@ -22,7 +22,13 @@ pub async fn ensure_topics(options: &KafkaOptions, topics: &[&str]) -> Result<()
     let admin: AdminClient<DefaultClientContext> = options.client_config().create()?;
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
-        .map(|t| NewTopic::new(t, options.partitions, TopicReplication::Fixed(1)))
+        .map(|t| {
+            NewTopic::new(
+                t,
+                options.partitions,
+                TopicReplication::Fixed(options.replication_factor),
+            )
+        })
         .collect();
     let admin_options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     for result in admin.create_topics(&new_topics, &admin_options).await? {

@@ -33,6 +33,13 @@ pub struct KafkaOptions {
     /// assigned partition also costs the broker a little on every fetch.
     #[serde(default = "default_partitions")]
     pub partitions: i32,
+    /// Copies of each partition Keel's topics are created with: 1 on the local single broker, 3 on
+    /// MSK across three zones (with `min.insync.replicas` 2 in the cluster's configuration).
+    #[serde(default = "default_replication_factor")]
+    pub replication_factor: i32,
+    /// How clients talk to the brokers: `plaintext` locally, `ssl` to MSK's TLS listener.
+    #[serde(default = "default_security_protocol")]
+    pub security_protocol: String,
     /// The longest a consumer's fetch waits for data. nisshi answers as soon as data is there and
     /// otherwise re-reads the partitions at halving intervals until this passes (sleeping half of
     /// what is left after each empty round), so it bounds the per-hop latency of an idle pipeline
@@ -84,11 +91,21 @@ fn default_partitions() -> i32 {
     1
 }
 
+fn default_replication_factor() -> i32 {
+    1
+}
+
+fn default_security_protocol() -> String {
+    "plaintext".to_owned()
+}
+
 impl Default for KafkaOptions {
     fn default() -> Self {
         Self {
             brokers: "127.0.0.1:19092".to_owned(),
             partitions: default_partitions(),
+            replication_factor: default_replication_factor(),
+            security_protocol: default_security_protocol(),
             fetch_wait_ms: default_fetch_wait_ms(),
             linger_ms: default_linger_ms(),
             idempotent_producer: default_idempotent_producer(),
@@ -103,7 +120,33 @@ impl KafkaOptions {
         let mut config = rdkafka::ClientConfig::new();
         config
             .set("bootstrap.servers", &self.brokers)
+            .set("security.protocol", &self.security_protocol)
             .set("broker.address.family", "v4");
         config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_local_defaults_are_one_copy_in_plaintext_and_msk_sets_three_over_tls() {
+        let local: KafkaOptions =
+            serde_json::from_str(r#"{"brokers": "127.0.0.1:19092"}"#).unwrap();
+        assert_eq!(local.replication_factor, 1);
+        assert_eq!(
+            local.client_config().get("security.protocol"),
+            Some("plaintext")
+        );
+        let msk: KafkaOptions = serde_json::from_str(
+            r#"{"brokers": "b-1.keel:9094", "partitions": 6, "replication_factor": 3, "security_protocol": "ssl"}"#,
+        )
+        .unwrap();
+        assert_eq!((msk.partitions, msk.replication_factor), (6, 3));
+        assert_eq!(msk.client_config().get("security.protocol"), Some("ssl"));
+        // librdkafka refuses `ssl` when it was built without OpenSSL.
+        let consumer: Result<rdkafka::consumer::BaseConsumer, _> = msk.client_config().create();
+        assert!(consumer.is_ok(), "{:?}", consumer.err());
     }
 }

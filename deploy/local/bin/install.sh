@@ -9,6 +9,14 @@ source "$(dirname "$0")/env.sh"
 for_tests=false
 [ "${1:-}" = "--test" ] && for_tests=true
 
+# librdkafka is built with OpenSSL (TLS to MSK): its headers for the build.
+if [ ! -f /usr/include/openssl/ssl.h ]; then
+  log "installing OpenSSL's headers (libssl-dev) from Debian's packages"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq libssl-dev pkg-config >/dev/null
+fi
+
 if [ ! -x "$PG_BIN/postgres" ]; then
   log "installing PostgreSQL 15 from Debian's packages"
   export DEBIAN_FRONTEND=noninteractive

@@ -157,7 +157,7 @@ fn database(reading: &Reading<Replication>) -> Markup {
             behind_bytes,
             last_replayed_seconds_ago,
         }) => html! {
-            "standby, " (behind_bytes) " bytes to replay"
+            "standby, " (behind_bytes.map_or("?".to_owned(), |b| b.to_string())) " bytes to replay"
             @if let Some(seconds) = last_replayed_seconds_ago {
                 ", last commit replayed " (format!("{seconds:.1}")) " s ago"
             }

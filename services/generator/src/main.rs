@@ -71,7 +71,14 @@ async fn main() -> anyhow::Result<()> {
     let seed = args.seed.unwrap_or_else(rand::random);
     let control = (!args.control_endpoints.is_empty()).then(|| {
         let config = ControlConfig {
-            endpoints: args.control_endpoints.clone(),
+            endpoints: args
+                .control_endpoints
+                .iter()
+                .cloned()
+                .map(keel_arc::Endpoint::from)
+                .collect(),
+            // The generator drives the local stack; its ARC endpoints only check a signature.
+            credentials: keel_aws::CredentialSource::Local,
             ..ControlConfig::default()
         };
         keel_arc::watch(Arc::new(ArcClient::new(&config)), &config, stop.clone())

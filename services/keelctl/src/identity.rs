@@ -43,7 +43,10 @@ impl Acting {
     /// and recorded under its ARN.
     async fn from_aws(config: &Config) -> Result<Acting, Error> {
         let registry = config.operators.registry()?;
-        let arn = config.operators.caller_arn().await?;
+        let arn = config
+            .operators
+            .caller_arn(config.runbook.credentials)
+            .await?;
         let store = DynamoStore::new(&config.runbook);
         store.ensure_table().await?;
         match registry.principal(&arn) {

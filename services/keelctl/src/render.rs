@@ -283,9 +283,11 @@ pub fn status(status: &Status, json: bool) {
                 "standby",
                 match (behind_bytes, last_replayed_seconds_ago) {
                     // Caught up: the age of the last commit replayed is not a lag.
-                    (0, _) => "0 B".to_owned(),
-                    (bytes, Some(seconds)) => format!("{bytes} B/{seconds:.1}s"),
-                    (bytes, None) => format!("{bytes} B"),
+                    (Some(0), _) => "0 B".to_owned(),
+                    (Some(bytes), Some(seconds)) => format!("{bytes} B/{seconds:.1}s"),
+                    (Some(bytes), None) => format!("{bytes} B"),
+                    (None, Some(seconds)) => format!("{seconds:.1}s"),
+                    (None, None) => "-".to_owned(),
                 },
             ),
             Reading::Read(Replication::Primary { standbys }) => (

@@ -2,7 +2,7 @@
 //! counting and promoting go through SQL, so they work on any Postgres that answers, whoever
 //! started it. Stopping a cluster and rebuilding one as a standby need its files: keel-localstack's
 //! `Cluster` in `{state_dir}/{region}/{tm|st}-postgres`, the code `make up` starts them with (on
-//! AWS these are Aurora Global Database operations, another implementation of the same port).
+//! AWS these are Aurora Global Database operations: [`super::AuroraDatabases`]).
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -12,17 +12,17 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use keel_localstack::layout::{cluster_dir, standby_name};
 use keel_localstack::{Cluster, Tools};
-use keel_operations::ports::{
-    acknowledged_records, Acknowledged, DatabaseError, Databases, Replication, StandbyLink,
-};
+use keel_operations::ports::{Acknowledged, DatabaseError, Databases, Replication, StandbyLink};
+use keel_rotation::Mode;
 use keel_routing::App;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::postgres::PgConnectOptions;
 
+use super::{failed, in_recovery, Sql};
 use crate::config::Config;
 
 pub struct LocalDatabases {
     config: Config,
+    sql: Sql,
     tools: Arc<Tools>,
 }
 
@@ -32,52 +32,13 @@ struct Place {
     database: String,
 }
 
-/// An error about `app`'s database in `region`.
-fn failed(app: App, region: &str) -> impl Fn(String) -> DatabaseError + '_ {
-    move |detail| DatabaseError {
-        app,
-        region: region.to_owned(),
-        detail,
-    }
-}
-
 impl LocalDatabases {
     pub fn new(config: &Config) -> Self {
         LocalDatabases {
             config: config.clone(),
+            sql: Sql::new(config),
             tools: Arc::new(Tools::from_env()),
         }
-    }
-
-    async fn connect(
-        &self,
-        app: App,
-        region: &str,
-        timeout: Duration,
-    ) -> Result<PgPool, DatabaseError> {
-        let failed = failed(app, region);
-        let url = self
-            .config
-            .database_url(app, region)
-            .map_err(|e| failed(e.to_string()))?;
-        PgPoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(timeout)
-            .connect(url)
-            .await
-            .map_err(|e| failed(e.to_string()))
-    }
-
-    /// Runs `query` on a connection of its own to `app`'s database in `region`.
-    async fn with<T, F, Fut>(&self, app: App, region: &str, query: F) -> Result<T, DatabaseError>
-    where
-        F: FnOnce(PgPool) -> Fut,
-        Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
-    {
-        let pool = self.connect(app, region, Duration::from_secs(5)).await?;
-        let result = query(pool.clone()).await;
-        pool.close().await;
-        result.map_err(|e| failed(app, region)(e.to_string()))
     }
 
     fn place(&self, app: App, region: &str) -> Result<Place, DatabaseError> {
@@ -121,12 +82,44 @@ impl LocalDatabases {
             .map_err(|e| failed(e.to_string()))?
             .map_err(|e| failed(e.to_string()))
     }
+
+    /// The promoted primary waits for no standby: none is attached until re-protection, and a
+    /// synchronous commit waiting for one would stop every acknowledgement (re-protection names
+    /// the new standby again).
+    async fn promote(&self, app: App, region: &str) -> Result<(), DatabaseError> {
+        self.sql
+            .with(app, region, |pool| async move {
+                if in_recovery(&pool).await? {
+                    let promoted =
+                        sqlx::query_scalar!(r#"SELECT pg_promote(true, 60) AS "promoted!""#)
+                            .fetch_one(&pool)
+                            .await?;
+                    if !promoted {
+                        return Err(sqlx::Error::Protocol(
+                            "pg_promote did not finish within 60 s".into(),
+                        ));
+                    }
+                }
+                sqlx::query("ALTER SYSTEM RESET synchronous_standby_names")
+                    .execute(&pool)
+                    .await?;
+                sqlx::query_scalar!("SELECT pg_reload_conf()")
+                    .fetch_one(&pool)
+                    .await?;
+                // Taking a transaction id needs a writable primary.
+                sqlx::query_scalar!("SELECT pg_current_xact_id()::text")
+                    .fetch_one(&pool)
+                    .await?;
+                Ok(())
+            })
+            .await
+    }
 }
 
 #[async_trait]
 impl Databases for LocalDatabases {
     async fn replication(&self, app: App, region: &str) -> Result<Replication, DatabaseError> {
-        self.with(app, region, |pool| async move {
+        self.sql.with(app, region, |pool| async move {
             if in_recovery(&pool).await? {
                 let lag = sqlx::query!(
                     r#"SELECT pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::bigint AS behind_bytes,
@@ -135,7 +128,7 @@ impl Databases for LocalDatabases {
                 .fetch_one(&pool)
                 .await?;
                 return Ok(Replication::Standby {
-                    behind_bytes: lag.behind_bytes.unwrap_or(0),
+                    behind_bytes: Some(lag.behind_bytes.unwrap_or(0)),
                     last_replayed_seconds_ago: lag.last_replayed_seconds_ago,
                 });
             }
@@ -170,12 +163,13 @@ impl Databases for LocalDatabases {
     }
 
     async fn flushed_position(&self, app: App, region: &str) -> Result<String, DatabaseError> {
-        self.with(app, region, |pool| async move {
-            sqlx::query_scalar!(r#"SELECT pg_current_wal_flush_lsn()::text AS "lsn!""#)
-                .fetch_one(&pool)
-                .await
-        })
-        .await
+        self.sql
+            .with(app, region, |pool| async move {
+                sqlx::query_scalar!(r#"SELECT pg_current_wal_flush_lsn()::text AS "lsn!""#)
+                    .fetch_one(&pool)
+                    .await
+            })
+            .await
     }
 
     async fn wait_replayed(
@@ -185,7 +179,10 @@ impl Databases for LocalDatabases {
         position: &str,
         bound: Duration,
     ) -> Result<Duration, DatabaseError> {
-        let standby = self.connect(app, region, Duration::from_secs(5)).await?;
+        let standby = self
+            .sql
+            .connect(app, region, Duration::from_secs(5))
+            .await?;
         let started = Instant::now();
         let outcome = loop {
             let behind = sqlx::query_scalar!(
@@ -211,26 +208,7 @@ impl Databases for LocalDatabases {
     }
 
     async fn acknowledged(&self, app: App, region: &str) -> Result<Acknowledged, DatabaseError> {
-        let (table, id) = acknowledged_records(app);
-        let count = self
-            .with(app, region, |pool| async move {
-                match app {
-                    App::TradeMatching => {
-                        sqlx::query_scalar!(
-                            r#"SELECT count(*) AS "count!" FROM ingress.submissions"#
-                        )
-                        .fetch_one(&pool)
-                        .await
-                    }
-                    App::Settlement => {
-                        sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM settlement.inbox"#)
-                            .fetch_one(&pool)
-                            .await
-                    }
-                }
-            })
-            .await?;
-        Ok(Acknowledged { count, table, id })
+        self.sql.acknowledged(app, region).await
     }
 
     async fn acknowledged_missing(
@@ -239,109 +217,48 @@ impl Databases for LocalDatabases {
         from: &str,
         to: &str,
     ) -> Result<i64, DatabaseError> {
-        let ids: Vec<uuid::Uuid> = self
-            .with(app, from, |pool| async move {
-                match app {
-                    App::TradeMatching => {
-                        sqlx::query_scalar!("SELECT leg_id FROM ingress.submissions")
-                            .fetch_all(&pool)
-                            .await
-                    }
-                    App::Settlement => {
-                        sqlx::query_scalar!("SELECT message_id FROM settlement.inbox")
-                            .fetch_all(&pool)
-                            .await
-                    }
-                }
-            })
-            .await?;
-        let total = ids.len() as i64;
-        let present: i64 = self
-            .with(app, to, |pool| async move {
-                match app {
-                    App::TradeMatching => {
-                        sqlx::query_scalar!(
-                            r#"SELECT count(*) AS "count!" FROM ingress.submissions WHERE leg_id = ANY($1)"#,
-                            &ids
-                        )
-                        .fetch_one(&pool)
-                        .await
-                    }
-                    App::Settlement => {
-                        sqlx::query_scalar!(
-                            r#"SELECT count(*) AS "count!" FROM settlement.inbox WHERE message_id = ANY($1)"#,
-                            &ids
-                        )
-                        .fetch_one(&pool)
-                        .await
-                    }
-                }
-            })
-            .await?;
-        Ok(total - present)
+        self.sql.acknowledged_missing(app, from, to).await
     }
 
-    /// Connection attempts, one at a time, until one succeeds or `within` has passed (at least
-    /// one). Not a pool: a pool's connect retries a refused connection until its whole timeout,
-    /// so a stopped database took the whole bound to be seen stopped (a second of every planned
-    /// rotation's outage, two of every failover's).
     async fn answers(&self, app: App, region: &str, within: Duration) -> bool {
-        let Ok(url) = self.config.database_url(app, region) else {
-            return false;
-        };
-        let deadline = Instant::now() + within;
-        loop {
-            let bound = deadline
-                .saturating_duration_since(Instant::now())
-                .max(Duration::from_secs(1));
-            if let Ok(Ok(connection)) =
-                tokio::time::timeout(bound, PgConnection::connect(url)).await
-            {
-                let _ = connection.close().await;
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        self.sql.answers(app, region, within).await
     }
 
-    /// A fast shutdown: sessions are cut, and every standby is sent the WAL up to the shutdown
-    /// checkpoint first.
-    async fn stop(&self, app: App, region: &str, bound: Duration) -> Result<(), DatabaseError> {
-        self.on_cluster(app, region, bound, |cluster, tools| cluster.stop(tools))
+    async fn takes_writes(&self, app: App, region: &str) -> bool {
+        self.sql.takes_writes(app, region).await
+    }
+
+    /// The old primary is stopped first (a fast shutdown: sessions are cut, and every standby is
+    /// sent the WAL up to the shutdown checkpoint), so nothing can write it once the target is
+    /// promoted.
+    async fn switch_primary(
+        &self,
+        app: App,
+        from: &str,
+        to: &str,
+        mode: Mode,
+        bound: Duration,
+    ) -> Result<Vec<String>, DatabaseError> {
+        let mut done = Vec::new();
+        match self
+            .on_cluster(app, from, bound, |cluster, tools| cluster.stop(tools))
             .await
-    }
-
-    /// The promoted primary waits for no standby: none is attached until re-protection, and a
-    /// synchronous commit waiting for one would stop every acknowledgement (re-protection names
-    /// the new standby again).
-    async fn promote(&self, app: App, region: &str) -> Result<(), DatabaseError> {
-        self.with(app, region, |pool| async move {
-            if in_recovery(&pool).await? {
-                let promoted = sqlx::query_scalar!(r#"SELECT pg_promote(true, 60) AS "promoted!""#)
-                    .fetch_one(&pool)
-                    .await?;
-                if !promoted {
-                    return Err(sqlx::Error::Protocol(
-                        "pg_promote did not finish within 60 s".into(),
-                    ));
-                }
-            }
-            sqlx::query("ALTER SYSTEM RESET synchronous_standby_names")
-                .execute(&pool)
-                .await?;
-            sqlx::query_scalar!("SELECT pg_reload_conf()")
-                .fetch_one(&pool)
-                .await?;
-            // Taking a transaction id needs a writable primary.
-            sqlx::query_scalar!("SELECT pg_current_xact_id()::text")
-                .fetch_one(&pool)
-                .await?;
-            Ok(())
-        })
-        .await
+        {
+            Ok(()) => done.push(format!("{from}'s primary stopped")),
+            Err(e) if mode == Mode::Planned => return Err(e),
+            Err(e) => done.push(format!(
+                "{from}'s primary could not be stopped ({e}); its services are fenced"
+            )),
+        }
+        // One attempt: it has just been seen to stop.
+        if mode == Mode::Planned && self.sql.answers(app, from, Duration::ZERO).await {
+            return Err(failed(app, from)(
+                "still answers after being stopped; nothing was promoted".to_owned(),
+            ));
+        }
+        self.promote(app, to).await?;
+        done.push(format!("{to}'s database promoted and taking writes"));
+        Ok(done)
     }
 
     /// The old data directory is kept beside it as `data.replaced` (it may hold writes the new
@@ -375,6 +292,7 @@ impl Databases for LocalDatabases {
         bound: Duration,
     ) -> Result<(), DatabaseError> {
         let primary = self
+            .sql
             .connect(app, primary_region, Duration::from_secs(5))
             .await?;
         let started = Instant::now();
@@ -401,11 +319,4 @@ impl Databases for LocalDatabases {
         primary.close().await;
         outcome.map_err(failed(app, primary_region))
     }
-}
-
-/// Whether the database is a standby.
-async fn in_recovery(pool: &PgPool) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar!(r#"SELECT pg_is_in_recovery() AS "in_recovery!""#)
-        .fetch_one(pool)
-        .await
 }
