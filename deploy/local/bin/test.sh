@@ -40,6 +40,10 @@ rm -rf "$KEEL_TEST_PIDS" && mkdir -p "$KEEL_TEST_PIDS"
 # Stacks of failed tests are kept for inspection (passing ones remove themselves); not forever.
 find "${TMPDIR:-/tmp}/keel-tests" -mindepth 1 -maxdepth 1 -mmin +720 -exec rm -rf {} + 2>/dev/null || true
 
+log "production deployment: Terraform parsed, checkov, names from the code (deploy/terraform)"
+bash deploy/local/bin/terraform-check.sh
+bash deploy/docker/entrypoint.test.sh
+
 log "format and lints (CODE_STYLE.md)"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings

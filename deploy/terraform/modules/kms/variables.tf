@@ -1,0 +1,4 @@
+variable "name_prefix" {
+  description = "Prefix of every resource name of this deployment."
+  type        = string
+}
