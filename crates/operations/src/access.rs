@@ -165,14 +165,34 @@ impl Registry {
         })
     }
 
-    /// The operator whose AWS identity is `arn` (the caller's, as STS names it).
+    /// The operator whose AWS identity is `arn` (the caller's, as STS names it). A role's
+    /// session (`arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`, what an ECS task, SSO or
+    /// `assume-role` gets) is the operator registered for the role (`arn:aws:iam::ACCOUNT:role/
+    /// [PATH/]ROLE`; STS leaves the path out), named with the session so the audit trail tells
+    /// sessions apart.
     pub fn principal(&self, arn: &str) -> Result<Operator, UnknownPrincipal> {
+        if let Some(operator) = self.principals.get(arn) {
+            return Ok(operator.clone());
+        }
+        let unknown = || UnknownPrincipal {
+            arn: arn.to_owned(),
+        };
+        let session = AssumedRole::parse(arn).ok_or_else(unknown)?;
+        let role_prefix = format!("arn:{}:iam::{}:role/", session.partition, session.account);
         self.principals
-            .get(arn)
-            .cloned()
-            .ok_or_else(|| UnknownPrincipal {
-                arn: arn.to_owned(),
+            .iter()
+            .find(|(registered, _)| {
+                registered
+                    .strip_prefix(&role_prefix)
+                    .is_some_and(|path_and_name| {
+                        path_and_name.rsplit('/').next() == Some(session.role)
+                    })
             })
+            .map(|(_, operator)| Operator {
+                name: format!("{}@{}", operator.name, session.session),
+                role: operator.role,
+            })
+            .ok_or_else(unknown)
     }
 
     /// The operator `name`, if `password` is theirs. An unknown name costs the same time as a
@@ -204,6 +224,42 @@ impl Registry {
 /// An argon2id hash of `password` with a fresh salt, as a PHC string for the registry.
 pub fn hash_password(password: &str) -> String {
     keel_security::hash(password)
+}
+
+/// `arn:PARTITION:sts::ACCOUNT:assumed-role/ROLE/SESSION`, taken apart.
+struct AssumedRole<'a> {
+    partition: &'a str,
+    account: &'a str,
+    role: &'a str,
+    session: &'a str,
+}
+
+impl<'a> AssumedRole<'a> {
+    fn parse(arn: &'a str) -> Option<Self> {
+        let mut parts = arn.splitn(6, ':');
+        let (prefix, partition, service, region, account, resource) = (
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+        );
+        if prefix != "arn" || service != "sts" || !region.is_empty() || account.is_empty() {
+            return None;
+        }
+        let mut resource = resource.splitn(3, '/');
+        if resource.next()? != "assumed-role" {
+            return None;
+        }
+        let (role, session) = (resource.next()?, resource.next()?);
+        (!role.is_empty() && !session.is_empty()).then_some(AssumedRole {
+            partition,
+            account,
+            role,
+            session,
+        })
+    }
 }
 
 fn is_name(name: &str) -> bool {
@@ -304,6 +360,36 @@ mod tests {
         );
         assert!(registry.principal("arn:aws:iam::1:role/other").is_err());
         assert_eq!(registry.authenticate("sre", ""), Err(SignInRejected));
+    }
+
+    /// keelctl as an ECS task, or an SRE through SSO, calls as a session of a role.
+    #[test]
+    fn a_session_of_a_registered_role_is_its_operator_named_with_the_session() {
+        let registry = Registry::parse(
+            "[[principal]]\narn = \"arn:aws:iam::111:role/ops/keel-keelctl\"\nname = \"keelctl-task\"\nrole = \"operator\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            registry
+                .principal("arn:aws:sts::111:assumed-role/keel-keelctl/4f1c2a9e")
+                .unwrap(),
+            Operator {
+                name: "keelctl-task@4f1c2a9e".to_owned(),
+                role: Role::Operator
+            }
+        );
+        for other in [
+            // Another account, another role, a role whose name only ends the same way.
+            "arn:aws:sts::222:assumed-role/keel-keelctl/4f1c2a9e",
+            "arn:aws:sts::111:assumed-role/keel-console/4f1c2a9e",
+            "arn:aws:sts::111:assumed-role/x-keel-keelctl/4f1c2a9e",
+            // Not a session: no session name, or not STS.
+            "arn:aws:sts::111:assumed-role/keel-keelctl",
+            "arn:aws:iam::111:user/keel-keelctl",
+            "arn:aws-cn:sts::111:assumed-role/keel-keelctl/4f1c2a9e",
+        ] {
+            assert!(registry.principal(other).is_err(), "{other}");
+        }
     }
 
     #[test]
