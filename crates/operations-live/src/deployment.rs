@@ -8,6 +8,8 @@
 //! Terraform expands them over its `regions` variable, as `keel_routing` does over the
 //! configuration's regions.
 
+use std::collections::BTreeMap;
+
 use keel_routing::{App, Gate, GENERATOR};
 use keel_topology::{Kind, SERVICES};
 use serde::Serialize;
@@ -34,6 +36,9 @@ pub struct DeploymentNames {
     pub runbook_store: RunbookStore,
     pub ops_paths: OpsPaths,
     pub environment: Environment,
+    /// Every variable each process is given, by process (the services, `console`, `keelctl`): each
+    /// binary's tests check that its configuration takes them.
+    pub variables_by_process: BTreeMap<&'static str, Vec<&'static str>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -102,6 +107,16 @@ pub struct Environment {
     pub console_listen: &'static str,
     /// Secrets, each only for the services named.
     pub secrets: Vec<SecretVariable>,
+    /// What the image's entrypoint (`deploy/docker/entrypoint.sh`) turns into files.
+    pub files: Vec<FileVariable>,
+}
+
+/// A variable holding a file's content: the entrypoint writes it and points `setting` at it.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileVariable {
+    pub variable: &'static str,
+    pub setting: &'static str,
+    pub processes: Vec<&'static str>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -110,8 +125,14 @@ pub struct SecretVariable {
     pub services: Vec<&'static str>,
 }
 
+/// The processes that are not pipeline services: the console, and keelctl (the continuous
+/// reconciler is `keelctl reconcile --watch`).
+pub const OPERATOR_PROCESSES: [&str; 2] = ["console", "keelctl"];
+
 /// What the code names today.
 pub fn names() -> DeploymentNames {
+    let environment = environment();
+    let variables_by_process = variables_by_process(&environment);
     let consumers_of = |topic: &str| {
         SERVICES
             .iter()
@@ -174,28 +195,88 @@ pub fn names() -> DeploymentNames {
             ready: keel_platform::ops::READY_PATH,
             metrics: keel_platform::ops::METRICS_PATH,
         },
-        environment: Environment {
-            every_process: vec!["KEEL_CONFIG", "KEEL_REGION"],
-            ops: vec!["KEEL_OPS_LISTEN"],
-            api_listen: "KEEL_LISTEN",
-            console_listen: "KEEL_CONSOLE__LISTEN",
-            secrets: vec![
-                SecretVariable {
-                    name: "KEEL_TOKEN_SECRET",
-                    services: vec!["ingress"],
-                },
-                SecretVariable {
-                    name: "KEEL_WEBHOOK_KEY",
-                    services: vec!["ingress", "notification"],
-                },
-                // libpq's and sqlx's: the password for database URLs that carry none.
-                SecretVariable {
-                    name: "PGPASSWORD",
-                    services: SERVICES.iter().map(|s| s.name).collect(),
-                },
-            ],
-        },
+        environment,
+        variables_by_process,
     }
+}
+
+fn environment() -> Environment {
+    let services: Vec<&'static str> = SERVICES.iter().map(|s| s.name).collect();
+    Environment {
+        every_process: vec!["KEEL_CONFIG", "KEEL_REGION"],
+        ops: vec!["KEEL_OPS_LISTEN"],
+        api_listen: "KEEL_LISTEN",
+        console_listen: "KEEL_CONSOLE__LISTEN",
+        secrets: vec![
+            SecretVariable {
+                name: "KEEL_TOKEN_SECRET",
+                services: vec!["ingress"],
+            },
+            SecretVariable {
+                name: "KEEL_WEBHOOK_KEY",
+                services: vec!["ingress", "notification"],
+            },
+            // libpq's and sqlx's: the password for database URLs that carry none.
+            SecretVariable {
+                name: "PGPASSWORD",
+                services: services.clone(),
+            },
+        ],
+        files: vec![
+            FileVariable {
+                variable: "KEEL_CONFIG_TOML",
+                setting: "KEEL_CONFIG",
+                processes: services.iter().copied().chain(OPERATOR_PROCESSES).collect(),
+            },
+            FileVariable {
+                variable: "KEEL_PARTICIPANT_CREDENTIALS_JSON",
+                setting: "KEEL_CREDENTIALS_FILE",
+                processes: vec!["ingress"],
+            },
+            FileVariable {
+                variable: "KEEL_REFERENCE_DATA_JSON",
+                setting: "KEEL_REFERENCE_DATA",
+                processes: vec!["ingress", "settlement"],
+            },
+            FileVariable {
+                variable: "KEEL_OPERATORS_TOML",
+                setting: "KEEL_OPERATORS__REGISTRY",
+                processes: OPERATOR_PROCESSES.to_vec(),
+            },
+        ],
+    }
+}
+
+/// What each process is given, from the environment's lists.
+fn variables_by_process(environment: &Environment) -> BTreeMap<&'static str, Vec<&'static str>> {
+    let mut by_process: BTreeMap<&'static str, Vec<&'static str>> = BTreeMap::new();
+    for service in SERVICES {
+        let given = by_process.entry(service.name).or_default();
+        given.extend(&environment.every_process);
+        given.extend(&environment.ops);
+        if service.kind == Kind::Api {
+            given.push(environment.api_listen);
+        }
+    }
+    by_process
+        .entry("console")
+        .or_default()
+        .push(environment.console_listen);
+    for secret in &environment.secrets {
+        for process in &secret.services {
+            by_process.entry(process).or_default().push(secret.name);
+        }
+    }
+    for file in &environment.files {
+        for process in &file.processes {
+            by_process.entry(process).or_default().push(file.setting);
+        }
+    }
+    for given in by_process.values_mut() {
+        given.sort_unstable();
+        given.dedup();
+    }
+    by_process
 }
 
 /// `pattern` with each `{key}` replaced by its value.

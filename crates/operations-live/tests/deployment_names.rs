@@ -15,7 +15,10 @@ fn the_checked_in_names_are_what_the_code_says() {
     let now = serde_json::to_string_pretty(&deployment::names()).unwrap() + "\n";
     let path = names_file();
     if std::env::var("KEEL_BLESS").is_ok_and(|v| !v.is_empty()) {
-        std::fs::write(&path, &now).unwrap();
+        // Whole or not at all: the other tests read it meanwhile.
+        let written = path.with_extension("json.new");
+        std::fs::write(&written, &now).unwrap();
+        std::fs::rename(&written, &path).unwrap();
     }
     let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
@@ -102,5 +105,43 @@ fn every_topic_a_service_touches_is_named_once() {
                 service.name
             );
         }
+    }
+}
+
+/// keelctl (and the continuous reconciler, which is keelctl) takes what it is given.
+#[test]
+fn keelctl_takes_every_variable_the_deployment_gives_it() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let not_taken = keel_platform::config::variables_not_taken::<keel_operations_live::Config>(
+        &root, "keelctl",
+    );
+    assert!(
+        not_taken.is_empty(),
+        "not settings of keelctl: {not_taken:?}"
+    );
+}
+
+/// Every process the deployment runs is given its configuration file.
+#[test]
+fn every_process_is_given_its_configuration() {
+    let names = deployment::names();
+    let processes: Vec<&str> = keel_topology::SERVICES
+        .iter()
+        .map(|s| s.name)
+        .chain(deployment::OPERATOR_PROCESSES)
+        .collect();
+    assert_eq!(
+        names
+            .variables_by_process
+            .keys()
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>(),
+        processes.iter().copied().collect()
+    );
+    for process in processes {
+        assert!(
+            names.variables_by_process[process].contains(&"KEEL_CONFIG"),
+            "{process}"
+        );
     }
 }

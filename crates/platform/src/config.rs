@@ -23,3 +23,79 @@ pub fn load<T: DeserializeOwned + Serialize + Default>() -> Result<T, ConfigErro
         .extract()
         .map_err(|e| ConfigError(Box::new(e)))
 }
+
+/// The `KEEL_…` variables a configuration of type `T` takes: one per setting of its defaults,
+/// upper case, `__` between nested names (what [`load`] reads).
+pub fn variables<T: Serialize + Default>() -> std::collections::BTreeSet<String> {
+    fn walk(
+        prefix: Option<&str>,
+        value: &serde_json::Value,
+        out: &mut std::collections::BTreeSet<String>,
+    ) {
+        if let serde_json::Value::Object(settings) = value {
+            for (key, value) in settings {
+                let name = match prefix {
+                    None => key.to_uppercase(),
+                    Some(prefix) => format!("{prefix}__{}", key.to_uppercase()),
+                };
+                out.insert(format!("KEEL_{name}"));
+                walk(Some(&name), value, out);
+            }
+        }
+    }
+    let mut out = std::collections::BTreeSet::new();
+    if let Ok(defaults) = serde_json::to_value(T::default()) {
+        walk(None, &defaults, &mut out);
+    }
+    out
+}
+
+/// Of the variables the deployment gives `process` (`deploy/terraform/keel-names.json`'s
+/// `variables_by_process`, read from the repository at `workspace_root`), those a configuration
+/// of type `T` does not take: the list a process's test expects empty. `KEEL_CONFIG` (this
+/// module's own) and `PGPASSWORD` (libpq's and sqlx's) are read outside the configuration.
+pub fn variables_not_taken<T: Serialize + Default>(
+    workspace_root: &std::path::Path,
+    process: &str,
+) -> Vec<String> {
+    let file = workspace_root.join("deploy/terraform/keel-names.json");
+    let names: serde_json::Value = std::fs::read_to_string(&file)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_else(|| panic!("{} cannot be read", file.display()));
+    let given = names["variables_by_process"][process]
+        .as_array()
+        .unwrap_or_else(|| panic!("{} gives {process} no variables", file.display()));
+    let taken = variables::<T>();
+    given
+        .iter()
+        .filter_map(|v| v.as_str())
+        .filter(|v| !matches!(*v, "KEEL_CONFIG" | "PGPASSWORD") && !taken.contains(*v))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize, Default)]
+    struct Example {
+        region: String,
+        kafka: Nested,
+    }
+
+    #[derive(Serialize, Default)]
+    struct Nested {
+        linger_ms: u32,
+    }
+
+    #[test]
+    fn a_settings_variable_is_its_path_in_upper_case_joined_by_double_underscores() {
+        let variables = variables::<Example>();
+        assert_eq!(
+            variables.into_iter().collect::<Vec<_>>(),
+            ["KEEL_KAFKA", "KEEL_KAFKA__LINGER_MS", "KEEL_REGION"]
+        );
+    }
+}

@@ -29,3 +29,28 @@ impl Default for ConsoleConfig {
 pub struct ConsoleSection {
     pub console: ConsoleConfig,
 }
+
+#[cfg(test)]
+mod deployment_tests {
+    use super::*;
+
+    /// The console reads the operations' configuration and its own `[console]` table.
+    #[derive(Serialize, Default)]
+    struct Both {
+        #[serde(flatten)]
+        operations: keel_operations_live::Config,
+        #[serde(flatten)]
+        console: ConsoleSection,
+    }
+
+    /// The variables the deployment gives the console are settings it takes.
+    #[test]
+    fn it_takes_every_variable_the_deployment_gives_it() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let not_taken = keel_platform::config::variables_not_taken::<Both>(&root, "console");
+        assert!(
+            not_taken.is_empty(),
+            "not settings of the console: {not_taken:?}"
+        );
+    }
+}

@@ -99,3 +99,19 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod deployment_tests {
+    use super::*;
+
+    /// The variables the deployment gives this process are settings its configuration takes.
+    #[test]
+    fn it_takes_every_variable_the_deployment_gives_it() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let not_taken = keel_platform::config::variables_not_taken::<Config>(&root, "settlement");
+        assert!(
+            not_taken.is_empty(),
+            "not settings of settlement: {not_taken:?}"
+        );
+    }
+}

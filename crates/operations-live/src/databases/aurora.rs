@@ -13,7 +13,7 @@
 //!   waits until it is synchronised. After a detach it holds writes the new primary may lack and
 //!   cannot rejoin: it is renamed `{id}-replaced-{unix time}` (kept for investigation, as the local
 //!   stack keeps `data.replaced`), the global cluster is formed again around the new primary under
-//!   its old name, and a new secondary cluster and instance are created in the region under the
+//!   its old name (its deletion protection lifted to delete the old one, and set on the new), and a new secondary cluster and instance are created in the region under the
 //!   configured name, so every endpoint the configuration names stays valid.
 //!
 //! What is plain SQL (counting what was acknowledged, whether a database answers or takes writes)
@@ -463,6 +463,15 @@ impl AuroraDatabases {
                         stale.cluster
                     )));
                 }
+                // Terraform makes it protected; the protection is for people, and it comes back
+                // on the cluster formed again below.
+                client
+                    .modify_global_cluster()
+                    .global_cluster_identifier(&global)
+                    .deletion_protection(false)
+                    .send()
+                    .await
+                    .map_err(|e| rds("ModifyGlobalCluster", &DisplayErrorContext(&e)))?;
                 client
                     .delete_global_cluster()
                     .global_cluster_identifier(&global)
@@ -474,6 +483,7 @@ impl AuroraDatabases {
                 .create_global_cluster()
                 .global_cluster_identifier(&global)
                 .source_db_cluster_identifier(&primary_arn)
+                .deletion_protection(true)
                 .send()
                 .await
                 .map_err(|e| rds("CreateGlobalCluster", &DisplayErrorContext(&e)))?;
