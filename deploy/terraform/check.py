@@ -5,7 +5,7 @@
 2. Names: every Keel name comes from keel-names.json (generated from the code), never spelled out:
    no .tf or .tftpl file holds a topic, a routing control or safety rule expanded for the regions
    below, the runbook table, a binary, an environment variable of keel-names.json, or any other
-   KEEL_* variable than the entrypoint's (ENTRYPOINT_VARIABLES); application, service, control
+   KEEL_* variable than the entrypoint's (keel-names.json environment.files); application, service, control
    panel and gate names do not appear as quoted strings; and every module that names Keel things
    reads keel-names.json (a `keel_names_file` variable given to file(), or the file's name).
 3. Layout and secrets: each module and environment keeps its variables in variables.tf and its
@@ -26,16 +26,6 @@ import hcl2
 
 ROOT = Path(__file__).resolve().parent
 NAMES_FILE = ROOT / "keel-names.json"
-
-# The variables the image's entrypoint reads (deploy/docker): it writes each into a file and points
-# the configuration at it. They are the entrypoint's, not the code's, so they are not in
-# keel-names.json; they are the only KEEL_* names a .tf file may spell out.
-ENTRYPOINT_VARIABLES = [
-    "KEEL_CONFIG_TOML",
-    "KEEL_PARTICIPANT_CREDENTIALS_JSON",
-    "KEEL_REFERENCE_DATA_JSON",
-    "KEEL_OPERATORS_TOML",
-]
 
 # The regions the routing-control and rule patterns are expanded over when looking for copies.
 REGIONS = ["us-east-1", "us-west-2"]
@@ -126,7 +116,9 @@ def check_parse():
 
 def check_names(names, parsed):
     anywhere, quoted = keel_names(names)
-    allowed_keel_vars = set(ENTRYPOINT_VARIABLES)
+    # The entrypoint's variables (deploy/docker/entrypoint.sh writes each into a file): the only
+    # KEEL_* names a .tf file may spell out.
+    allowed_keel_vars = {f["variable"] for f in names["environment"]["files"]}
     for path in tf_files() + template_files():
         text = path.read_text()
         for name in sorted(anywhere):
@@ -141,7 +133,7 @@ def check_names(names, parsed):
         for match in re.finditer(r"\bKEEL_[A-Z0-9_]+\b", text):
             if match.group(0) not in allowed_keel_vars and match.group(0) not in anywhere:
                 line = text.count("\n", 0, match.start()) + 1
-                fail(f"{rel(path)}:{line}: {match.group(0)} is neither in keel-names.json nor one of the entrypoint's variables (check.py ENTRYPOINT_VARIABLES)")
+                fail(f"{rel(path)}:{line}: {match.group(0)} is neither in keel-names.json nor one of the entrypoint's variables (keel-names.json environment.files)")
 
     # Every folder that names Keel things reads keel-names.json.
     folders = {}

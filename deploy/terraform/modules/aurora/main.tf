@@ -119,7 +119,11 @@ resource "aws_rds_cluster" "primary" {
   database_name                       = each.value.database_name
   master_username                     = var.master_username
   master_password_wo                  = var.master_passwords[each.key]
+  # Bumping the version sends a new password: only while this cluster is still the writer (after a
+  # rotation the writer is the other region's cluster, which Terraform gives no password).
   master_password_wo_version          = var.master_password_version
+  # A new password takes effect now, not at the next maintenance window, as its secret does.
+  apply_immediately                   = true
   db_subnet_group_name                = aws_db_subnet_group.this.name
   vpc_security_group_ids              = [aws_security_group.db.id]
   db_cluster_parameter_group_name     = aws_rds_cluster_parameter_group.this.name

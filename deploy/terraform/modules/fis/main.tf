@@ -117,7 +117,19 @@ data "aws_iam_policy_document" "fis" {
   statement {
     sid       = "ReadThePeersList"
     actions   = ["ec2:GetManagedPrefixListEntries"]
-    resources = [aws_ec2_managed_prefix_list.peers.arn]
+    # Keel's list, and AWS's own (the DynamoDB scope reads AWS's prefix list).
+    resources = [aws_ec2_managed_prefix_list.peers.arn, "arn:${local.partition}:ec2:${local.region}:aws:prefix-list/*"]
+  }
+  statement {
+    # Targets chosen by tag are resolved through the tagging API, which takes no resource.
+    sid       = "ResolveTargetsByTag"
+    actions   = ["tag:GetResources"]
+    resources = ["*"]
+  }
+  statement {
+    sid       = "DescribeTargetTasks"
+    actions   = ["ecs:DescribeTasks"]
+    resources = [local.task_arns]
   }
   statement {
     sid       = "CreateFisNetworkAcls"
@@ -223,7 +235,9 @@ resource "aws_fis_experiment_template" "kill" {
 }
 
 # --- Kill a database: fail the region's cluster over to a reader (in-region), or reboot its
-# instances.
+# instances. One template per cluster in the region: an in-region failover needs a writer, so the
+# template only works where the application is primary at the time (RDS refuses it on a global
+# database's secondary, and the experiment stops with that error).
 
 resource "aws_fis_experiment_template" "kill_database" {
   for_each    = var.aurora_cluster_arns

@@ -89,7 +89,8 @@ resource "aws_ecs_task_definition" "this" {
       ]
       environment = [
         for name, value in merge(
-          { for v in local.region_vars : v => local.region },
+          # The pipeline services are told their region; the operations processes work across both.
+          { for v in local.region_vars : v => local.region if each.value.role == "service" },
           { (local.entrypoint_config_var) = local.config[each.value.identity] },
           each.value.env,
         ) : { name = name, value = value }

@@ -149,6 +149,7 @@ data "aws_iam_policy_document" "task" {
         # formed again around the new primary, a new secondary cluster and instance created.
         "rds:ModifyDBCluster",
         "rds:DeleteGlobalCluster",
+        "rds:ModifyGlobalCluster",
         "rds:CreateGlobalCluster",
         "rds:CreateDBCluster",
         "rds:CreateDBInstance",

@@ -18,8 +18,8 @@ locals {
   console_port = 8080
   ops_port     = 9100
 
-  # What the image's entrypoint reads and turns into files (it points the configuration at them).
-  # These four are not in keel-names.json: they are the entrypoint's, not the code's.
+  # What the image's entrypoint reads and turns into files (it points the configuration at them):
+  # keel-names.json's environment.files, which also says who is given each.
   entrypoint_config_var = "KEEL_CONFIG_TOML"
   entrypoint_participants_var = "KEEL_PARTICIPANT_CREDENTIALS_JSON"
   entrypoint_reference_var = "KEEL_REFERENCE_DATA_JSON"
@@ -42,14 +42,12 @@ locals {
     if length(setsubtract([for svc in local.names.services : svc.name], s.services)) == 0
   ]
 
-  # Reference data (not secret): the api service screens every block against it, and an application
-  # without an api service (settlement) loads it into its ledger. keel-names.json does not say who
-  # reads it; var.reference_data_readers overrides this rule.
-  apps_with_api = distinct([for s in local.names.services : s.application if s.kind == "api"])
-  reference_data_readers = var.reference_data_readers != null ? var.reference_data_readers : [
-    for s in local.names.services : s.name
-    if s.kind == "api" || !contains(local.apps_with_api, s.application)
-  ]
+  # Reference data (not secret): ingress screens every block against it, settlement loads it into
+  # its ledger; keel-names.json's environment.files names them. var.reference_data_readers
+  # overrides it.
+  reference_data_readers = var.reference_data_readers != null ? var.reference_data_readers : one([
+    for f in local.env.files : f.processes if f.variable == local.entrypoint_reference_var
+  ])
 
   ops_env = { for v in local.env.ops : v => "0.0.0.0:${local.ops_port}" }
 
