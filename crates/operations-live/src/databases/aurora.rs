@@ -13,8 +13,9 @@
 //!   waits until it is synchronised. After a detach it holds writes the new primary may lack and
 //!   cannot rejoin: it is renamed `{id}-replaced-{unix time}` (kept for investigation, as the local
 //!   stack keeps `data.replaced`), the global cluster is formed again around the new primary under
-//!   its old name (its deletion protection lifted to delete the old one, and set on the new), and a new secondary cluster and instance are created in the region under the
-//!   configured name, so every endpoint the configuration names stays valid.
+//!   its old name (its deletion protection lifted to delete the old one, and set on the new), and
+//!   a new secondary cluster and instance are created in the region under the configured name, so
+//!   every endpoint the configuration names stays valid.
 //!
 //! What is plain SQL (counting what was acknowledged, whether a database answers or takes writes)
 //! goes through the configured database URLs, as for the local clusters. The replay position is
@@ -274,6 +275,69 @@ impl AuroraDatabases {
         }
     }
 
+    /// The cluster's status as RDS reports it (`missing` when there is no such cluster).
+    async fn cluster_status(
+        &self,
+        app: App,
+        region: &str,
+        id: &str,
+    ) -> Result<String, DatabaseError> {
+        Ok(self
+            .describe_cluster(app, region, id)
+            .await?
+            .and_then(|c| c.status().map(str::to_owned))
+            .unwrap_or_else(|| "missing".to_owned()))
+    }
+
+    /// Takes cluster `id` in `region` out of the global cluster, and waits until RDS shows it out
+    /// and available on its own.
+    async fn detach(
+        &self,
+        app: App,
+        region: &str,
+        id: &str,
+        bound: Duration,
+    ) -> Result<Duration, DatabaseError> {
+        let global = self.application(app)?.global_cluster.clone();
+        let arn = self
+            .describe_cluster(app, region, id)
+            .await?
+            .and_then(|c| c.db_cluster_arn().map(str::to_owned))
+            .ok_or_else(|| failed(app, region)(format!("no DB cluster {id}")))?;
+        self.client(app, region)?
+            .remove_from_global_cluster()
+            .global_cluster_identifier(&global)
+            .db_cluster_identifier(&arn)
+            .send()
+            .await
+            .map_err(|e| {
+                failed(app, region)(format!(
+                    "RemoveFromGlobalCluster {id} from {global}: {}",
+                    DisplayErrorContext(&e)
+                ))
+            })?;
+        self.until(
+            app,
+            region,
+            &format!("{id} out of {global}"),
+            bound,
+            || async {
+                let member = self
+                    .members(app, region)
+                    .await?
+                    .iter()
+                    .any(|m| m.cluster == id);
+                let status = self.cluster_status(app, region, id).await?;
+                Ok(if !member && status == "available" {
+                    Ok(())
+                } else {
+                    Err(format!("{id} {status}, still a member: {member}"))
+                })
+            },
+        )
+        .await
+    }
+
     async fn switchover(
         &self,
         app: App,
@@ -354,41 +418,7 @@ impl AuroraDatabases {
                 done.push(format!("{target} in {to} already is {global}'s writer"))
             }
             Some(_) => {
-                let target_arn = self.cluster_arn(app, to).await?;
-                self.client(app, to)?
-                    .remove_from_global_cluster()
-                    .global_cluster_identifier(&global)
-                    .db_cluster_identifier(&target_arn)
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        failed(app, to)(format!(
-                            "RemoveFromGlobalCluster {target} from {global}: {}",
-                            DisplayErrorContext(&e)
-                        ))
-                    })?;
-                let took = self
-                    .until(
-                        app,
-                        to,
-                        &format!("{target} out of {global}"),
-                        bound,
-                        || async {
-                            let members = self.members(app, to).await?;
-                            let status = self
-                                .describe_cluster(app, to, &target)
-                                .await?
-                                .and_then(|c| c.status().map(str::to_owned))
-                                .unwrap_or_else(|| "missing".to_owned());
-                            let detached = !members.iter().any(|m| m.cluster == target);
-                            Ok(if detached && status == "available" {
-                                Ok(())
-                            } else {
-                                Err(format!("{target} {status}, still a member: {}", !detached))
-                            })
-                        },
-                    )
-                    .await?;
+                let took = self.detach(app, to, &target, bound).await?;
                 done.push(format!(
                     "detached {target} in {to} from {global} ({:.0} s); {from}'s cluster is left as it is, fenced",
                     took.as_secs_f64()
@@ -424,33 +454,46 @@ impl AuroraDatabases {
             |call: &str, e: &dyn std::fmt::Display| failed(app, region)(format!("{call}: {e}"));
         let old = self.describe_cluster(app, region, &id).await?;
         // Out of the old global cluster, and out of the way under another name.
-        if let Some(old) = &old {
+        if old.is_some() {
             if self
                 .members(app, region)
                 .await?
                 .iter()
                 .any(|m| m.cluster == id)
             {
-                client
-                    .remove_from_global_cluster()
-                    .global_cluster_identifier(&global)
-                    .db_cluster_identifier(old.db_cluster_arn().unwrap_or_default())
-                    .send()
-                    .await
-                    .map_err(|e| rds("RemoveFromGlobalCluster", &DisplayErrorContext(&e)))?;
+                self.detach(app, region, &id, bound).await?;
             }
             let unix = SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .unwrap_or_default()
                 .as_secs();
+            let replaced = format!("{id}-replaced-{unix}");
             client
                 .modify_db_cluster()
                 .db_cluster_identifier(&id)
-                .new_db_cluster_identifier(format!("{id}-replaced-{unix}"))
+                .new_db_cluster_identifier(&replaced)
                 .apply_immediately(true)
                 .send()
                 .await
                 .map_err(|e| rds("ModifyDBCluster (rename)", &DisplayErrorContext(&e)))?;
+            self.until(
+                app,
+                region,
+                &format!("{id} renamed {replaced}"),
+                bound,
+                || async {
+                    let (old_name, new_name) = (
+                        self.cluster_status(app, region, &id).await?,
+                        self.cluster_status(app, region, &replaced).await?,
+                    );
+                    Ok(if old_name == "missing" && new_name == "available" {
+                        Ok(())
+                    } else {
+                        Err(format!("{id} {old_name}, {replaced} {new_name}"))
+                    })
+                },
+            )
+            .await?;
         }
         // The global cluster around the new primary, under its old name.
         let members = self.members(app, primary_region).await?;
@@ -487,6 +530,32 @@ impl AuroraDatabases {
                 .send()
                 .await
                 .map_err(|e| rds("CreateGlobalCluster", &DisplayErrorContext(&e)))?;
+            self.until(
+                app,
+                primary_region,
+                &format!("{global} formed around {primary_id}"),
+                bound,
+                || async {
+                    let status = self
+                        .global_cluster(app, primary_region)
+                        .await?
+                        .and_then(|g| g.status().map(str::to_owned))
+                        .unwrap_or_else(|| "missing".to_owned());
+                    let writer = self
+                        .members(app, primary_region)
+                        .await?
+                        .iter()
+                        .any(|m| m.writer && m.cluster == primary_id);
+                    Ok(if writer && status == "available" {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "{global} {status}, {primary_id} its writer: {writer}"
+                        ))
+                    })
+                },
+            )
+            .await?;
         }
         // The new secondary, shaped as the old cluster was.
         let template = match &old {
@@ -529,11 +598,7 @@ impl AuroraDatabases {
             .await
             .map_err(|e| rds("CreateDBInstance", &DisplayErrorContext(&e)))?;
         self.until(app, region, &format!("{id} created"), bound, || async {
-            let status = self
-                .describe_cluster(app, region, &id)
-                .await?
-                .and_then(|c| c.status().map(str::to_owned))
-                .unwrap_or_else(|| "missing".to_owned());
+            let status = self.cluster_status(app, region, &id).await?;
             Ok(if status == "available" {
                 Ok(())
             } else {
