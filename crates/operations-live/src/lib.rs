@@ -41,16 +41,21 @@ pub use pipeline::StorePipeline;
 pub use probes::HttpProbes;
 pub use store::{DynamoStore, RunbookConfig};
 
+/// The databases `[runbook] databases` names.
+pub fn databases(config: &Config) -> Arc<dyn keel_operations::ports::Databases> {
+    match config.runbook.databases {
+        DatabaseKind::Local => Arc::new(LocalDatabases::new(config)),
+        DatabaseKind::Aurora => Arc::new(AuroraDatabases::new(config)),
+    }
+}
+
 /// Every port, against the systems `config` names.
 pub fn ports(config: &Config) -> Ports {
     // One client for the runbook's lock and journal and for the audit of its repairs.
     let store = Arc::new(DynamoStore::new(&config.runbook));
     Ports {
         controls: Arc::new(ArcControls::new(config)),
-        databases: match config.runbook.databases {
-            DatabaseKind::Local => Arc::new(LocalDatabases::new(config)),
-            DatabaseKind::Aurora => Arc::new(AuroraDatabases::new(config)),
-        },
+        databases: databases(config),
         store: store.clone(),
         probes: Arc::new(HttpProbes::new(config)),
         brokers: Arc::new(KafkaBrokers::new(config)),

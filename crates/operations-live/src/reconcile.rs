@@ -578,8 +578,8 @@ impl Reconciliation {
 /// pipeline at full rate.
 /// Each primary's standbys and how far behind each is, as gauges: the replication lag the alert
 /// rules hold against the RPO budget, and a primary left with no standby.
-async fn export_replication(databases: &crate::LocalDatabases, regions: &[String]) {
-    use keel_operations::ports::{Databases, Replication};
+async fn export_replication(databases: &dyn keel_operations::ports::Databases, regions: &[String]) {
+    use keel_operations::ports::Replication;
     for app in App::ALL {
         for region in regions {
             let Ok(Replication::Primary { standbys }) = databases.replication(app, region).await
@@ -594,9 +594,15 @@ async fn export_replication(databases: &crate::LocalDatabases, regions: &[String
                     ("primary", region.clone()),
                     ("standby", standby.name.clone()),
                 ];
+                // Where the engine tells neither (Aurora's API), the lag is not known, not 0: its
+                // own metric (AuroraGlobalDBRPOLag) stands in.
+                if standby.behind_bytes.is_none() && standby.replay_lag_seconds.is_none() {
+                    continue;
+                }
                 if let Some(bytes) = standby.behind_bytes {
                     metrics::gauge!("keel_replication_lag_bytes", &labels).set(bytes as f64);
                 }
+                // Postgres gives no replay lag while nothing is being replayed: caught up.
                 metrics::gauge!("keel_replication_lag_seconds", &labels)
                     .set(standby.replay_lag_seconds.unwrap_or(0.0));
             }
@@ -630,7 +636,7 @@ pub async fn watch(
     let chosen = chosen_hops(app);
     let mut watched: Vec<WatchedHop> = chosen.iter().map(|hop| WatchedHop::new(hop)).collect();
     let mut connected: Option<Connected> = None;
-    let databases = crate::LocalDatabases::new(config);
+    let databases = crate::databases(config);
     let mut done = 0u64;
     loop {
         let started = Instant::now();
@@ -653,7 +659,7 @@ pub async fn watch(
             }
         }
         metrics::gauge!("keel_reconcile_last_run_seconds").set(started.elapsed().as_secs_f64());
-        export_replication(&databases, &config.region_names()).await;
+        export_replication(databases.as_ref(), &config.region_names()).await;
         done += 1;
         if rounds.is_some_and(|rounds| done >= rounds) {
             break;
