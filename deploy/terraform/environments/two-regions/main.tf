@@ -350,6 +350,11 @@ module "service_us_east_1" {
   secret_arns                         = { for name, arns in module.secrets.secret_arns : name => arns["us-east-1"] }
   reference_data_json                 = local.service_common.reference_data_json
   desired_counts                      = var.desired_counts
+  otel_collector_image                = var.otel_collector_image
+  otel_collector_version              = var.otel_collector_version
+  otel_collector_memory               = var.otel_collector_memory
+  metrics_namespace                   = var.metrics_namespace
+  metrics_log_retention_days          = var.metrics_log_retention_days
 }
 
 module "service_us_west_2" {
@@ -386,9 +391,15 @@ module "service_us_west_2" {
   secret_arns                         = { for name, arns in module.secrets.secret_arns : name => arns["us-west-2"] }
   reference_data_json                 = local.service_common.reference_data_json
   desired_counts                      = var.desired_counts
+  otel_collector_image                = var.otel_collector_image
+  otel_collector_version              = var.otel_collector_version
+  otel_collector_memory               = var.otel_collector_memory
+  metrics_namespace                   = var.metrics_namespace
+  metrics_log_retention_days          = var.metrics_log_retention_days
 }
 
-# --- Per region: alarms and chaos experiments.
+# --- Per region: alarms (on AWS's metrics, and on the services' own, which the service module's
+# metrics collectors put in CloudWatch) and chaos experiments.
 
 module "observability_us_east_1" {
   source                      = "../../modules/observability"
@@ -403,8 +414,10 @@ module "observability_us_east_1" {
   msk_cluster_name            = module.kafka_us_east_1.cluster_name
   aurora_cluster_identifiers  = module.aurora_us_east_1.cluster_identifiers
   runbook_table_name          = module.runbook_store.table_name
+  metrics                     = module.service_us_east_1.metrics
   # Route 53 publishes health-check metrics in us-east-1 only.
   traffic_health_check_ids = module.arc.traffic_health_check_ids
+
 }
 
 module "observability_us_west_2" {
@@ -420,6 +433,8 @@ module "observability_us_west_2" {
   msk_cluster_name            = module.kafka_us_west_2.cluster_name
   aurora_cluster_identifiers  = module.aurora_us_west_2.cluster_identifiers
   runbook_table_name          = module.runbook_store.table_name
+  metrics                     = module.service_us_west_2.metrics
+
 }
 
 module "fis_us_east_1" {

@@ -140,3 +140,34 @@ variable "desired_counts" {
   type        = map(number)
   default     = {}
 }
+
+variable "otel_collector_image" {
+  description = "The AWS Distro for OpenTelemetry collector's image (without tag) run beside each process that serves metrics."
+  type        = string
+  default     = "public.ecr.aws/aws-observability/aws-otel-collector"
+}
+
+variable "otel_collector_version" {
+  description = "The collector's pinned version tag (vX.Y.Z)."
+  type        = string
+  default     = "v0.48.0"
+}
+
+variable "otel_collector_memory" {
+  description = "MiB the collector may use in each task (out of the task's memory)."
+  type        = number
+  default     = 256
+}
+
+variable "metrics_namespace" {
+  description = "CloudWatch namespace of the services' metrics."
+  type        = string
+  default     = "Keel"
+}
+
+variable "metrics_log_retention_days" {
+  description = "How long the metrics log groups keep the collectors' EMF log events (the extracted metrics are kept 15 months regardless)."
+  type        = number
+  default     = 365
+}
+

@@ -1,13 +1,29 @@
-# One region's CloudWatch alarms, each mirroring an alert of deploy/prometheus/alerts.yml where
-# CloudWatch has a counterpart (the comment on each names it), plus the AWS-side signals that have
-# none locally. Every alarm notifies the region's SNS topic (KMS-encrypted); who is subscribed is the
-# operator's (README).
+# One region's CloudWatch alarms, each mirroring an alert of deploy/prometheus/alerts.yml (the comment
+# on each names it), plus the AWS-side signals that have none locally. Every alarm notifies the
+# region's SNS topic (KMS-encrypted); who is subscribed is the operator's (README).
 #
-# No CloudWatch counterpart, so not mirrored here (they need the services' Prometheus metrics in
-# CloudWatch, e.g. an ADOT collector, not built): KeelStageNotConsuming, KeelConsumerLagHigh,
-# KeelOutboxDepthHigh, KeelConsumerStoppedOnPoison, KeelReconcileGaps, KeelSettlementFailuresHigh,
-# KeelTradesStuckMatched, KeelInstructionsStuckPending, KeelControlsUnreadable,
-# KeelPrimaryUnprotected.
+# The alerts and their alarms (here: AWS metrics; pipeline.tf: the services' own metrics, which the
+# metrics collector beside each process writes to CloudWatch, modules/service metrics.tf):
+#
+#   KeelStageNotConsuming         pipeline.tf stage_not_consuming (per stage service, not per topic);
+#                                 main.tf msk_offline_partitions (the broker side)
+#   KeelConsumerLagHigh           pipeline.tf consumer_lag_high
+#   KeelOutboxDepthHigh           pipeline.tf outbox_depth_high
+#   KeelConsumerStoppedOnPoison   pipeline.tf consumer_stopped_on_poison
+#   KeelReconcileGaps             pipeline.tf reconcile_gaps
+#   KeelSettlementFailuresHigh    pipeline.tf settlement_failures_high
+#   KeelTradesStuckMatched        pipeline.tf trades_stuck_matched
+#   KeelInstructionsStuckPending  pipeline.tf instructions_stuck_pending
+#   KeelIngressServerErrors       main.tf api_5xx (the ALB's 5xx: cannot leave out 503)
+#   KeelIngressShedding           pipeline.tf ingress_shedding (the api service's own 429 count)
+#   KeelControlsUnreadable        pipeline.tf controls_unreadable (60 s, not 30 s)
+#   KeelReplicationLagOverRpo     main.tf aurora_replication_lag, aurora_rpo_lag (Aurora's metrics);
+#                                 pipeline.tf replication_lag_over_rpo (the reconciler's, off by default)
+#   KeelPrimaryUnprotected        pipeline.tf primary_unprotected (the reconciler's, off by default:
+#                                 on Aurora it reads pg_stat_replication, which lists no Global
+#                                 Database secondary, README "Still by hand")
+#   KeelTargetDown                pipeline.tf target_down (the scrape); main.tf tasks_running,
+#                                 api_no_healthy_target (ECS and the ALB)
 
 data "aws_region" "current" {}
 
@@ -114,46 +130,6 @@ resource "aws_cloudwatch_metric_alarm" "api_5xx" {
     metric {
       namespace   = "AWS/ApplicationELB"
       metric_name = "HTTPCode_ELB_5XX_Count"
-      dimensions  = { LoadBalancer = var.alb_arn_suffix }
-      period      = 60
-      stat        = "Sum"
-    }
-  }
-  metric_query {
-    id = "requests"
-    metric {
-      namespace   = "AWS/ApplicationELB"
-      metric_name = "RequestCount"
-      dimensions  = { LoadBalancer = var.alb_arn_suffix }
-      period      = 60
-      stat        = "Sum"
-    }
-  }
-}
-
-# Mirrors KeelIngressShedding, approximately: the ALB has no per-status metric, so this counts every
-# 4xx from the targets (429 refusals, but also 401/409/422). Over 5% for 5 minutes.
-resource "aws_cloudwatch_metric_alarm" "api_4xx" {
-  alarm_name          = "${var.name_prefix}-api-4xx-incl-429"
-  alarm_description   = "KeelIngressShedding (approximate: all 4xx, 429 among them): over 5% of the api service's answers in ${local.region} (runbooks/local-stack.md)"
-  comparison_operator = "GreaterThanThreshold"
-  threshold           = 5
-  evaluation_periods  = 5
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = local.actions
-  ok_actions          = local.actions
-
-  metric_query {
-    id          = "ratio"
-    expression  = "IF(requests > 0, 100 * target4xx / requests, 0)"
-    label       = "4xx percent"
-    return_data = true
-  }
-  metric_query {
-    id = "target4xx"
-    metric {
-      namespace   = "AWS/ApplicationELB"
-      metric_name = "HTTPCode_Target_4XX_Count"
       dimensions  = { LoadBalancer = var.alb_arn_suffix }
       period      = 60
       stat        = "Sum"

@@ -59,3 +59,13 @@ variable "traffic_health_check_ids" {
   type        = map(string)
   default     = {}
 }
+
+variable "metrics" {
+  description = "The services' metrics in CloudWatch, as the service module exports them (its metrics output): namespace, each metric's dimensions, the processes scraped (name => kind)."
+  type = object({
+    namespace  = string
+    dimensions = map(list(string))
+    processes  = map(string)
+  })
+}
+

@@ -1,6 +1,6 @@
-# The ECS cluster (Fargate, Container Insights on), a task definition per process and a service per
-# long-running one, their log groups, and Cloud Map names for the ops endpoints
-# (<process>.<region>.<internal domain>).
+# The ECS cluster (Fargate, Container Insights on), a task definition per process (with a metrics
+# collector beside the ones that serve metrics, metrics.tf) and a service per long-running one, their
+# log groups, and Cloud Map names for the ops endpoints (<process>.<region>.<internal domain>).
 
 resource "aws_ecs_cluster" "this" {
   name = var.name_prefix
@@ -74,7 +74,8 @@ resource "aws_ecs_task_definition" "this" {
 
   tags = { "keel:process" = each.key }
 
-  container_definitions = jsonencode([
+  # The process, and beside it the metrics collector if it serves metrics (metrics.tf).
+  container_definitions = jsonencode(concat([
     {
       name      = each.key
       image     = var.image_uri
@@ -115,7 +116,7 @@ resource "aws_ecs_task_definition" "this" {
         }
       }
     }
-  ])
+  ], local.otel_sidecars[each.key]))
 
   lifecycle {
     precondition {

@@ -5,7 +5,9 @@
 # - task role (the process): the Keel services read their application's routing controls; the
 #   reconciler reads every control and uses the runbook table; the operator processes (console,
 #   keelctl) also change routing controls, use the runbook table and run the database steps of the
-#   runbooks (describe, switchover, failover, remove from global) on Keel's Aurora clusters only.
+#   runbooks (describe, switchover, failover, remove from global) on Keel's Aurora clusters only;
+#   where a metrics collector runs beside the process (metrics.tf), it writes the region's metrics
+#   log group, nothing else.
 
 data "aws_iam_policy_document" "ecs_tasks_assume" {
   statement {
@@ -105,6 +107,18 @@ data "aws_iam_policy_document" "task" {
       ? lookup(var.routing_control_arns_by_application, each.value.application, [])
       : var.all_routing_control_arns
     )
+  }
+
+  # The metrics collector beside the process (metrics.tf) writes EMF log events to the region's
+  # metrics log group, in a stream per task; CloudWatch Logs extracts the metrics, so no
+  # cloudwatch:PutMetricData. The group exists (Terraform's): no logs:CreateLogGroup either.
+  dynamic "statement" {
+    for_each = contains(keys(local.scraped), each.key) ? [each.key] : []
+    content {
+      sid       = "WriteMetricsAsEmf"
+      actions   = ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"]
+      resources = [aws_cloudwatch_log_group.metrics.arn, "${aws_cloudwatch_log_group.metrics.arn}:*"]
+    }
   }
 
   dynamic "statement" {

@@ -70,3 +70,13 @@ output "keelctl_config_toml" {
   description = "The rendered configuration keelctl runs with in this region."
   value       = local.config["aws"]
 }
+
+output "metrics" {
+  description = "The services' metrics in CloudWatch: namespace, the EMF log group, each metric's dimensions, and the processes scraped (name => kind)."
+  value = {
+    namespace  = var.metrics_namespace
+    log_group  = aws_cloudwatch_log_group.metrics.name
+    dimensions = local.metric_dimensions
+    processes  = local.scraped
+  }
+}

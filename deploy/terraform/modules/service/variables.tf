@@ -249,3 +249,37 @@ variable "waf_rate_limit_per_5_minutes" {
   type        = number
   default     = 100000
 }
+
+variable "otel_collector_image" {
+  description = "The AWS Distro for OpenTelemetry collector's image, without its tag (public ECR: pulled through the NAT gateways)."
+  type        = string
+  default     = "public.ecr.aws/aws-observability/aws-otel-collector"
+}
+
+variable "otel_collector_version" {
+  description = "The collector image's version tag (vX.Y.Z), pinned: the collector's config (templates/otel-collector.yaml.tftpl) is written for it."
+  type        = string
+  default     = "v0.48.0"
+  validation {
+    condition     = can(regex("^v[0-9]+\\.[0-9]+\\.[0-9]+$", var.otel_collector_version))
+    error_message = "Pin the collector to a release tag (vX.Y.Z), never latest."
+  }
+}
+
+variable "otel_collector_memory" {
+  description = "MiB the collector may use (its hard limit, out of the task's memory); its memory_limiter starts refusing data at 80%."
+  type        = number
+  default     = 256
+}
+
+variable "metrics_namespace" {
+  description = "CloudWatch namespace of the services' metrics (modules/observability alarms on it)."
+  type        = string
+  default     = "Keel"
+}
+
+variable "metrics_log_retention_days" {
+  description = "How long the metrics log group keeps the collectors' EMF log events (the metrics extracted from them are CloudWatch's, kept 15 months whatever this is)."
+  type        = number
+  default     = 365
+}
