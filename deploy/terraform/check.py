@@ -7,7 +7,8 @@
    below, the runbook table, a binary, an environment variable of keel-names.json, or any other
    KEEL_* variable than the entrypoint's (keel-names.json environment.files); application, service, control
    panel and gate names do not appear as quoted strings; and every module that names Keel things
-   reads keel-names.json (a `keel_names_file` variable given to file(), or the file's name).
+   reads keel-names.json (a `keel_names_file` variable given to file(), or the file's name); no
+   container port is written as a value (they are keel-names.json's container_ports).
 3. Layout and secrets: each module and environment keeps its variables in variables.tf and its
    outputs in outputs.tf, and no file holds anything that looks like a secret (AWS access key ids,
    private keys, a password or secret given as a literal string).
@@ -119,8 +120,15 @@ def check_names(names, parsed):
     # The entrypoint's variables (deploy/docker/entrypoint.sh writes each into a file): the only
     # KEEL_* names a .tf file may spell out.
     allowed_keel_vars = {f["variable"] for f in names["environment"]["files"]}
+    ports = sorted({str(p) for p in names["container_ports"].values()})
     for path in tf_files() + template_files():
         text = path.read_text()
+        # A container port written as a value (`= 9100`, `:9100"`), outside comments.
+        for number, code in enumerate(text.splitlines(), start=1):
+            code = code.split("#", 1)[0]
+            for port in ports:
+                if re.search(r"(=\s*|:)" + port + r"(?![0-9])", code):
+                    fail(f"{rel(path)}:{number}: spells out the container port {port}: take it from keel-names.json (container_ports)")
         for name in sorted(anywhere):
             pattern = r"(?<![A-Za-z0-9_.\-])" + re.escape(name) + r"(?![A-Za-z0-9_\-])"
             for match in re.finditer(pattern, text):

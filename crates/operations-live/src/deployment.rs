@@ -35,6 +35,8 @@ pub struct DeploymentNames {
     pub routing: Routing,
     pub runbook_store: RunbookStore,
     pub ops_paths: OpsPaths,
+    /// The ports the processes listen on in a container, as the deployment sets their listeners.
+    pub container_ports: ContainerPorts,
     pub environment: Environment,
     /// Every variable each process is given, by process (the services, `console`, `keelctl`): each
     /// binary's tests check that its configuration takes them.
@@ -84,6 +86,17 @@ pub struct RunbookStore {
     /// Both keys are strings.
     pub partition_key: &'static str,
     pub sort_key: &'static str,
+}
+
+/// One address plan for every task: the variables in `environment` set the listeners to these.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContainerPorts {
+    /// Ingress's participants' API (the load balancer's target).
+    pub api: u16,
+    /// Every process's `/healthz`, `/readyz`, `/metrics`.
+    pub ops: u16,
+    /// The operators' console.
+    pub console: u16,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -194,6 +207,11 @@ pub fn names() -> DeploymentNames {
             health: keel_platform::ops::HEALTH_PATH,
             ready: keel_platform::ops::READY_PATH,
             metrics: keel_platform::ops::METRICS_PATH,
+        },
+        container_ports: ContainerPorts {
+            api: 8080,
+            ops: 9100,
+            console: 8080,
         },
         environment,
         variables_by_process,

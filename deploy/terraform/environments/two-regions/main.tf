@@ -71,7 +71,7 @@ locals {
       }
       # Cloud Map names of the ops endpoints (the service module's ops port, 9100).
       services = {
-        for s in local.names.services : s.name => "http://${s.name}.${r}.${var.internal_domain}:9100"
+        for s in local.names.services : s.name => "http://${s.name}.${r}.${var.internal_domain}:${local.names.container_ports.ops}"
       }
     }
   }

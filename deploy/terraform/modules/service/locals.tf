@@ -14,9 +14,9 @@ locals {
   names = jsondecode(file(var.keel_names_file))
   env   = local.names.environment
 
-  api_port     = 8080
-  console_port = 8080
-  ops_port     = 9100
+  api_port     = local.names.container_ports.api
+  console_port = local.names.container_ports.console
+  ops_port     = local.names.container_ports.ops
 
   # What the image's entrypoint reads and turns into files (it points the configuration at them):
   # keel-names.json's environment.files, which also says who is given each.
