@@ -80,6 +80,57 @@ pub struct AuroraDatabases {
     poll: Duration,
 }
 
+/// One reading of the application's global cluster: its status, whether a switchover or failover
+/// is under way, and its members (none when it does not exist).
+#[derive(Debug, Clone, PartialEq)]
+struct GlobalView {
+    status: String,
+    switching: bool,
+    members: Vec<Member>,
+}
+
+impl GlobalView {
+    fn of(global: Option<&GlobalCluster>) -> GlobalView {
+        let Some(global) = global else {
+            return GlobalView {
+                status: "missing".to_owned(),
+                switching: false,
+                members: Vec::new(),
+            };
+        };
+        GlobalView {
+            status: global.status().unwrap_or("unknown").to_owned(),
+            switching: global.failover_state().is_some(),
+            members: global
+                .global_cluster_members()
+                .iter()
+                .map(|member| Member {
+                    cluster: identifier_of(member.db_cluster_arn().unwrap_or_default()),
+                    writer: member.is_writer().unwrap_or(false),
+                    synchronised: !matches!(
+                        member.synchronization_status(),
+                        Some(GlobalClusterMemberSynchronizationStatus::PendingResync)
+                    ),
+                })
+                .collect(),
+        }
+    }
+
+    fn has(&self, cluster: &str) -> bool {
+        self.members.iter().any(|m| m.cluster == cluster)
+    }
+
+    /// Whether `cluster` is the writer and nothing is moving.
+    fn settled_with_writer(&self, cluster: &str) -> bool {
+        self.status == "available"
+            && !self.switching
+            && self
+                .members
+                .iter()
+                .any(|m| m.writer && m.cluster == cluster)
+    }
+}
+
 /// What RDS says of one member of a global cluster.
 #[derive(Debug, Clone, PartialEq)]
 struct Member {
@@ -173,10 +224,9 @@ impl AuroraDatabases {
             {
                 Ok(None)
             }
-            Err(e) => Err(failed(app, region)(format!(
-                "DescribeDBClusters {id}: {}",
-                DisplayErrorContext(&e)
-            ))),
+            Err(e) => Err(rds_failed(app, region, format!("DescribeDBClusters {id}"))(
+                e,
+            )),
         }
     }
 
@@ -217,37 +267,23 @@ impl AuroraDatabases {
             {
                 Ok(None)
             }
-            Err(e) => Err(failed(app, region)(format!(
-                "DescribeGlobalClusters {global}: {}",
-                DisplayErrorContext(&e)
-            ))),
+            Err(e) => Err(rds_failed(
+                app,
+                region,
+                format!("DescribeGlobalClusters {global}"),
+            )(e)),
         }
     }
 
-    /// The global cluster's members, by cluster identifier.
-    async fn members(&self, app: App, region: &str) -> Result<Vec<Member>, DatabaseError> {
-        Ok(self
-            .global_cluster(app, region)
-            .await?
-            .map(|global| {
-                global
-                    .global_cluster_members()
-                    .iter()
-                    .map(|member| Member {
-                        cluster: identifier_of(member.db_cluster_arn().unwrap_or_default()),
-                        writer: member.is_writer().unwrap_or(false),
-                        synchronised: !matches!(
-                            member.synchronization_status(),
-                            Some(GlobalClusterMemberSynchronizationStatus::PendingResync)
-                        ),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default())
+    /// One reading of the global cluster, as `region`'s control plane sees it.
+    async fn view(&self, app: App, region: &str) -> Result<GlobalView, DatabaseError> {
+        Ok(GlobalView::of(
+            self.global_cluster(app, region).await?.as_ref(),
+        ))
     }
 
-    /// Waits until `seen` says the outcome is there (`Ok(None)`: not yet, with what is seen), or
-    /// `bound` has passed.
+    /// Waits until `seen` says the outcome is there (`Ok(Ok(()))`; `Ok(Err(what))`: not yet, and
+    /// what is seen), or `bound` has passed.
     async fn until<F, Fut>(
         &self,
         app: App,
@@ -289,44 +325,35 @@ impl AuroraDatabases {
             .unwrap_or_else(|| "missing".to_owned()))
     }
 
-    /// Takes cluster `id` in `region` out of the global cluster, and waits until RDS shows it out
-    /// and available on its own.
+    /// Takes `app`'s cluster in `region` out of the global cluster, and waits until RDS shows it
+    /// out and available on its own.
     async fn detach(
         &self,
         app: App,
         region: &str,
-        id: &str,
         bound: Duration,
     ) -> Result<Duration, DatabaseError> {
         let global = self.application(app)?.global_cluster.clone();
-        let arn = self
-            .describe_cluster(app, region, id)
-            .await?
-            .and_then(|c| c.db_cluster_arn().map(str::to_owned))
-            .ok_or_else(|| failed(app, region)(format!("no DB cluster {id}")))?;
+        let id = self.cluster_id(app, region)?;
+        let arn = self.cluster_arn(app, region).await?;
         self.client(app, region)?
             .remove_from_global_cluster()
             .global_cluster_identifier(&global)
             .db_cluster_identifier(&arn)
             .send()
             .await
-            .map_err(|e| {
-                failed(app, region)(format!(
-                    "RemoveFromGlobalCluster {id} from {global}: {}",
-                    DisplayErrorContext(&e)
-                ))
-            })?;
+            .map_err(rds_failed(
+                app,
+                region,
+                format!("RemoveFromGlobalCluster {id} from {global}"),
+            ))?;
         self.until(
             app,
             region,
             &format!("{id} out of {global}"),
             bound,
             || async {
-                let member = self
-                    .members(app, region)
-                    .await?
-                    .iter()
-                    .any(|m| m.cluster == id);
+                let member = self.view(app, region).await?.has(id);
                 let status = self.cluster_status(app, region, id).await?;
                 Ok(if !member && status == "available" {
                     Ok(())
@@ -353,12 +380,11 @@ impl AuroraDatabases {
             .target_db_cluster_identifier(&target_arn)
             .send()
             .await
-            .map_err(|e| {
-                failed(app, to)(format!(
-                    "SwitchoverGlobalCluster {global} to {target}: {}",
-                    DisplayErrorContext(&e)
-                ))
-            })?;
+            .map_err(rds_failed(
+                app,
+                to,
+                format!("SwitchoverGlobalCluster {global} to {target}"),
+            ))?;
         let took = self
             .until(
                 app,
@@ -366,23 +392,15 @@ impl AuroraDatabases {
                 &format!("{target} as {global}'s writer"),
                 bound,
                 || async {
-                    let global_cluster = self.global_cluster(app, to).await?;
-                    let status = global_cluster
-                        .as_ref()
-                        .and_then(|g| g.status())
-                        .unwrap_or("missing")
-                        .to_owned();
-                    let writer = self
-                        .members(app, to)
-                        .await?
-                        .into_iter()
-                        .any(|m| m.writer && m.cluster == target);
-                    let switching = global_cluster.is_some_and(|g| g.failover_state().is_some());
-                    Ok(if writer && status == "available" && !switching {
+                    let view = self.view(app, to).await?;
+                    Ok(if view.settled_with_writer(&target) {
                         Ok(())
                     } else {
                         Err(format!(
-                            "global cluster {status}, {target} writer: {writer}"
+                            "global cluster {}{}, members {:?}",
+                            view.status,
+                            if view.switching { " (switching)" } else { "" },
+                            view.members
                         ))
                     })
                 },
@@ -405,8 +423,9 @@ impl AuroraDatabases {
         let target = self.cluster_id(app, to)?.to_owned();
         let mut done = Vec::new();
         let member = self
-            .members(app, to)
+            .view(app, to)
             .await?
+            .members
             .into_iter()
             .find(|m| m.cluster == target);
         match member {
@@ -418,7 +437,7 @@ impl AuroraDatabases {
                 done.push(format!("{target} in {to} already is {global}'s writer"))
             }
             Some(_) => {
-                let took = self.detach(app, to, &target, bound).await?;
+                let took = self.detach(app, to, bound).await?;
                 done.push(format!(
                     "detached {target} in {to} from {global} ({:.0} s); {from}'s cluster is left as it is, fenced",
                     took.as_secs_f64()
@@ -450,18 +469,11 @@ impl AuroraDatabases {
         let id = self.cluster_id(app, region)?.to_owned();
         let primary_arn = self.cluster_arn(app, primary_region).await?;
         let client = self.client(app, region)?;
-        let rds =
-            |call: &str, e: &dyn std::fmt::Display| failed(app, region)(format!("{call}: {e}"));
         let old = self.describe_cluster(app, region, &id).await?;
         // Out of the old global cluster, and out of the way under another name.
         if old.is_some() {
-            if self
-                .members(app, region)
-                .await?
-                .iter()
-                .any(|m| m.cluster == id)
-            {
-                self.detach(app, region, &id, bound).await?;
+            if self.view(app, region).await?.has(&id) {
+                self.detach(app, region, bound).await?;
             }
             let unix = SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
@@ -475,7 +487,11 @@ impl AuroraDatabases {
                 .apply_immediately(true)
                 .send()
                 .await
-                .map_err(|e| rds("ModifyDBCluster (rename)", &DisplayErrorContext(&e)))?;
+                .map_err(rds_failed(
+                    app,
+                    region,
+                    format!("ModifyDBCluster (rename {id})"),
+                ))?;
             self.until(
                 app,
                 region,
@@ -496,11 +512,11 @@ impl AuroraDatabases {
             .await?;
         }
         // The global cluster around the new primary, under its old name.
-        let members = self.members(app, primary_region).await?;
+        let view = self.view(app, primary_region).await?;
         let primary_id = identifier_of(&primary_arn);
-        if !members.iter().any(|m| m.cluster == primary_id) {
-            if self.global_cluster(app, primary_region).await?.is_some() {
-                if let Some(stale) = members.first() {
+        if !view.has(&primary_id) {
+            if view.status != "missing" {
+                if let Some(stale) = view.members.first() {
                     return Err(failed(app, region)(format!(
                         "{global} still holds {} besides the primary; remove it first",
                         stale.cluster
@@ -514,13 +530,21 @@ impl AuroraDatabases {
                     .deletion_protection(false)
                     .send()
                     .await
-                    .map_err(|e| rds("ModifyGlobalCluster", &DisplayErrorContext(&e)))?;
+                    .map_err(rds_failed(
+                        app,
+                        region,
+                        format!("ModifyGlobalCluster {global}"),
+                    ))?;
                 client
                     .delete_global_cluster()
                     .global_cluster_identifier(&global)
                     .send()
                     .await
-                    .map_err(|e| rds("DeleteGlobalCluster", &DisplayErrorContext(&e)))?;
+                    .map_err(rds_failed(
+                        app,
+                        region,
+                        format!("DeleteGlobalCluster {global}"),
+                    ))?;
             }
             client
                 .create_global_cluster()
@@ -529,28 +553,24 @@ impl AuroraDatabases {
                 .deletion_protection(true)
                 .send()
                 .await
-                .map_err(|e| rds("CreateGlobalCluster", &DisplayErrorContext(&e)))?;
+                .map_err(rds_failed(
+                    app,
+                    region,
+                    format!("CreateGlobalCluster {global}"),
+                ))?;
             self.until(
                 app,
                 primary_region,
                 &format!("{global} formed around {primary_id}"),
                 bound,
                 || async {
-                    let status = self
-                        .global_cluster(app, primary_region)
-                        .await?
-                        .and_then(|g| g.status().map(str::to_owned))
-                        .unwrap_or_else(|| "missing".to_owned());
-                    let writer = self
-                        .members(app, primary_region)
-                        .await?
-                        .iter()
-                        .any(|m| m.writer && m.cluster == primary_id);
-                    Ok(if writer && status == "available" {
+                    let view = self.view(app, primary_region).await?;
+                    Ok(if view.settled_with_writer(&primary_id) {
                         Ok(())
                     } else {
                         Err(format!(
-                            "{global} {status}, {primary_id} its writer: {writer}"
+                            "{global} {}, members {:?}",
+                            view.status, view.members
                         ))
                     })
                 },
@@ -587,7 +607,7 @@ impl AuroraDatabases {
             .storage_encrypted(template.storage_encrypted().unwrap_or(true))
             .send()
             .await
-            .map_err(|e| rds("CreateDBCluster", &DisplayErrorContext(&e)))?;
+            .map_err(rds_failed(app, region, format!("CreateDBCluster {id}")))?;
         client
             .create_db_instance()
             .db_instance_identifier(format!("{id}-1"))
@@ -596,7 +616,7 @@ impl AuroraDatabases {
             .db_instance_class(&self.config.instance_class)
             .send()
             .await
-            .map_err(|e| rds("CreateDBInstance", &DisplayErrorContext(&e)))?;
+            .map_err(rds_failed(app, region, format!("CreateDBInstance {id}-1")))?;
         self.until(app, region, &format!("{id} created"), bound, || async {
             let status = self.cluster_status(app, region, &id).await?;
             Ok(if status == "available" {
@@ -610,6 +630,15 @@ impl AuroraDatabases {
     }
 }
 
+/// An RDS call's failure, as an error about `app`'s database in `region` naming the call.
+fn rds_failed<E: std::error::Error + 'static>(
+    app: App,
+    region: &str,
+    call: String,
+) -> impl FnOnce(E) -> DatabaseError + '_ {
+    move |e| failed(app, region)(format!("{call}: {}", DisplayErrorContext(&e)))
+}
+
 /// `arn:aws:rds:us-east-1:123:cluster:keel-tm-east` → `keel-tm-east`.
 fn identifier_of(arn: &str) -> String {
     arn.rsplit(':').next().unwrap_or(arn).to_owned()
@@ -620,7 +649,7 @@ impl Databases for AuroraDatabases {
     async fn replication(&self, app: App, region: &str) -> Result<Replication, DatabaseError> {
         let id = self.cluster_id(app, region)?;
         let global = &self.application(app)?.global_cluster;
-        let members = self.members(app, region).await?;
+        let members = self.view(app, region).await?.members;
         match members.iter().find(|m| m.cluster == id) {
             Some(member) if member.writer => Ok(Replication::Primary {
                 standbys: members
@@ -734,7 +763,7 @@ impl Databases for AuroraDatabases {
     ) -> Result<String, DatabaseError> {
         let id = self.cluster_id(app, region)?.to_owned();
         let primary = self.cluster_id(app, primary_region)?.to_owned();
-        let members = self.members(app, primary_region).await?;
+        let members = self.view(app, primary_region).await?.members;
         let is_secondary = members.iter().any(|m| m.cluster == id && !m.writer);
         let primary_writes = members.iter().any(|m| m.cluster == primary && m.writer);
         if !(is_secondary && primary_writes) {
@@ -757,7 +786,7 @@ impl Databases for AuroraDatabases {
             &format!("{name} as a synchronised secondary"),
             bound,
             || async {
-                let members = self.members(app, primary_region).await?;
+                let members = self.view(app, primary_region).await?.members;
                 Ok(match members.iter().find(|m| m.cluster == name) {
                     Some(m) if !m.writer && m.synchronised => Ok(()),
                     Some(m) => Err(format!(

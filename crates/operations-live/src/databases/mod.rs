@@ -121,11 +121,9 @@ impl Sql {
         let Some(mut connection) = self.connection(app, region, Duration::ZERO).await else {
             return false;
         };
-        let in_recovery = sqlx::query_scalar!(r#"SELECT pg_is_in_recovery() AS "in_recovery!""#)
-            .fetch_one(&mut connection)
-            .await;
+        let standby = in_recovery(&mut connection).await;
         let _ = connection.close().await;
-        matches!(in_recovery, Ok(false))
+        matches!(standby, Ok(false))
     }
 
     pub async fn acknowledged(
@@ -205,8 +203,10 @@ impl Sql {
 }
 
 /// Whether the database is a standby.
-pub(crate) async fn in_recovery(pool: &PgPool) -> Result<bool, sqlx::Error> {
+pub(crate) async fn in_recovery<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar!(r#"SELECT pg_is_in_recovery() AS "in_recovery!""#)
-        .fetch_one(pool)
+        .fetch_one(executor)
         .await
 }
