@@ -50,15 +50,13 @@ pub fn variables<T: Serialize + Default>() -> std::collections::BTreeSet<String>
     out
 }
 
-/// Of the variables the deployment gives `process` (`deploy/terraform/keel-names.json`'s
-/// `variables_by_process`, read from the repository at `workspace_root`), those a configuration
-/// of type `T` does not take: the list a process's test expects empty. `KEEL_CONFIG` (this
-/// module's own) and `PGPASSWORD` (libpq's and sqlx's) are read outside the configuration.
-pub fn variables_not_taken<T: Serialize + Default>(
-    workspace_root: &std::path::Path,
-    process: &str,
-) -> Vec<String> {
-    let file = workspace_root.join("deploy/terraform/keel-names.json");
+/// For a process's test: fails unless a configuration of type `T` takes every variable the
+/// deployment gives `process` (`deploy/terraform/keel-names.json`'s `variables_by_process`).
+/// `crate_dir` is the calling crate's `CARGO_MANIFEST_DIR`, two folders below the repository's
+/// root (`crates/…`, `services/…`). `KEEL_CONFIG` (this module's own) and `PGPASSWORD` (libpq's and
+/// sqlx's) are read outside the configuration.
+pub fn assert_takes_deployment_variables<T: Serialize + Default>(crate_dir: &str, process: &str) {
+    let file = std::path::Path::new(crate_dir).join("../../deploy/terraform/keel-names.json");
     let names: serde_json::Value = std::fs::read_to_string(&file)
         .ok()
         .and_then(|text| serde_json::from_str(&text).ok())
@@ -67,12 +65,15 @@ pub fn variables_not_taken<T: Serialize + Default>(
         .as_array()
         .unwrap_or_else(|| panic!("{} gives {process} no variables", file.display()));
     let taken = variables::<T>();
-    given
+    let not_taken: Vec<&str> = given
         .iter()
         .filter_map(|v| v.as_str())
         .filter(|v| !matches!(*v, "KEEL_CONFIG" | "PGPASSWORD") && !taken.contains(*v))
-        .map(str::to_owned)
-        .collect()
+        .collect();
+    assert!(
+        not_taken.is_empty(),
+        "{process} is given variables its configuration does not take: {not_taken:?}"
+    );
 }
 
 #[cfg(test)]

@@ -46,11 +46,9 @@ mod deployment_tests {
     /// The variables the deployment gives the console are settings it takes.
     #[test]
     fn it_takes_every_variable_the_deployment_gives_it() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let not_taken = keel_platform::config::variables_not_taken::<Both>(&root, "console");
-        assert!(
-            not_taken.is_empty(),
-            "not settings of the console: {not_taken:?}"
+        keel_platform::config::assert_takes_deployment_variables::<Both>(
+            env!("CARGO_MANIFEST_DIR"),
+            "console",
         );
     }
 }

@@ -107,11 +107,9 @@ mod deployment_tests {
     /// The variables the deployment gives this process are settings its configuration takes.
     #[test]
     fn it_takes_every_variable_the_deployment_gives_it() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let not_taken = keel_platform::config::variables_not_taken::<Config>(&root, "settlement");
-        assert!(
-            not_taken.is_empty(),
-            "not settings of settlement: {not_taken:?}"
+        keel_platform::config::assert_takes_deployment_variables::<Config>(
+            env!("CARGO_MANIFEST_DIR"),
+            "settlement",
         );
     }
 }
