@@ -72,7 +72,7 @@ pub struct AuroraApplication {
 }
 
 pub struct AuroraDatabases {
-    config: AuroraConfig,
+    /// The URLs for what is SQL, and the `[aurora]` table.
     sql: Sql,
     /// One client per region, each signed for its region.
     clients: BTreeMap<String, Client>,
@@ -142,7 +142,7 @@ struct Member {
 
 impl AuroraDatabases {
     pub fn new(config: &Config) -> Self {
-        let aurora = config.aurora.clone();
+        let endpoint = &config.aurora.endpoint;
         let credentials = keel_aws::credentials(config.runbook.credentials);
         let clients = config
             .region_names()
@@ -156,14 +156,13 @@ impl AuroraDatabases {
                             .operation_timeout(Duration::from_secs(30))
                             .build(),
                     );
-                if !aurora.endpoint.is_empty() {
-                    builder = builder.endpoint_url(&aurora.endpoint);
+                if !endpoint.is_empty() {
+                    builder = builder.endpoint_url(endpoint);
                 }
                 (region, Client::from_conf(builder.build()))
             })
             .collect();
         AuroraDatabases {
-            config: aurora,
             sql: Sql::new(config),
             clients,
             poll: Duration::from_secs(2),
@@ -176,8 +175,12 @@ impl AuroraDatabases {
         self
     }
 
+    fn config(&self) -> &AuroraConfig {
+        &self.sql.config().aurora
+    }
+
     fn application(&self, app: App) -> Result<&AuroraApplication, DatabaseError> {
-        self.config.applications.get(app.name()).ok_or_else(|| {
+        self.config().applications.get(app.name()).ok_or_else(|| {
             failed(app, "any region")(format!(
                 "[aurora.applications.{}] is not configured",
                 app.name()
@@ -613,7 +616,7 @@ impl AuroraDatabases {
             .db_instance_identifier(format!("{id}-1"))
             .db_cluster_identifier(&id)
             .engine(template.engine().unwrap_or("aurora-postgresql"))
-            .db_instance_class(&self.config.instance_class)
+            .db_instance_class(&self.config().instance_class)
             .send()
             .await
             .map_err(rds_failed(app, region, format!("CreateDBInstance {id}-1")))?;

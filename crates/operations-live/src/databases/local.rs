@@ -21,7 +21,6 @@ use super::{failed, in_recovery, Sql};
 use crate::config::Config;
 
 pub struct LocalDatabases {
-    config: Config,
     sql: Sql,
     tools: Arc<Tools>,
 }
@@ -35,7 +34,6 @@ struct Place {
 impl LocalDatabases {
     pub fn new(config: &Config) -> Self {
         LocalDatabases {
-            config: config.clone(),
             sql: Sql::new(config),
             tools: Arc::new(Tools::from_env()),
         }
@@ -43,12 +41,9 @@ impl LocalDatabases {
 
     fn place(&self, app: App, region: &str) -> Result<Place, DatabaseError> {
         let failed = failed(app, region);
-        let url = self
-            .config
-            .database_url(app, region)
-            .map_err(|e| failed(e.to_string()))?;
+        let url = self.sql.url(app, region)?;
         let options = PgConnectOptions::from_str(url).map_err(|e| failed(e.to_string()))?;
-        let state_dir = match self.config.runbook.state_dir.as_str() {
+        let state_dir = match self.sql.config().runbook.state_dir.as_str() {
             "" => keel_localstack::tools::state_dir(),
             dir => PathBuf::from(dir),
         };
@@ -271,7 +266,8 @@ impl Databases for LocalDatabases {
         bound: Duration,
     ) -> Result<String, DatabaseError> {
         let primary_port = self
-            .config
+            .sql
+            .config()
             .local
             .replication_port(app, region, primary_region)
             .unwrap_or(self.place(app, primary_region)?.cluster.port);

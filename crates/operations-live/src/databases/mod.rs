@@ -52,6 +52,11 @@ impl Sql {
         }
     }
 
+    /// The configuration the URLs come from (and the rest of the implementation's settings).
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
     pub(crate) fn url(&self, app: App, region: &str) -> Result<&str, DatabaseError> {
         self.config
             .database_url(app, region)
