@@ -92,23 +92,37 @@ pub async fn stream_pairs(
 }
 
 /// Submits a batch as a well-behaved client does: while ingress answers 429 (the pipeline is
-/// behind: a broker restarting, a consumer killed), waits its `Retry-After` and sends the same
-/// batch again (a leg is recorded once, whatever the retries). Panics on any other refusal, or if
-/// it is still refused after two minutes.
+/// behind: a broker restarting, a consumer killed, a busy machine), waits its `Retry-After` and
+/// sends the same batch again (a leg is recorded once, whatever the retries). Panics on any other
+/// refusal, or if it is still refused after two minutes.
 pub async fn submit_until_accepted(client: &Client, token: &str, blocks: &[serde_json::Value]) {
+    until_accepted(|| client.submit_batch(token, blocks)).await;
+}
+
+/// One block, as [`submit_until_accepted`] sends a batch; the receipt.
+pub async fn submit_one_until_accepted(
+    client: &Client,
+    token: &str,
+    block: &serde_json::Value,
+) -> serde_json::Value {
+    until_accepted(|| client.submit(token, block)).await
+}
+
+async fn until_accepted<F, Fut>(mut send: F) -> serde_json::Value
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<(u16, serde_json::Value)>>,
+{
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
-        let (status, body) = client
-            .submit_batch(token, blocks)
-            .await
-            .expect("ingress reachable");
+        let (status, body) = send().await.expect("ingress reachable");
         if status == 429 && tokio::time::Instant::now() < deadline {
             let wait = body["error"]["retry_after_seconds"].as_u64().unwrap_or(1);
             tokio::time::sleep(Duration::from_secs(wait)).await;
             continue;
         }
         assert_eq!(status, 202, "{body}");
-        return;
+        return body;
     }
 }
 

@@ -32,7 +32,7 @@ pub use rand;
 pub use assertions::assert_exactly_once;
 pub use fixtures::{
     days_from_today, participants, sample_block, seed, settling_block, stream_matching_pairs,
-    stream_pairs, submit_until_accepted,
+    stream_pairs, submit_one_until_accepted, submit_until_accepted,
 };
 pub use machine::{bin_dir, free_port, register_child, repo_root};
 pub use options::{service_names, StackOptions, EAST, WEST};
